@@ -1,0 +1,1 @@
+"""Shipped configuration: the daemon's defaults, drum kits and drum-machine output maps."""

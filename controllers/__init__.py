@@ -1,0 +1,1 @@
+"""Shipped controller mappings (YAML), one file per device or app."""

@@ -1,0 +1,144 @@
+"""The pattern: one loop of drums as three voices x steps matrices, and the hits it plays.
+
+This is the shape of the RhythmVAE model's data:
+- onsets: 1 where a voice hits on a step (or the model's probability of a hit);
+- velocities: MIDI velocity / 127;
+- offsets: microtiming in [-1, 1), the distance from the step in units of half a step
+  (-1.0 is a 32nd note early when steps are 16ths).
+
+A Pattern is immutable and always safe to play: non-finite values are cleared and every
+value is clipped to its range when the pattern is made.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ONSETS, VELOCITIES, OFFSETS = 0, 1, 2
+OFFSET_MAX = 1.0 - 1e-6  # offsets live in [-1, 1): +1 would be the next step's -1
+
+
+@dataclass(frozen=True)
+class Grid:
+    """How a loop is divided: default 2 bars of 4/4 in 16ths = 32 steps."""
+
+    steps_per_beat: int = 4
+    beats_per_bar: int = 4
+    bars: int = 2
+
+    def __post_init__(self) -> None:
+        for field in ("steps_per_beat", "beats_per_bar", "bars"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"grid {field}: expected a positive integer, got {value!r}")
+
+    @property
+    def steps_per_bar(self) -> int:
+        return self.steps_per_beat * self.beats_per_bar
+
+    @property
+    def steps(self) -> int:
+        return self.steps_per_bar * self.bars
+
+    @property
+    def beats(self) -> int:
+        return self.beats_per_bar * self.bars
+
+    def to_dict(self) -> dict:
+        return {"steps_per_beat": self.steps_per_beat, "beats_per_bar": self.beats_per_bar,
+                "bars": self.bars}
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One note to play: a voice on a step, with MIDI velocity and microtiming offset."""
+
+    voice: int
+    step: int
+    velocity: int
+    offset: float
+
+    def beat(self, grid: Grid, timing: float = 1.0) -> float:
+        """Position in beats from the loop start; ``timing`` scales the microtiming."""
+        return (self.step + 0.5 * self.offset * timing) / grid.steps_per_beat
+
+
+@dataclass(frozen=True, eq=False)
+class Pattern:
+    """Three float32 matrices of shape (voices, steps), sanitized on creation."""
+
+    onsets: np.ndarray
+    velocities: np.ndarray
+    offsets: np.ndarray
+
+    def __post_init__(self) -> None:
+        shape = np.shape(self.onsets)
+        if len(shape) != 2 or np.shape(self.velocities) != shape or np.shape(self.offsets) != shape:
+            raise ValueError(
+                "pattern: expected three matrices of one shape (voices, steps), got "
+                f"{np.shape(self.onsets)}, {np.shape(self.velocities)}, {np.shape(self.offsets)}"
+            )
+        for name, low, high in (("onsets", 0.0, 1.0), ("velocities", 0.0, 1.0),
+                                ("offsets", -1.0, OFFSET_MAX)):
+            values = np.nan_to_num(np.asarray(getattr(self, name), dtype=np.float32),
+                                   nan=0.0, posinf=high, neginf=low)
+            values = np.clip(values, low, high)
+            values.setflags(write=False)
+            object.__setattr__(self, name, values)
+
+    @classmethod
+    def from_array(cls, array: np.ndarray) -> "Pattern":
+        """From the model's layout: an array of shape (3, voices, steps)."""
+        array = np.asarray(array)
+        if array.ndim != 3 or array.shape[0] != 3:
+            raise ValueError(f"pattern: expected shape (3, voices, steps), got {array.shape}")
+        return cls(array[ONSETS], array[VELOCITIES], array[OFFSETS])
+
+    @classmethod
+    def empty(cls, voices: int, steps: int) -> "Pattern":
+        zeros = np.zeros((voices, steps), dtype=np.float32)
+        return cls(zeros, zeros, zeros)
+
+    @classmethod
+    def from_hits(cls, hits: "list[Hit] | tuple[Hit, ...]", voices: int, steps: int) -> "Pattern":
+        """Build a binary pattern; of two hits in one cell the louder wins."""
+        array = np.zeros((3, voices, steps), dtype=np.float32)
+        for hit in hits:
+            cell = array[:, hit.voice, hit.step]
+            velocity = hit.velocity / 127.0
+            if not cell[ONSETS] or cell[VELOCITIES] < velocity:
+                cell[:] = (1.0, velocity, hit.offset)
+        return cls.from_array(array)
+
+    @property
+    def voices(self) -> int:
+        return self.onsets.shape[0]
+
+    @property
+    def steps(self) -> int:
+        return self.onsets.shape[1]
+
+    def to_array(self) -> np.ndarray:
+        """The model's layout: shape (3, voices, steps), float32."""
+        return np.stack([self.onsets, self.velocities, self.offsets])
+
+    def hits(self, threshold: float = 0.5) -> tuple[Hit, ...]:
+        """The cells whose onset exceeds ``threshold``, in time order, as playable hits.
+
+        Velocity is at least 1: a note-on of velocity 0 would be a note-off.
+        """
+        voices, steps = np.nonzero(self.onsets > threshold)
+        found = [
+            Hit(int(v), int(s), max(1, min(127, round(float(self.velocities[v, s]) * 127))),
+                float(self.offsets[v, s]))
+            for v, s in zip(voices, steps, strict=True)
+        ]
+        found.sort(key=lambda h: (h.step + 0.5 * h.offset, h.voice))
+        return tuple(found)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Pattern):
+            return NotImplemented
+        return bool(np.array_equal(self.to_array(), other.to_array()))
+
+    __hash__ = None  # type: ignore[assignment]
