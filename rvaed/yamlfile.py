@@ -48,9 +48,7 @@ def load(path: str | Path) -> Document:
     """Parse ``path``; unreadable or malformed YAML is a one-line `RvaedError`."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = _parse(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise RvaedError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
@@ -64,6 +62,16 @@ def load(path: str | Path) -> Document:
     if node is not None:
         _collect_lines(node, (), lines)
     return Document(path, data, lines)
+
+
+def _parse(text: str) -> tuple[yaml.Node | None, Any]:
+    """Compose once (with libyaml when available) and build the data from the same nodes."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
+    finally:
+        loader.dispose()
 
 
 def _collect_lines(node: yaml.Node, key: Key, lines: dict[Key, int]) -> None:
