@@ -11,6 +11,7 @@ value is clipped to its range when the pattern is made.
 """
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -49,9 +50,12 @@ class Grid:
                 "bars": self.bars}
 
 
-@dataclass(frozen=True)
-class Hit:
-    """One note to play: a voice on a step, with MIDI velocity and microtiming offset."""
+class Hit(NamedTuple):
+    """One note to play: a voice on a step, with MIDI velocity and microtiming offset.
+
+    A named tuple rather than a dataclass: a dense pattern makes a hundred of these on every
+    control change, and tuples are several times cheaper to create.
+    """
 
     voice: int
     step: int
@@ -122,19 +126,22 @@ class Pattern:
         """The model's layout: shape (3, voices, steps), float32."""
         return np.stack([self.onsets, self.velocities, self.offsets])
 
-    def hits(self, threshold: float = 0.5) -> tuple[Hit, ...]:
-        """The cells whose onset exceeds ``threshold``, in time order, as playable hits.
+    def hit_arrays(self, threshold: float = 0.5) -> tuple[np.ndarray, ...]:
+        """The playable hits as four arrays in time order: voices, steps, velocities, offsets.
 
-        Velocity is at least 1: a note-on of velocity 0 would be a note-off.
+        This is the fast path for the schedule, which works on whole arrays; velocity is at
+        least 1 because a note-on of velocity 0 would be a note-off.
         """
         voices, steps = np.nonzero(self.onsets > threshold)
-        found = [
-            Hit(int(v), int(s), max(1, min(127, round(float(self.velocities[v, s]) * 127))),
-                float(self.offsets[v, s]))
-            for v, s in zip(voices, steps, strict=True)
-        ]
-        found.sort(key=lambda h: (h.step + 0.5 * h.offset, h.voice))
-        return tuple(found)
+        velocities = np.clip(np.rint(self.velocities[voices, steps] * 127), 1, 127).astype(int)
+        offsets = self.offsets[voices, steps].astype(float)
+        order = np.lexsort((voices, steps + 0.5 * offsets))
+        return voices[order], steps[order], velocities[order], offsets[order]
+
+    def hits(self, threshold: float = 0.5) -> tuple[Hit, ...]:
+        """The cells whose onset exceeds ``threshold``, in time order, as playable hits."""
+        columns = (array.tolist() for array in self.hit_arrays(threshold))
+        return tuple(map(Hit, *columns))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Pattern):
