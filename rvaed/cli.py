@@ -13,6 +13,11 @@ from rvaed import __version__
 from rvaed.errors import RvaedError
 
 COMMANDS: list[str] = [
+    "run",
+    "bench",
+    "inspect",
+    "ports",
+    "train", "generate", "map",
 ]
 
 

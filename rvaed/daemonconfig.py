@@ -10,6 +10,7 @@ null where null has no meaning of its own, takes its built-in default; an unknow
 error naming file, line and field.
 """
 
+import contextlib
 import dataclasses
 import ipaddress
 import math
@@ -249,10 +250,15 @@ def _value(hint, doc: yamlfile.Document, key: yamlfile.Key, raw: object):
 def _scalar(hint: type, raw: object):
     if isinstance(raw, bool) != (hint is bool):
         return _DEFAULT
-    if hint is float and isinstance(raw, int | float) and math.isfinite(raw):
-        return float(raw)
+    if hint is float and isinstance(raw, int | float):
+        with contextlib.suppress(OverflowError):  # an integer beyond any float
+            return float(raw) if math.isfinite(raw) else _DEFAULT
+        return _DEFAULT
     if hint is Path and isinstance(raw, str):
-        path = Path(raw).expanduser()
+        try:
+            path = Path(raw).expanduser()
+        except RuntimeError:  # ~user of no such user
+            return _DEFAULT
         return path if path.is_absolute() else _DEFAULT
     if hint is str and isinstance(raw, str) and raw:
         return raw

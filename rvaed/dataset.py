@@ -242,9 +242,13 @@ def file_windows(song: MidiNotes, options: IngestOptions, lookup: np.ndarray,
     report.skipped_bars.update(str(bar.meter) for bar, ok in zip(bars, fits, strict=True)
                                if not ok)
     hits = Hits.of(song, lookup, on_channel)
+    notes_in = hits.per_window([bar.start for bar in bars], grid)
     found = []
     for first in range(0, len(bars) - grid.bars + 1, options.hop_bars):
         if not all(fits[first:first + grid.bars]):
+            continue
+        if notes_in[first] < options.min_onsets:  # long silences are counted, not built
+            report.dropped_windows += 1
             continue
         window = hits.window(bars[first].start, options.kit.size, grid)
         if window[0].sum() < options.min_onsets:
@@ -286,6 +290,13 @@ class Hits:
         voices = lookup[song.notes]
         keep = selected & (voices >= 0)
         return cls(song.beats[keep], voices[keep], song.velocities[keep])
+
+    def per_window(self, starts: list[float], grid: Grid) -> np.ndarray:
+        """How many hits fall within the window starting at each of ``starts`` (beats)."""
+        half_step = 0.5 / grid.steps_per_beat
+        edges = np.asarray(starts, dtype=np.float64) - half_step
+        return (np.searchsorted(self.beats, edges + grid.beats)
+                - np.searchsorted(self.beats, edges))
 
     def window(self, start: float, voices: int, grid: Grid) -> np.ndarray:
         """The (3, voices, steps) window whose step 0 is at ``start`` (beats)."""

@@ -117,7 +117,8 @@ def _voice(doc: yamlfile.Document, index: int, entry: object) -> Voice:
         raise doc.error(key, "expected a mapping with name, inputs and output")
     unknown = set(entry) - {"name", "inputs", "output"}
     if unknown:
-        raise doc.error((*key, sorted(unknown)[0]), "unknown field (expected name, inputs, output)")
+        raise doc.error((*key, sorted(unknown, key=str)[0]),
+                        "unknown field (expected name, inputs, output)")
     name = entry.get("name")
     if not isinstance(name, str) or not name:
         raise doc.error((*key, "name"), "expected a non-empty string")

@@ -29,6 +29,7 @@ from rvaed.errors import RvaedError
 # Parsed by mido, a MIDI file takes about 70 times its size in memory (4 MB -> ~280 MB); the
 # longest performance in the Groove MIDI Dataset (17 minutes, with hi-hat pedal data) is 156 KB.
 MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_BEATS = 100_000  # about 14 hours at 120 BPM: a note later than this is a corrupt delta time
 PARALLEL_FROM = 64  # fewer files are read in this process: a worker takes ~0.5 s to start
 
 
@@ -212,6 +213,10 @@ def _collect(path: Path, ppq: int, tracks: Iterable[mido.MidiTrack]) -> MidiNote
             elif kind == "track_name":
                 names.append(msg.name)
         end = max(end, tick)
+    last = max(ticks, default=0) / ppq
+    if last > MAX_BEATS:
+        raise MidiFileError(path, f"implausibly long: a note at beat {last:,.0f} (more than "
+                                  f"{MAX_BEATS:,}; a corrupt delta time?)")
     order = np.argsort(np.asarray(ticks, dtype=np.int64), kind="stable")
     return MidiNotes(
         path=path,

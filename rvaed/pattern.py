@@ -50,6 +50,20 @@ class Grid:
                 "bars": self.bars}
 
 
+def _safe(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """A read-only float32 copy with NaN -> 0 (or ``low``), +-inf and the rest clipped.
+
+    The common case (a decoder's output, all finite and in range) is checked first: this runs
+    on every decode, and the full clean-up costs several times more.
+    """
+    values = np.array(values, dtype=np.float32)
+    if not (values.min(initial=low) >= low and values.max(initial=high) <= high):
+        values[np.isnan(values)] = min(max(0.0, low), high)
+        np.clip(values, low, high, out=values)
+    values.setflags(write=False)
+    return values
+
+
 class Hit(NamedTuple):
     """One note to play: a voice on a step, with MIDI velocity and microtiming offset.
 
@@ -84,11 +98,7 @@ class Pattern:
             )
         for name, low, high in (("onsets", 0.0, 1.0), ("velocities", 0.0, 1.0),
                                 ("offsets", -1.0, OFFSET_MAX)):
-            values = np.nan_to_num(np.asarray(getattr(self, name), dtype=np.float32),
-                                   nan=0.0, posinf=high, neginf=low)
-            values = np.clip(values, low, high)
-            values.setflags(write=False)
-            object.__setattr__(self, name, values)
+            object.__setattr__(self, name, _safe(getattr(self, name), low, high))
 
     @classmethod
     def from_array(cls, array: np.ndarray) -> "Pattern":

@@ -14,6 +14,10 @@ import yaml
 from rvaed.errors import RvaedError
 
 Key = tuple[str | int, ...]
+MAX_DEPTH = 64  # config files nest about 5 deep; a deeper document is a mistake
+MAX_ENTRIES = 100_000  # aliases can multiply a small file into billions of entries
+# Characters that would break an error message into several lines, with their escapes.
+LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,12 @@ class Document:
         """A one-line error naming the file, the line and the field."""
         field = _field_name(key)
         where = f"{self.path}:{self.line_of(key)}"
-        return RvaedError(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+        return _error(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+
+
+def _error(text: str) -> RvaedError:
+    """The error with any line break from the file (a key, a name) escaped: one line."""
+    return RvaedError(text.translate(LINE_BREAKS))
 
 
 def _field_name(key: Key) -> str:
@@ -48,39 +57,56 @@ def load(path: str | Path) -> Document:
     """Parse ``path``; unreadable or malformed YAML is a one-line `RvaedError`."""
     path = Path(path)
     try:
-        node, data = _parse(path.read_text(encoding="utf-8"))
+        return _parse(path, path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise RvaedError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise _error(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
-        raise RvaedError(f"{path}: not a UTF-8 text file") from None
+        raise _error(f"{path}: not a UTF-8 text file") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise RvaedError(f"{path}{line}: invalid YAML: {problem}") from None
-    lines: dict[Key, int] = {}
-    if node is not None:
-        _collect_lines(node, (), lines)
-    return Document(path, data, lines)
+        raise _error(f"{path}{line}: invalid YAML: {problem}") from None
+    except ValueError as exc:  # a scalar its tag cannot hold: 2001-02-30, !!int abc
+        raise _error(f"{path}: invalid YAML: {exc}") from None
 
 
-def _parse(text: str) -> tuple[yaml.Node | None, Any]:
-    """Compose once (with libyaml when available) and build the data from the same nodes."""
+def _parse(path: Path, text: str) -> Document:
+    """Compose once (with libyaml when available), check the shape of the node graph, then
+    build the data from the same nodes."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
         node = loader.get_single_node()
-        return node, (loader.construct_document(node) if node is not None else None)
+        if node is None:
+            return Document(path, None, {})
+        lines: dict[Key, int] = {}
+        _collect_lines(path, node, (), lines, set())
+        return Document(path, loader.construct_document(node), lines)
     finally:
         loader.dispose()
 
 
-def _collect_lines(node: yaml.Node, key: Key, lines: dict[Key, int]) -> None:
-    lines.setdefault(key, node.start_mark.line + 1)
+def _collect_lines(path: Path, node: yaml.Node, key: Key, lines: dict[Key, int],
+                   open_nodes: set[int]) -> None:
+    """Record the line of every key and item; refuse what no config file needs and what
+    would make walking the data never end: deep nesting, an alias inside itself, and
+    aliases that multiply into too many entries."""
+    line = node.start_mark.line + 1
+    lines.setdefault(key, line)
+    if not isinstance(node, yaml.CollectionNode):
+        return
+    if len(key) >= MAX_DEPTH or id(node) in open_nodes or len(lines) > MAX_ENTRIES:
+        problem = (f"nested more than {MAX_DEPTH} deep" if len(key) >= MAX_DEPTH else
+                   "an alias refers to a collection that contains it" if id(node) in open_nodes
+                   else f"more than {MAX_ENTRIES} entries (aliases repeating large parts?)")
+        raise _error(f"{path}:{line}: invalid YAML: {problem}")
+    open_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            child = (*key, key_node.value)
+            child = (*key, key_node.value if isinstance(key_node, yaml.ScalarNode) else "?")
             lines[child] = key_node.start_mark.line + 1
-            _collect_lines(value_node, child, lines)
-    elif isinstance(node, yaml.SequenceNode):
+            _collect_lines(path, value_node, child, lines, open_nodes)
+    else:
         for index, item in enumerate(node.value):
-            _collect_lines(item, (*key, index), lines)
+            _collect_lines(path, item, (*key, index), lines, open_nodes)
+    open_nodes.discard(id(node))

@@ -4,14 +4,16 @@ A component that cannot be had here is a skip with its reason; under CI=true it 
 so CI never passes by skipping what it was meant to prove.
 """
 
+import contextlib
 import os
 import shutil
-import subprocess
-import time
+import signal
 import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+from rig import start_jack, stop_jack
 
 DATA = Path(__file__).parent / "data"
 
@@ -37,17 +39,10 @@ def jack_server():
     """
     require_tools("jackd", "jack_lsp")
     name = f"rvaed-test-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "JACK_NO_AUDIO_RESERVATION": "1"}
-    proc = subprocess.Popen(
-        ["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", "64"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
-    )
-    deadline = time.monotonic() + 10
-    while subprocess.run(["jack_lsp", "-s", name], capture_output=True).returncode != 0:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"jackd did not start: {proc.stderr.read().decode()[-500:]}")
-        time.sleep(0.1)
+    try:
+        proc = start_jack(name)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     previous = os.environ.get("JACK_DEFAULT_SERVER")
     os.environ["JACK_DEFAULT_SERVER"] = name
     yield name
@@ -55,11 +50,7 @@ def jack_server():
         os.environ.pop("JACK_DEFAULT_SERVER", None)
     else:
         os.environ["JACK_DEFAULT_SERVER"] = previous
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_jack(proc)
 
 
 def only_loopback() -> bool:
@@ -73,3 +64,49 @@ def link_network():
     """Guard for every test that enables Ableton Link: loopback-only namespace or no test."""
     if os.environ.get("RVAED_TEST_NETNS") != "1" or not only_loopback():
         missing("Link tests run only inside a loopback-only network namespace (tests/run)")
+
+
+def fuzz_settings(max_examples: int, deadline_ms: int | None = 2000) -> settings:
+    """Reproducible fuzzing: the same examples on every run (CI can bisect a failure) and no
+    example database written into the tree.
+
+    RVAED_FUZZ_SCALE=N runs N times as many examples from a random seed: a longer campaign
+    than CI's, to run by hand (`RVAED_FUZZ_SCALE=20 pytest tests/test_fuzz_*.py`).
+    """
+    scale = int(os.environ.get("RVAED_FUZZ_SCALE", "1"))
+    return settings(max_examples=max_examples * scale, deadline=deadline_ms,
+                    derandomize=scale == 1, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+class Hung(BaseException):
+    """A block ran past its time limit. Not an Exception, so that code under test that turns
+    every Exception into a user error cannot pass a hang off as a clean refusal."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Raise `Hung` inside the block after ``seconds``: a hang becomes a failure.
+
+    SIGALRM interrupts pure-Python loops (where a hang on bad input would be), and repeats
+    until the block is left in case the first one lands where Python ignores exceptions (a
+    garbage-collector callback). The test must run in the main thread, as pytest runs them.
+    """
+    def expire(_signum, _frame):
+        signal.setitimer(signal.ITIMER_REAL, 0.05)  # again, should this one be swallowed
+        raise Hung(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def assert_one_line(message: str, *names: str) -> None:
+    """A user error as the CLI prints it: exactly one line, naming each of ``names``."""
+    assert len(message.splitlines()) == 1 and message.strip(), repr(message)
+    for name in names:
+        assert name in message, f"{name!r} not named in {message!r}"

@@ -10,6 +10,8 @@ HELP = "run a benchmark: decode, train, timing, control"
 BENCHMARKS: list[str] = [
     "timing",
     "decode", "train",
+    "control",
+    "peers", "startup", "all",
 ]
 
 

@@ -1,0 +1,180 @@
+"""Control latency: a control message arriving -> the new pattern installed in the sequencer.
+
+The daemon's own parts run here on one asyncio loop (OSC server, controller MIDI input,
+performance, real decoder, real sequencer thread playing on the internal clock). Another
+process sends the controls: python-osc over UDP to 127.0.0.1, and python-rtmidi through a
+private JACK server (dummy driver) for MIDI. Each phase first sends x/y moves at a gentle
+probe rate, then as a flood of 2,000 messages a second. Latency is timed
+from the packet's arrival (the kernel's receive timestamp for OSC, the rtmidi callback for
+MIDI) to the end of `Sequencer.install`, for the oldest change each install covers. Resident
+memory is read before and after the floods (it should stay flat: the flood is coalesced).
+"""
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+HELP = "control latency: OSC/MIDI message -> installed pattern, with and without a flood"
+
+SENDER = r"""
+import sys, time, random
+kind, target, rate, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+if kind == "osc":
+    from pythonosc.udp_client import SimpleUDPClient
+    client = SimpleUDPClient("127.0.0.1", int(target))
+    send = lambda v: client.send_message("/rvaed/xy", [v, 1.0 - v])
+else:
+    import rtmidi
+    port = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="bench-sender")
+    port.open_virtual_port(target)
+    time.sleep(1.5)  # the daemon side polls for the port and connects
+    send = lambda v: port.send_message([0xB0, 16, int(v * 127)])
+batch = max(1, int(rate / 200))
+interval = batch / rate
+start = next_at = time.perf_counter()
+while time.perf_counter() - start < seconds:
+    for _ in range(batch):
+        send(random.random())
+    next_at += interval
+    delay = next_at - time.perf_counter()
+    if delay > 0:
+        time.sleep(delay)
+"""
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", default="starter",
+                        help="model directory, or 'starter' (the shipped model)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each phase (5)")
+    parser.add_argument("--probe-rate", type=float, default=50.0,
+                        help="x/y moves a second without the flood (50)")
+    parser.add_argument("--flood-rate", type=float, default=2000.0,
+                        help="messages a second of the flood (2000)")
+    parser.add_argument("--no-midi", action="store_true", help="skip the MIDI (JACK) phases")
+
+
+def run(args) -> dict:
+    figures = asyncio.run(_measure(args))
+    _print_table(figures)
+    return figures
+
+
+async def _measure(args) -> dict:
+    from rvaed.clock import InternalClock
+    from rvaed.decoder import Decoder
+    from rvaed.drummachine import load_drum_machine
+    from rvaed.modeldir import model_path
+    from rvaed.osc import OscServer
+    from rvaed.performance import Performance
+    from rvaed.sequencer import Sequencer
+
+    decoder = Decoder(model_path(args.model))
+    clock = InternalClock()
+    clock.set_playing(True)
+    sequencer = Sequencer(clock, [], decoder.grid)
+    perf = Performance(decoder, sequencer, load_drum_machine("gm", decoder.kit), clock, seed=0)
+    await perf.start()
+    sequencer.start()
+    server = OscServer(perf, None, host="127.0.0.1", port=0)
+    await server.start()
+    figures: dict = {"model": decoder.manifest.name, "seconds": args.seconds,
+                     "flood_rate": args.flood_rate, "rss_mb_start": _rss_mb()}
+    try:
+        for flood in (False, True):
+            figures[f"osc{'_flood' if flood else ''}"] = await _phase(
+                perf, "osc", str(server.port), args, flood, lambda: server.received)
+        if not args.no_midi:
+            figures.update(await _midi_phases(perf, args))
+    finally:
+        await server.close()
+        sequencer.stop()
+        await perf.stop()
+    figures["rss_mb_end"] = _rss_mb()
+    return figures
+
+
+async def _phase(perf, kind: str, target: str, args, flood: bool, received) -> dict:
+    """Run the senders for one phase and summarise what the performance measured."""
+    perf.latency.clear()
+    decodes, messages, rss = perf.decodes, received(), _rss_mb()
+    senders = [_sender(kind, target, args.flood_rate if flood else args.probe_rate,
+                       args.seconds)]
+    while any(s.poll() is None for s in senders):
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.1)
+    summary = perf.latency.summary()
+    summary.update(messages=received() - messages, decodes=perf.decodes - decodes,
+                   rss_mb_before=rss, rss_mb_after=_rss_mb())
+    return summary
+
+
+def _sender(kind: str, target: str, rate: float, seconds: float) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", SENDER, kind, target, str(rate),
+                             str(seconds)])
+
+
+async def _midi_phases(perf, args) -> dict:
+    """The MIDI phases through a private JACK server; skipped (and said) without jackd."""
+    from rvaed.mapping import Controls, load_mapping
+    from rvaed.midiin import MidiControlInput
+
+    if shutil.which("jackd") is None:
+        print("control: jackd not found: MIDI phases skipped", file=sys.stderr)
+        return {}
+    name = f"rvaed-bench-{uuid.uuid4().hex[:8]}"
+    jackd = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r",
+                              "48000", "-p", "64"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL,
+                             env={**os.environ, "JACK_NO_AUDIO_RESERVATION": "1"})
+    previous = os.environ.get("JACK_DEFAULT_SERVER")
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    port = f"bench-ctl-{uuid.uuid4().hex[:6]}"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bench.yaml"
+        path.write_text(f"port: {port}\nbindings:\n  - {{cc: 16, target: x}}\n")
+        controls = Controls(perf, [load_mapping(path, perf.decoder.kit)])
+    midi_in = MidiControlInput(controls, api="jack", poll=0.1)
+    figures = {}
+    try:
+        await asyncio.sleep(1.0)  # jackd starting
+        await midi_in.start()
+        for flood in (False, True):
+            figures[f"midi{'_flood' if flood else ''}"] = await _phase(
+                perf, "midi", port, args, flood, lambda: midi_in.received)
+    finally:
+        await midi_in.close()
+        jackd.terminate()
+        jackd.wait(5)
+        if previous is None:
+            os.environ.pop("JACK_DEFAULT_SERVER", None)
+        else:
+            os.environ["JACK_DEFAULT_SERVER"] = previous
+    return figures
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def _print_table(figures: dict) -> None:
+    print(f"control latency, model {figures['model']}, {figures['seconds']:g} s per phase, "
+          f"flood {figures['flood_rate']:g} msg/s")
+    print(f"{'phase':<12} {'messages':>9} {'installs':>9} {'decodes':>8} {'p50 ms':>8} "
+          f"{'p99 ms':>8} {'max ms':>8} {'RSS MB':>14}")
+    for phase in ("osc", "osc_flood", "midi", "midi_flood"):
+        row = figures.get(phase)
+        if not row or not row.get("count"):
+            continue
+        print(f"{phase:<12} {row['messages']:>9} {row['count']:>9} {row['decodes']:>8} "
+              f"{row['p50_ms']:>8.3f} {row['p99_ms']:>8.3f} {row['max_ms']:>8.3f} "
+              f"{row['rss_mb_before']:>6.1f}->{row['rss_mb_after']:<6.1f}")
+    print(f"process RSS {figures['rss_mb_start']} MB at start, {figures['rss_mb_end']} MB "
+          f"at end")

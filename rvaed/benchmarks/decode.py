@@ -1,0 +1,150 @@
+"""Decode latency: latent point -> Pattern, one call at a time as the performance makes it.
+
+Times the onnxruntime decoder the daemon uses and, when torch is installed, torch eager on the
+same weights (one thread each), over many calls after a warm-up; then measures the resident
+memory of a fresh process that only loads the decoder and decodes (and checks it never
+imported torch).
+"""
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HELP = "decode latency (onnxruntime vs torch eager) and decoder process memory"
+MB = 1024 * 1024
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", default="starter",
+                        help="model directory, or 'starter' (the shipped model)")
+    parser.add_argument("--calls", type=int, default=10_000, help="timed calls (10000)")
+    parser.add_argument("--warmup", type=int, default=1_000, help="untimed calls first (1000)")
+    parser.add_argument("--no-torch", action="store_true", help="skip torch eager")
+
+
+def run(args) -> dict:
+    from rvaed.decoder import Decoder
+    from rvaed.modeldir import model_path
+
+    model = model_path(args.model)
+    decoder = Decoder(model)
+    points = latent_points(decoder.manifest.latent)
+    figures = {"model": str(model), "calls": args.calls,
+               "onnxruntime": time_calls(decoder.decode, points, args.calls, args.warmup),
+               "process": decoder_process(model)}
+    if not args.no_torch and torch_installed():
+        figures["torch_eager"] = time_calls(torch_decode(model), points, args.calls,
+                                            args.warmup)
+        figures["speedup_p50"] = round(figures["torch_eager"]["p50_us"]
+                                       / figures["onnxruntime"]["p50_us"], 2)
+    print_table(figures)
+    return figures
+
+
+def latent_points(region, count: int = 997) -> np.ndarray:
+    """Points spread over the model's region (varied inputs, fixed for a fair comparison)."""
+    rng = np.random.default_rng(0)
+    return np.array([region.z_of(x, y) for x, y in rng.random((count, 2))])
+
+
+def time_calls(decode, points: np.ndarray, calls: int, warmup: int) -> dict:
+    """p50/p99/max (microseconds) of ``decode(zx, zy)`` over ``calls`` calls."""
+    pairs = [(float(zx), float(zy)) for zx, zy in points]
+    for i in range(warmup):
+        decode(*pairs[i % len(pairs)])
+    samples = np.empty(calls, dtype=np.int64)
+    clock = time.perf_counter_ns
+    for i in range(calls):
+        zx, zy = pairs[i % len(pairs)]
+        start = clock()
+        decode(zx, zy)
+        samples[i] = clock() - start
+    us = samples / 1000.0
+    return {"p50_us": round(float(np.percentile(us, 50)), 1),
+            "p99_us": round(float(np.percentile(us, 99)), 1),
+            "max_us": round(float(us.max()), 1), "mean_us": round(float(us.mean()), 1)}
+
+
+def torch_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def torch_decode(model_dir):
+    """decode(zx, zy) -> Pattern with torch eager on the model's weights, one thread."""
+    import torch
+
+    from rvaed.export import load_model
+    from rvaed.pattern import Pattern
+
+    torch.set_num_threads(1)
+    network = load_model(model_dir)[0].decoder
+
+    def decode(zx: float, zy: float) -> Pattern:
+        with torch.inference_mode():
+            return Pattern.from_array(network(torch.tensor([[zx, zy]]))[0].numpy())
+
+    return decode
+
+
+CHILD = """
+import json, sys
+from rvaed.benchmarks.decode import decoder_process_figures
+print(json.dumps(decoder_process_figures(sys.argv[1])))
+"""
+
+
+def decoder_process(model_dir) -> dict:
+    """Memory of a fresh process that loads only the decoder and decodes 1,000 times."""
+    done = subprocess.run([sys.executable, "-c", CHILD, str(model_dir)], capture_output=True,
+                          text=True, timeout=120)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
+    return json.loads(done.stdout)
+
+
+def decoder_process_figures(model_dir) -> dict:
+    """Run in the fresh process: RSS now and at peak, and whether torch got imported."""
+    from rvaed.decoder import Decoder
+
+    decoder = Decoder(model_dir)
+    for i in range(1000):
+        decoder.decode_xy(i % 10 / 10, i % 7 / 7)
+    status = {}
+    try:
+        with open("/proc/self/status") as stream:
+            status = dict(line.split(":", 1) for line in stream if ":" in line)
+    except OSError:
+        pass  # not Linux: fall back to the peak from getrusage below
+    figures = {"torch_imported": "torch" in sys.modules}
+    if "VmRSS" in status:
+        figures["rss_mb"] = round(int(status["VmRSS"].split()[0]) / 1024, 1)
+        figures["peak_rss_mb"] = round(int(status["VmHWM"].split()[0]) / 1024, 1)
+    else:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        figures["peak_rss_mb"] = round(peak / (MB if sys.platform == "darwin" else 1024), 1)
+    return figures
+
+
+def print_table(figures: dict) -> None:
+    print(f"decode latent point -> Pattern, {figures['calls']} calls, model {figures['model']}")
+    print(f"{'path':<14}{'p50 us':>10}{'p99 us':>10}{'max us':>10}")
+    for path in ("onnxruntime", "torch_eager"):
+        if path in figures:
+            row = figures[path]
+            print(f"{path:<14}{row['p50_us']:>10}{row['p99_us']:>10}{row['max_us']:>10}")
+    if "speedup_p50" in figures:
+        print(f"onnxruntime is {figures['speedup_p50']}x faster than torch eager at p50")
+    process = figures["process"]
+    if "error" in process:
+        print(f"decoder process: could not measure: {process['error']}")
+    else:
+        rss = f"RSS {process['rss_mb']} MB, " if "rss_mb" in process else ""
+        print(f"decoder-only process: {rss}peak {process['peak_rss_mb']} MB, torch imported: "
+              f"{process['torch_imported']}")

@@ -1,0 +1,118 @@
+"""From a pattern to the notes of one loop: where each hit sounds, how loud, on which note.
+
+A hit on step s sounds at (s + swing delay + offset x timing / 2) / steps_per_beat beats after
+the loop start. Microtiming can pull step 0 before the loop start: such a hit belongs to the end
+of the previous loop iteration, so each event keeps its step and its `shift` from the step, and
+the sequencer places it relative to the step it belongs to (its `beat` is wrapped into the loop
+for display). Swing is MPC-style: 0.5 is straight, 0.75 puts the off-beat 16th three quarters of
+the way through its 8th; it delays the odd steps of each beat when a beat has an even number of
+steps.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+from rvaed.drummachine import Destination, DrumMachine
+from rvaed.pattern import Grid, Pattern
+
+TIMING_MAX = 2.0  # the microtiming amount: 0 quantized, 1 as played, 2 exaggerated
+MAX_PULL_STEPS = 0.5 * TIMING_MAX  # the earliest a hit can sound before its step, in steps
+
+
+def _finite(value: float, default: float, low: float, high: float) -> float:
+    value = float(value)
+    return default if not math.isfinite(value) else min(high, max(low, value))
+
+
+@dataclass(frozen=True)
+class Playback:
+    """How a pattern is played; every value is made safe (non-finite -> default, clipped)."""
+
+    threshold: float = 0.5       # onset probability above which a step is a hit
+    timing: float = 1.0          # microtiming amount, 0 .. TIMING_MAX
+    swing: float = 0.5           # 0.5 straight .. 0.75
+    velocity_scale: float = 1.0  # 0 .. 2, applied to the pattern's velocities
+    fixed_velocity: int | None = None  # when set, every hit plays at this velocity
+    mutes: frozenset[int] = field(default_factory=frozenset)  # voice indices not played
+    gate: float = 0.5            # note length in steps (drum machines mostly ignore it)
+
+    def __post_init__(self) -> None:
+        for name, default, low, high in (
+            ("threshold", 0.5, 0.0, 1.0), ("timing", 1.0, 0.0, TIMING_MAX),
+            ("swing", 0.5, 0.5, 0.75), ("velocity_scale", 1.0, 0.0, 2.0), ("gate", 0.5, 0.01, 16.0),
+        ):
+            object.__setattr__(self, name, _finite(getattr(self, name), default, low, high))
+        if self.fixed_velocity is not None:
+            object.__setattr__(self, "fixed_velocity", max(1, min(127, int(self.fixed_velocity))))
+        object.__setattr__(self, "mutes", frozenset(int(v) for v in self.mutes))
+
+    def velocity(self, velocity: int) -> int:
+        """The MIDI velocity to send for a hit of ``velocity`` (1-127, never 0 = note-off)."""
+        if self.fixed_velocity is not None:
+            return self.fixed_velocity
+        return max(1, min(127, round(velocity * self.velocity_scale)))
+
+
+@dataclass(frozen=True)
+class Event:
+    """One note-on: which step it belongs to, how far from that step it sounds, what it plays."""
+
+    beat: float      # position in the loop, in [0, loop beats)
+    step: int        # the grid step it belongs to
+    shift: float     # beats from the step's position (microtiming + swing; may be negative)
+    voice: int
+    velocity: int
+    destination: Destination | None  # None: this drum machine has no such sound
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The immutable note-ons of one loop, sorted by time, plus the note length in beats."""
+
+    grid: Grid
+    events: tuple[Event, ...]
+    gate: float  # beats
+
+    @classmethod
+    def empty(cls, grid: Grid) -> "Schedule":
+        return cls(grid, (), Playback().gate / grid.steps_per_beat)
+
+    @property
+    def loop_beats(self) -> float:
+        return float(self.grid.beats)
+
+    def by_step(self) -> tuple[tuple[Event, ...], ...]:
+        """The events grouped by the step they belong to, each group in time order."""
+        groups: list[list[Event]] = [[] for _ in range(self.grid.steps)]
+        for event in sorted(self.events, key=lambda e: (e.shift, e.voice)):
+            groups[event.step].append(event)
+        return tuple(tuple(group) for group in groups)
+
+
+def swing_delay(step: int, grid: Grid, swing: float) -> float:
+    """How many steps ``swing`` delays ``step``: odd steps of a beat with an even step count."""
+    if grid.steps_per_beat % 2 or (step % grid.steps_per_beat) % 2 == 0:
+        return 0.0
+    return 2.0 * (swing - 0.5)
+
+
+def build_schedule(pattern: Pattern, grid: Grid, playback: Playback,
+                   drum_machine: DrumMachine) -> Schedule:
+    """The pattern's hits above the threshold, unmuted, timed, on the drum machine's notes."""
+    if pattern.steps != grid.steps:
+        raise ValueError(f"pattern has {pattern.steps} steps, the grid {grid.steps}")
+    if pattern.voices != drum_machine.kit.size:
+        raise ValueError(f"pattern has {pattern.voices} voices, the drum machine's kit "
+                         f"{drum_machine.kit.size}")
+    loop = float(grid.beats)
+    events = []
+    for hit in pattern.hits(playback.threshold):
+        if hit.voice in playback.mutes:
+            continue
+        step_beat = hit.step / grid.steps_per_beat
+        beat = hit.beat(grid, playback.timing) + (
+            swing_delay(hit.step, grid, playback.swing) / grid.steps_per_beat)
+        events.append(Event(beat % loop, hit.step, beat - step_beat, hit.voice,
+                            playback.velocity(hit.velocity), drum_machine.destinations[hit.voice]))
+    events.sort(key=lambda e: (e.beat, e.voice))
+    return Schedule(grid, tuple(events), playback.gate / grid.steps_per_beat)

@@ -1,0 +1,131 @@
+"""End to end: the real `rvaed run` process, a private JACK server, Link on (loopback-only
+namespace), OSC from other processes, MIDI files dropped into the inbox."""
+
+import itertools
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from jackmidi import MidiDump
+from rig import DaemonProcess, free_udp_port
+
+from rvaed.clock import now
+
+GROOVE = Path(__file__).parent / "data" / "groove"
+NOTE_ON, NOTE_OFF = 0x90, 0x80
+
+
+@pytest.fixture
+def daemon(tmp_path, jack_server, link_network):
+    process = DaemonProcess(tmp_path, free_udp_port())
+    yield process
+    process.kill()
+
+
+@pytest.fixture
+def receiver(jack_server):
+    rx = MidiDump(f"rx-{os.getpid()}-{time.monotonic_ns() % 10**6}")
+    yield rx
+    rx.close()
+
+
+def listen(daemon: DaemonProcess, receiver: MidiDump) -> float:
+    """Start the daemon, connect the receiver, return seconds from start to the first note."""
+    started = daemon.start()
+    receiver.connect_from("rvaed:rvaed")
+    assert receiver.wait_for(lambda m: any(s & 0xF0 == NOTE_ON for _, (s, *_) in m), 10), \
+        daemon.text()[-2000:]
+    first = receiver.kinds(NOTE_ON)[0][0]
+    return first - started
+
+
+def note_ons_between(receiver: MidiDump, start: float, end: float) -> list[tuple[int, ...]]:
+    return [m for t, m in receiver.kinds(NOTE_ON) if start <= t < end]
+
+
+def assert_never_stopped(receiver: MidiDump, since: float, max_gap: float) -> None:
+    times = [t for t, _ in receiver.kinds(NOTE_ON) if t >= since]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps and max(gaps) < max_gap, f"longest silence {max(gaps):.2f} s"
+
+
+def assert_no_hanging_notes(receiver: MidiDump) -> None:
+    time.sleep(0.2)
+    sounding: dict[tuple[int, int], int] = {}
+    for _, (status, note, velocity) in [(t, m) for t, m in receiver.messages if len(m) == 3]:
+        key = (status & 0x0F, note)
+        if status & 0xF0 == NOTE_ON and velocity:
+            sounding[key] = sounding.get(key, 0) + 1
+        elif status & 0xF0 == NOTE_OFF or (status & 0xF0 == NOTE_ON and not velocity):
+            sounding[key] = max(0, sounding.get(key, 0) - 1)
+    assert not any(sounding.values()), f"hanging: {sounding}"
+
+
+def test_plays_moves_trains_swaps_and_stops_cleanly(receiver, daemon):
+    first_note = listen(daemon, receiver)
+    print(f"rvaed run to first note: {first_note:.2f} s")
+    loop_seconds = 8 * 60 / 120  # two bars at the default tempo
+    daemon.osc("/rvaed/threshold", 0.3)
+    daemon.osc("/rvaed/xy", 0.05, 0.05)
+    time.sleep(loop_seconds + 0.3)
+    corner_a = now()
+    time.sleep(loop_seconds)
+    daemon.osc("/rvaed/xy", 0.95, 0.95)
+    time.sleep(loop_seconds + 0.3)
+    corner_b = now()
+    time.sleep(loop_seconds)
+    notes_a = note_ons_between(receiver, corner_a, corner_a + loop_seconds)
+    notes_b = note_ons_between(receiver, corner_b, corner_b + loop_seconds)
+    assert notes_a and notes_b and sorted(notes_a) != sorted(notes_b), "pattern did not change"
+
+    inbox_files = sorted(GROOVE.rglob("*.mid"))[:3]
+    for file in inbox_files:
+        shutil.copy(file, daemon.dirs["inbox"] / file.name)
+    daemon.wait_log("training: started", 30)
+    daemon.wait_log("now playing model", 120)
+    models = [p for p in daemon.dirs["models"].iterdir() if p.is_dir() and p.name[0] != "."]
+    assert [p.name.split("-")[0] for p in models] == ["inbox"]
+    swapped = now()
+    assert receiver.wait_for(lambda m: any(t > swapped + 1 for t, _ in m), 5)
+    assert_never_stopped(receiver, daemon.started + first_note, max_gap=loop_seconds)
+
+    assert daemon.stop() == 0
+    assert_no_hanging_notes(receiver)
+    assert receiver.messages[-1][1] == (0xB9, 123, 0)
+    saved = json.loads((daemon.dirs["state"] / "state.json").read_text())
+    assert saved["state"]["x"] == pytest.approx(0.95) and saved["model"] == str(models[0])
+
+
+def test_killed_training_and_garbage_in_the_inbox_leave_the_music_playing(receiver, daemon):
+    listen(daemon, receiver)
+    (daemon.dirs["inbox"] / "notes.txt").write_text("not MIDI")
+    (daemon.dirs["inbox"] / "broken.mid").write_bytes(b"MThd garbage")
+    shutil.copy(sorted(GROOVE.rglob("*.mid"))[0], daemon.dirs["inbox"] / "good.mid")
+    daemon.wait_log("training: started", 30)
+    assert "notes.txt" in daemon.text()
+    children = daemon.children()
+    assert children, "no training process"
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+    daemon.wait_log("killed by SIGKILL", 30)
+    killed = now()
+    assert receiver.wait_for(lambda m: any(t > killed + 2 for t, _ in m), 5)
+    assert_never_stopped(receiver, killed - 2, max_gap=4.0)
+    assert daemon.stop() == 0
+    assert_no_hanging_notes(receiver)
+
+
+def test_a_corrupt_remembered_model_falls_back_and_plays(receiver, daemon):
+    broken = daemon.dirs["models"] / "mine-20260101-000000"
+    shutil.copytree(Path(__import__("rvaed.modeldir").modeldir.starter_model()), broken)
+    (broken / "decoder.onnx").write_bytes(b"\x00corrupt")
+    (daemon.dirs["state"]).mkdir(parents=True, exist_ok=True)
+    (daemon.dirs["state"] / "state.json").write_text(f'{{"model": "{broken}", "state": {{}}}}')
+    listen(daemon, receiver)
+    assert "cannot load model" in daemon.text() and "decoder.onnx" in daemon.text()
+    assert daemon.stop() == 0
+    assert_no_hanging_notes(receiver)
