@@ -68,6 +68,8 @@ class Daemon:
         self.tools: list = []  # automation and capture: closed on shutdown
         self._tasks: list[asyncio.Task] = []
         self._saved: dict | None = None
+        self._bend_wanted: tuple[float, int] | None = None
+        self._bender: asyncio.Task | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -296,6 +298,20 @@ class Daemon:
             self.osc.model_name = self.model.name
         self.notifier.status(f"playing {self.model.name}")
         log.info("rvaed: now playing model %s", self.model.name)
+
+    def bend(self, amount: float, seed: int) -> None:
+        """Play the current model with bent weights; under a flood only the newest request
+        is applied once the one being built is done."""
+        self._bend_wanted = (amount, seed)
+        if self._bender is None or self._bender.done():
+            self._bender = asyncio.get_running_loop().create_task(self._apply_bends())
+
+    async def _apply_bends(self) -> None:
+        while self._bend_wanted is not None:
+            (amount, seed), self._bend_wanted = self._bend_wanted, None
+            decoder = await asyncio.to_thread(self.performance.decoder.bent, amount, seed)
+            self.performance.use_decoder(decoder)
+            log.info("bending %.2f (seed %d)", amount, seed)
 
     def _check_compatible(self, decoder: Decoder) -> None:
         current = self.performance.decoder

@@ -11,6 +11,10 @@ inside the data directories (rvaed.paths.FilePolicy).
 | /rvaed/train/cancel   |                 | stop training; the best model so far is still kept     |
 | /rvaed/model          | NAME            | play a library model (or "starter"), on the next loop  |
 | /rvaed/models         |                 | reply /rvaed/models NAME ... (the library)             |
+
+And one that touches no file, open to every sender like the performance addresses:
+
+| /rvaed/bend           | AMOUNT [SEED]   | nudge the decoder's weights (0..1; 0 = as trained)     |
 """
 
 import asyncio
@@ -18,7 +22,7 @@ from pathlib import Path
 
 from rvaed.errors import RvaedError
 from rvaed.modeldir import model_path
-from rvaed.osc import OscServer
+from rvaed.osc import OscServer, numbers
 
 MAX_PATHS = 256
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -51,6 +55,11 @@ def route_commands(daemon, server: OscServer) -> None:
     def models(sender, args) -> None:
         server.reply(sender, "/rvaed/models", ["starter", *daemon.library.names()])
 
+    def bend(sender, args, at) -> None:
+        amount, *seed = numbers("/rvaed/bend", args, len(args) if 1 <= len(args) <= 2 else 1)
+        daemon.bend(min(1.0, max(0.0, amount)), int(seed[0]) if seed else 0)
+
+    server.route("/rvaed/bend", bend)
     for address, handler in (("/rvaed/train", train), ("/rvaed/train/cancel", cancel),
                              ("/rvaed/model", model), ("/rvaed/models", models)):
         server.route(address, policy.guard(address, handler))

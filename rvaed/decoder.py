@@ -7,6 +7,7 @@ decode call only writes two floats, runs the graph and copies the result into a 
 This module never imports torch.
 """
 
+import copy
 import threading
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import onnxruntime as ort
 from rvaed.errors import RvaedError
 from rvaed.kit import Kit
 from rvaed.modeldir import (
+    DECODER,
     DECODER_INPUT,
     DECODER_OUTPUT,
     ENCODER_INPUT,
@@ -47,6 +49,33 @@ class Decoder:
         self.model_dir = Path(model_dir)
         self.manifest: Manifest
         self.manifest, self._decoder, self._encoder = open_model(model_dir, session_options())
+        self.bending = 0.0
+        self._bind()
+
+    def bent(self, amount: float, seed: int = 0) -> "Decoder":
+        """This model with its decoder's weight matrices nudged by Gaussian noise of
+        ``amount`` x each matrix's spread: the original device's "bending", for happy
+        accidents. ``amount`` 0 gives the trained weights back. Takes a moment (it rebuilds
+        the session): call it off the event loop."""
+        import onnx
+        from onnx import numpy_helper
+
+        graph = onnx.load(self.model_dir / DECODER)
+        rng = np.random.default_rng(seed)
+        for tensor in graph.graph.initializer:
+            weights = numpy_helper.to_array(tensor)
+            if amount > 0 and weights.ndim == 2:
+                noise = rng.standard_normal(weights.shape) * amount * weights.std()
+                tensor.CopyFrom(numpy_helper.from_array(
+                    (weights + noise).astype(weights.dtype), tensor.name))
+        twin = copy.copy(self)
+        twin._decoder = ort.InferenceSession(graph.SerializeToString(), session_options())
+        twin.bending = float(amount)
+        twin._bind()
+        return twin
+
+    def _bind(self) -> None:
+        """Preallocated input/output buffers bound to the decoder session."""
         self._z = np.zeros((1, LATENT), dtype=np.float32)
         self._out = np.zeros((1, 3, self.kit.size, self.grid.steps), dtype=np.float32)
         self._binding = self._decoder.io_binding()

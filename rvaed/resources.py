@@ -15,7 +15,7 @@ def shipped(package: str, folder: str, suffix: str = ".yaml") -> dict[str, Path]
     root = resources.files(package).joinpath(folder)
     return {
         Path(entry.name).stem: Path(str(entry))
-        for entry in root.iterdir()
+        for entry in sorted(root.iterdir(), key=lambda entry: entry.name)
         if entry.name.endswith(suffix)
     }
 

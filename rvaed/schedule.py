@@ -11,6 +11,9 @@ steps.
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
 
 from rvaed.drummachine import Destination, DrumMachine
 from rvaed.pattern import Grid, Pattern
@@ -53,9 +56,11 @@ class Playback:
         return max(1, min(127, round(velocity * self.velocity_scale)))
 
 
-@dataclass(frozen=True)
-class Event:
-    """One note-on: which step it belongs to, how far from that step it sounds, what it plays."""
+class Event(NamedTuple):
+    """One note-on: which step it belongs to, how far from that step it sounds, what it plays.
+
+    A named tuple: a dense pattern makes a hundred of these on every control change.
+    """
 
     beat: float      # position in the loop, in [0, loop beats)
     step: int        # the grid step it belongs to
@@ -89,30 +94,43 @@ class Schedule:
         return tuple(tuple(group) for group in groups)
 
 
-def swing_delay(step: int, grid: Grid, swing: float) -> float:
-    """How many steps ``swing`` delays ``step``: odd steps of a beat with an even step count."""
-    if grid.steps_per_beat % 2 or (step % grid.steps_per_beat) % 2 == 0:
-        return 0.0
-    return 2.0 * (swing - 0.5)
+def swing_delay(steps, grid: Grid, swing: float):
+    """How many steps ``swing`` delays each of ``steps`` (an int or an array): the odd steps
+    of a beat, when a beat has an even number of steps."""
+    if grid.steps_per_beat % 2:
+        return np.zeros_like(steps, dtype=float) if np.ndim(steps) else 0.0
+    return np.where(np.asarray(steps) % grid.steps_per_beat % 2 == 1, 2.0 * (swing - 0.5), 0.0)
 
 
 def build_schedule(pattern: Pattern, grid: Grid, playback: Playback,
                    drum_machine: DrumMachine) -> Schedule:
-    """The pattern's hits above the threshold, unmuted, timed, on the drum machine's notes."""
+    """The pattern's hits above the threshold, unmuted, timed, on the drum machine's notes.
+
+    Computed on whole arrays: this runs on every control change, within the 1 ms budget from
+    a fader move to the sequencer playing the new pattern.
+    """
     if pattern.steps != grid.steps:
         raise ValueError(f"pattern has {pattern.steps} steps, the grid {grid.steps}")
     if pattern.voices != drum_machine.kit.size:
         raise ValueError(f"pattern has {pattern.voices} voices, the drum machine's kit "
                          f"{drum_machine.kit.size}")
-    loop = float(grid.beats)
-    events = []
-    for hit in pattern.hits(playback.threshold):
-        if hit.voice in playback.mutes:
-            continue
-        step_beat = hit.step / grid.steps_per_beat
-        beat = hit.beat(grid, playback.timing) + (
-            swing_delay(hit.step, grid, playback.swing) / grid.steps_per_beat)
-        events.append(Event(beat % loop, hit.step, beat - step_beat, hit.voice,
-                            playback.velocity(hit.velocity), drum_machine.destinations[hit.voice]))
-    events.sort(key=lambda e: (e.beat, e.voice))
-    return Schedule(grid, tuple(events), playback.gate / grid.steps_per_beat)
+    voices, steps, velocities, offsets = pattern.hit_arrays(playback.threshold)
+    if playback.mutes:
+        keep = ~np.isin(voices, list(playback.mutes))
+        voices, steps, velocities, offsets = (a[keep] for a in (voices, steps, velocities,
+                                                                 offsets))
+    spb = grid.steps_per_beat
+    shifts = (0.5 * offsets * playback.timing + swing_delay(steps, grid, playback.swing)) / spb
+    beats = (steps / spb + shifts) % grid.beats
+    beats[beats >= grid.beats] = 0.0  # a pull of 1e-300 beats wraps to exactly the loop length
+    if playback.fixed_velocity is not None:
+        velocities = np.full_like(velocities, playback.fixed_velocity)
+    else:
+        velocities = np.clip(np.rint(velocities * playback.velocity_scale), 1, 127).astype(int)
+    order = np.lexsort((voices, beats))
+    destinations = drum_machine.destinations
+    events = tuple(map(Event, beats[order].tolist(), steps[order].tolist(),
+                       shifts[order].tolist(), voices[order].tolist(),
+                       velocities[order].tolist(),
+                       [destinations[v] for v in voices[order].tolist()]))
+    return Schedule(grid, events, playback.gate / grid.steps_per_beat)

@@ -49,7 +49,7 @@ def _error(text: str) -> RvaedError:
 def _field_name(key: Key) -> str:
     text = ""
     for part in key:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
 
 

@@ -8,12 +8,11 @@ import contextlib
 import os
 import shutil
 import signal
-import uuid
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
-from rig import start_jack, stop_jack
+from rig import free_jack_name, start_jack, stop_jack
 
 DATA = Path(__file__).parent / "data"
 
@@ -38,8 +37,8 @@ def jack_server():
     Period 64 frames at 48 kHz = 1.33 ms: events through it are rounded to that period.
     """
     require_tools("jackd", "jack_lsp")
-    name = f"rvaed-test-{uuid.uuid4().hex[:8]}"
     try:
+        name = free_jack_name("rvaed-test")
         proc = start_jack(name)
     except RuntimeError as exc:
         pytest.fail(str(exc))

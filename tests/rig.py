@@ -5,6 +5,7 @@ Plain functions and classes (no pytest), so that tests/soak.py can run them as a
 a failure raises AssertionError with the daemon's log, which pytest reports as a test failure.
 """
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -17,6 +18,28 @@ from pathlib import Path
 import yaml
 
 from rvaed.clock import now
+
+JACK_SLOTS = 8  # JACK2's server registry holds eight servers
+PR_SET_PDEATHSIG = 1
+
+
+def free_jack_name(prefix: str) -> str:
+    """A server name not in use, from a small fixed set.
+
+    JACK2 frees the registry slot of a killed server only when a server of the same name
+    starts again, and it has eight: fresh random names would leak them one by one.
+    """
+    env = {**os.environ, "JACK_NO_START_SERVER": "1"}
+    for slot in range(JACK_SLOTS):
+        name = f"{prefix}-{slot}"
+        if subprocess.run(["jack_lsp", "-s", name], capture_output=True, env=env).returncode:
+            return name
+    raise RuntimeError(f"all {JACK_SLOTS} JACK servers named {prefix}-N are running")
+
+
+def _end_with_parent() -> None:
+    """In the child before exec: SIGTERM (a clean exit) when the test process dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def start_jack(name: str, log: Path | None = None, period: int = 64) -> subprocess.Popen:
@@ -32,7 +55,7 @@ def start_jack(name: str, log: Path | None = None, period: int = 64) -> subproce
     with target as messages:  # jackd keeps its own descriptor of the file
         proc = subprocess.Popen(
             ["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", str(period)],
-            stdout=subprocess.DEVNULL, stderr=messages, env=env,
+            stdout=subprocess.DEVNULL, stderr=messages, env=env, preexec_fn=_end_with_parent,
         )
         deadline = time.monotonic() + 10
         while subprocess.run(["jack_lsp", "-s", name], capture_output=True).returncode != 0:

@@ -54,12 +54,12 @@ GROOVE = Path(__file__).parent / "data" / "groove"
 RSS_EVERY = 5.0         # seconds between samples of the daemon's resident memory
 STEP = 0.25             # seconds between looks at the daemon, the port and training
 MAX_GROWTH = 10.0       # percent of RSS growth after warm-up that fails the soak
-WARMUP = 0.25           # fraction of the run before RSS growth is measured from...
+WARMUP = 0.25           # fraction of the run left out of RSS growth (see rss_summary)
 LATE = 0.003            # a clock tick this much behind the grid counts as late (Link: 3 ms)
-OFF_TEMPO = 0.002       # ticks whose spacing differs more than this from the tempo's: flagged
+OFF_TEMPO = 0.002       # a stretch whose tick spacing is off the tempo by this fraction
 TEMPO_SETTLE = 0.25     # seconds after a tempo message before ticks follow the new tempo
 RECONNECT_SETTLE = 1.0  # seconds after plugging back in before ticks are timed again
-EPOCHS = 8
+EPOCHS = 8              # per training job: each takes seconds, so many are swapped in
 JACK_PERIOD = 256       # frames at 48 kHz (5.33 ms)
 TRAINING_TIMEOUT = 180.0  # seconds before asking again when a request led nowhere
 TRAINING_OUTCOMES = ("training: model", "training failed", "training produced no usable model",
@@ -275,7 +275,7 @@ def soak(minutes: float, seed: int, workdir: Path) -> dict:
         trainings = Trainings(daemon, log, rng)
         rss, crashed = _play(daemon, drums, log, trainings, rng, started, seconds)
         controls.join(30)
-        exit_code = None if crashed else daemon.stop()
+        exit_code = daemon.proc.returncode if crashed else daemon.stop()
         time.sleep(0.5)  # the last note-offs through JACK
         log.read()
         drums.close()
@@ -476,7 +476,7 @@ def failures(report: dict) -> list[str]:
     found = []
     daemon = report["daemon"]
     if daemon["died_while_playing"]:
-        found.append("the daemon died while playing")
+        found.append(f"the daemon died while playing (exit code {daemon['exit_code']})")
     elif daemon["exit_code"] != 0:
         found.append(f"the daemon exited with {daemon['exit_code']} on SIGTERM")
     if report["notes"]["stuck"]:

@@ -6,12 +6,14 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from jackmidi import MidiDump
-from rig import DaemonProcess, free_udp_port
+from rig import DaemonProcess, free_udp_port, wait_until
 
 from rvaed.clock import now
 
@@ -62,7 +64,7 @@ def assert_no_hanging_notes(receiver: MidiDump) -> None:
             sounding[key] = sounding.get(key, 0) + 1
         elif status & 0xF0 == NOTE_OFF or (status & 0xF0 == NOTE_ON and not velocity):
             sounding[key] = max(0, sounding.get(key, 0) - 1)
-    assert not any(sounding.values()), f"hanging: {sounding}"
+    assert not any(sounding.values()), f"hanging: {sounding}; last: {receiver.messages[-12:]}"
 
 
 def test_plays_moves_trains_swaps_and_stops_cleanly(receiver, daemon):
@@ -81,6 +83,8 @@ def test_plays_moves_trains_swaps_and_stops_cleanly(receiver, daemon):
     notes_a = note_ons_between(receiver, corner_a, corner_a + loop_seconds)
     notes_b = note_ons_between(receiver, corner_b, corner_b + loop_seconds)
     assert notes_a and notes_b and sorted(notes_a) != sorted(notes_b), "pattern did not change"
+    daemon.osc("/rvaed/bend", 0.4, 3)
+    daemon.wait_log("bending 0.40 (seed 3)", 10)
 
     inbox_files = sorted(GROOVE.rglob("*.mid"))[:3]
     for file in inbox_files:
@@ -104,9 +108,17 @@ def test_killed_training_and_garbage_in_the_inbox_leave_the_music_playing(receiv
     listen(daemon, receiver)
     (daemon.dirs["inbox"] / "notes.txt").write_text("not MIDI")
     (daemon.dirs["inbox"] / "broken.mid").write_bytes(b"MThd garbage")
-    shutil.copy(sorted(GROOVE.rglob("*.mid"))[0], daemon.dirs["inbox"] / "good.mid")
-    daemon.wait_log("training: started", 30)
-    assert "notes.txt" in daemon.text()
+    daemon.wait_log("notes.txt", 10)
+    daemon.wait_log("training failed", 60)  # broken.mid was taken and refused
+    good = daemon.dirs["captures"] / "good.mid"  # a data directory, not the inbox
+    shutil.copy(sorted(GROOVE.rglob("*.mid"))[0], good)
+    outside = daemon.root / "outside.mid"
+    shutil.copy(good, outside)
+    ask = [sys.executable, "-m", "rvaed.cli", "train", "--daemon", f"127.0.0.1:{daemon.port}"]
+    subprocess.run([*ask, str(outside)], check=True, capture_output=True)
+    daemon.wait_log("outside the data directories", 10)
+    subprocess.run([*ask, str(good)], check=True, capture_output=True)
+    wait_until(lambda: daemon.text().count("training: started") == 2, 30, daemon)
     children = daemon.children()
     assert children, "no training process"
     for pid in children:

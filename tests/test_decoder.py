@@ -104,3 +104,18 @@ def test_the_runtime_never_imports_torch():
     figures = json.loads(done.stdout)
     assert figures["torch"] == []
     assert figures["hits"] > 0 and len(figures["z"]) == 2
+
+
+def test_bending_nudges_the_patterns_reproducibly_and_zero_gives_the_model_back(decoder):
+    points = [(x, y) for x in (0.1, 0.5, 0.9) for y in (0.1, 0.5, 0.9)]
+    trained = [decoder.decode_xy(x, y) for x, y in points]
+    bent = decoder.bent(0.5, seed=7)
+    moved = [bent.decode_xy(x, y) for x, y in points]
+    assert bent.bending == 0.5 and decoder.bending == 0.0
+    assert max(float(np.abs(a.onsets - b.onsets).max()) for a, b in zip(trained, moved,
+                                                                         strict=True)) > 0.05
+    again = decoder.bent(0.5, seed=7)
+    assert all(again.decode_xy(x, y) == m for (x, y), m in zip(points, moved, strict=True))
+    unbent = bent.bent(0.0)
+    assert all(unbent.decode_xy(x, y) == t for (x, y), t in zip(points, trained, strict=True))
+    assert decoder.decode_xy(0.5, 0.5) == trained[4]  # the original is untouched

@@ -29,10 +29,10 @@ from rvaed.sequencer import ON, Sequencer
 KIT = load_kit()
 GM = load_drum_machine("gm", KIT)
 GRID = Grid()
-# The receiving Python callback wakes up late now and then on a loaded 2-core machine (seen:
-# 6 ms): most arrivals must be within a period, none far off. Send times are measured, with
-# their own figures, by `rvaed bench timing`.
-WAKE_SLACK, WORST_SLACK = 0.0005, 0.010
+# The receiver is a python-rtmidi callback in this process: it waits for the GIL and wakes up
+# late now and then on a loaded 2-core machine (seen: 6 ms), so most arrivals must be within
+# a period plus that, none far off. Send times have their own figures: `rvaed bench timing`.
+WAKE_SLACK, WORST_SLACK = 0.002, 0.010
 NOTE_ON, NOTE_OFF = 0x90, 0x80
 
 

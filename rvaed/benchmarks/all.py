@@ -240,16 +240,15 @@ def render(figures: dict) -> str:
              "below was measured side by side in this one run. The benchmarks report and never "
              "fail: a figure that misses its target says so here.", ""]
     lines += _machine_section(figures["machine"])
-    lines += _targets_section(figures["targets"])
+    lines += _targets_section(figures["targets"], quick=figures["mode"] == "quick")
     benchmarks = figures["benchmarks"]
     for name, section in (("timing", _timing_section), ("peers", _peers_section),
                           ("control", _control_section), ("startup", _startup_section),
                           ("decode", _decode_section), ("train", _train_section)):
         result = benchmarks.get(name, {})
-        lines += [f"## {name}", "", f"`rvaed bench {name} {' '.join(result.get('arguments', []))}`"
-                  .replace(" `", "`"), ""]
-        lines += ([f"Failed: {result['error']}", ""] if "error" in result and name != "peers"
-                  else section(result))
+        command = " ".join(["rvaed bench", name, *result.get("arguments", [])])
+        lines += [f"## {name}", "", f"`{command}`", ""]
+        lines += [f"Failed: {result['error']}", ""] if "error" in result else section(result)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -266,19 +265,27 @@ def _machine_section(info: dict) -> list[str]:
             "rather than single maxima, and compare rows of the same run only", ""]
 
 
-def _targets_section(targets: list[dict]) -> list[str]:
+def _targets_section(targets: list[dict], quick: bool) -> list[str]:
     lines = ["## Targets", "", "| issue | figure | target | measured | met |",
              "|---|---|---|---|---|"]
     for t in targets:
-        measured = "not measured" if t["value"] is None else f"{t['value']:g} {t['unit']}"
-        met = "n/a" if t["met"] is None else "met" if t["met"] else "**not met**"
+        measured = "not measured" if t["value"] is None else f"{_num(t['value'])} {t['unit']}"
+        met = ("n/a" if t["met"] is None else "n/a (quick run)" if quick
+               else "met" if t["met"] else "**not met**")
         lines.append(f"| #{t['issue']} | {t['what']} | {t['target']} | {measured} | {met} |")
     return [*lines, ""]
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
     return [f"| {' | '.join(header)} |", f"|{'---|' * len(header)}",
-            *(f"| {' | '.join(str(cell) for cell in row)} |" for row in rows), ""]
+            *(f"| {' | '.join(_num(cell) for cell in row)} |" for row in rows), ""]
+
+
+def _num(value) -> str:
+    """Numbers as people read them: three decimals at most, no trailing zeros."""
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".")
+    return str(value)
 
 
 def _timing_section(result: dict) -> list[str]:
@@ -296,8 +303,6 @@ def _timing_section(result: dict) -> list[str]:
 
 
 def _peers_section(result: dict) -> list[str]:
-    if "error" in result and "conditions" not in result:
-        return [f"Failed: {result['error']}", ""]
     rows = []
     for condition, row in result["conditions"].items():
         for scheduler in SCHEDULERS:
@@ -313,8 +318,8 @@ def _peers_section(result: dict) -> list[str]:
                 rows.append([condition, scheduler, cell["note_ons"], cell["p50_ms"],
                              cell["p99_ms"], cell["max_ms"], cell["late"],
                              cell["process_cpu_percent"]]
-                            + ([f"{own['p50_ms']} / {own['p99_ms']} / {own['max_ms']}"]
-                               if own else ["—"]))
+                            + ([" / ".join(_num(own[k]) for k in ("p50_ms", "p99_ms", "max_ms"))]
+                               if own else ["-"]))
     return [f"Note-on timing measured at the receiver (jackd2's jack_midi_dump in its own "
             f"process, stamping JACK frames; period {result['period_ms']:g} ms, run realtime), "
             f"same pattern ({result['note_ons_per_loop']} note-ons per two-bar loop), same "
@@ -343,8 +348,9 @@ def _control_section(result: dict) -> list[str]:
 def _startup_section(result: dict) -> list[str]:
     memory = result["memory"]
     samples = ", ".join(f"{age:g} s: {rss}" for age, rss in memory["samples"])
-    return [f"`rvaed run` (starter model, Link {'on, loopback-only namespace' if result['link'] else 'off'}) "
-            f"to the first note-on at the receiver, {result['runs']} runs: p50 "
+    link = "on, loopback-only namespace" if result["link"] else "off"
+    return [f"`rvaed run` (starter model, Link {link}) to the first note-on at the receiver, "
+            f"{result['runs']} runs: p50 "
             f"{result['first_note_p50_s']} s, max {result['first_note_max_s']} s "
             f"({', '.join(str(t) for t in result['first_note_s'])} s). This includes the "
             f"musical wait from the loop start to the pattern's first hit.", "",
@@ -356,9 +362,14 @@ def _decode_section(result: dict) -> list[str]:
     rows = [[path, r["p50_us"], r["p99_us"], r["max_us"], r["mean_us"]]
             for path in ("onnxruntime", "torch_eager") if (r := result.get(path))]
     process = result["process"]
+    memory = (f"could not be measured: {process['error']}" if "error" in process else
+              f"RSS {process.get('rss_mb', '?')} MB, peak {process['peak_rss_mb']} MB, torch "
+              f"imported: {'yes' if process['torch_imported'] else 'no'}")
+    speedup = (f"onnxruntime is {result['speedup_p50']}x faster than torch eager at p50. "
+               if "speedup_p50" in result else "")
     return [f"Latent point -> Pattern, {result['calls']} calls per path, one thread.", "",
             *_table(["path", "p50 us", "p99 us", "max us", "mean us"], rows),
-            f"Decoder-only process: {process}.", ""]
+            f"{speedup}A process that only loads the decoder and decodes: {memory}.", ""]
 
 
 def _train_section(result: dict) -> list[str]:

@@ -22,7 +22,6 @@ isobar's 1/480 beat, so that no scheduler is asked for a time it cannot express.
 
 import asyncio
 import contextlib
-import dataclasses
 import itertools
 import logging
 import time
@@ -37,6 +36,8 @@ from rvaed.benchmarks.timing import (
     conditions,
     control_loop,
     dense_schedule,
+    distribution,
+    print_loads,
     private_jack_server,
     send_errors,
     wait_for,
@@ -91,7 +92,7 @@ def comparison_schedule(schedule):
     """``schedule`` with every hit on isobar's grid of 1/480 beat, and none before the loop
     start (step 0 pulled early would belong to a loop before the first): every scheduler then
     plays exactly the same note-ons from beat 0."""
-    from rvaed.schedule import Schedule
+    from rvaed.schedule import Event, Schedule
 
     spb, loop = schedule.grid.steps_per_beat, schedule.loop_beats
     events = []
@@ -99,7 +100,8 @@ def comparison_schedule(schedule):
         step_beat = event.step / spb
         beat = round((step_beat + event.shift) * TICKS_PER_BEAT) / TICKS_PER_BEAT
         beat = abs(beat) if event.step == 0 else beat
-        events.append(dataclasses.replace(event, beat=beat % loop, shift=beat - step_beat))
+        events.append(Event(beat % loop, event.step, beat - step_beat, event.voice,
+                            event.velocity, event.destination))
     events.sort(key=lambda e: (e.beat, e.voice))
     return Schedule(schedule.grid, tuple(events), schedule.gate)
 
@@ -152,11 +154,7 @@ def receiver_errors(received, notes, loop_beats: float, bpm: float) -> dict:
     if not offsets:
         return {"note_ons": 0, "error": "no note-on arrived"}
     errors = (np.array(offsets) - min(offsets)) * 1e3
-    return {"note_ons": len(errors),
-            "p50_ms": round(float(np.percentile(errors, 50)), 3),
-            "p99_ms": round(float(np.percentile(errors, 99)), 3),
-            "max_ms": round(float(errors.max()), 3),
-            "late": int(np.count_nonzero(errors > LATE_MS))}
+    return {"note_ons": len(errors), **distribution(errors, 3)}
 
 
 def _play_rvaed(sink, schedule, machine, loop, args) -> dict:
@@ -225,10 +223,7 @@ def _isobar_track(schedule, machine) -> tuple[float, dict]:
 
 def _play_asyncio(sink, schedule, machine, loop, args) -> dict:
     """A coroutine on the control loop: sleep until each message is due, send it."""
-    from rvaed import midiapi
-
-    port = midiapi.open_client("jack", "output", "asyncio-sleep")
-    port.open_port(midiapi.match_port(port.get_ports(), sink.name))
+    port = sink.connect("asyncio-sleep")
     messages = sorted(
         [*_note_ons(schedule, machine),
          *((beat + schedule.gate, (on[0] & 0x0F | 0x80, on[1], 0))
@@ -286,6 +281,4 @@ def _print(figures: dict) -> None:
             print(f"{condition:<10} {scheduler:<14} {cell['note_ons']:>8} {cell['p50_ms']:>8.3f} "
                   f"{cell['p99_ms']:>8.3f} {cell['max_ms']:>8.3f} {cell['late']:>10} "
                   f"{cell['process_cpu_percent']:>9.1f}")
-    for condition, row in figures["conditions"].items():
-        if "load" in row:
-            print(f"  {condition}: {row['load']}")
+    print_loads(figures["conditions"])

@@ -4,9 +4,10 @@ Each run spawns `rvaed run` with a configuration of its own (fresh state and mod
 so the shipped starter model plays; OSC on 127.0.0.1 at a free port; MIDI to a receiving JACK
 port of a private JACK server; Ableton Link on only inside a network namespace whose only
 interface is loopback, otherwise off) and times from the spawn to the first note-on at the
-receiver. Both moments are stamped by the receiver: a marker message is sent to it just before
-the spawn, so the figure is what a drum machine waits, to within one JACK period. It includes
-the musical wait from the loop start to the pattern's first hit.
+receiver. Both moments are stamped by the receiver: a marker message (the receiver's probe,
+sent last) reaches it just before the spawn, so the figure is what a drum machine waits, to
+within one JACK period. It includes the musical wait from the loop start to the pattern's
+first hit.
 
 The last run keeps playing: its resident memory (VmRSS) is read every few seconds and reported
 at 10 s and at the end (60 s by default), with the growth between them.
@@ -23,11 +24,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from rvaed.benchmarks.timing import Sink, private_jack_server, wait_for
+from rvaed.benchmarks.timing import PROBE, Sink, private_jack_server, wait_for
 from rvaed.errors import RvaedError
 
 HELP = "`rvaed run` to the first note (p50/max over runs) and its memory while playing"
-MARKER = (0xBF, 102, 1)  # CC 102 (undefined) on channel 16: the daemon never sends it
 NOTE_ON = 0x90
 EARLY_RSS = 10.0  # seconds after the spawn of the first memory figure
 RSS_EVERY = 2.0
@@ -71,8 +71,6 @@ def only_loopback() -> bool:
 def _start(root: Path, sink: Sink, link: bool) -> tuple[subprocess.Popen, float, float]:
     """Spawn the daemon playing to ``sink``: the process, when it was spawned (monotonic
     clock) and the seconds from the spawn to its first note-on at ``sink``."""
-    from rvaed import midiapi
-
     root.mkdir()
     config = root / "rvaed.yaml"
     config.write_text(yaml.safe_dump({
@@ -81,11 +79,10 @@ def _start(root: Path, sink: Sink, link: bool) -> tuple[subprocess.Popen, float,
         "midi": {"api": "jack", "outputs": [{"port": sink.name, "virtual": False}]},
         "dirs": {name: str(root / name) for name in ("state", "models", "inbox", "captures")},
     }))
-    marker = midiapi.open_client("jack", "output", "startup-marker")
-    marker.open_port(midiapi.match_port(marker.get_ports(), sink.name))
+    marker = sink.connect("startup-marker")
     log = open(root / "daemon.log", "wb")  # noqa: SIM115 (the daemon writes it while running)
     try:
-        marker.send_message(MARKER)
+        marker.send_message(PROBE)
         spawned = time.monotonic()
         daemon = subprocess.Popen([sys.executable, "-m", "rvaed.cli", "run", "--config",
                                    str(config)], stdout=log, stderr=log)
@@ -103,7 +100,7 @@ def _start(root: Path, sink: Sink, link: bool) -> tuple[subprocess.Popen, float,
     except BaseException:
         _stop(daemon)
         raise
-    marked = next(t for t, message in sink.messages() if message == MARKER)
+    marked = max(t for t, message in sink.messages() if message == PROBE)  # the last one
     return daemon, spawned, _first_note(sink) - marked
 
 

@@ -30,6 +30,7 @@ from rvaed.sequencer import SWITCH_INTERVAL
 HELP = "MIDI send-time error (p50/p99/max/late) idle, while training, under an OSC flood"
 SINK = "rvaed-bench-sink"
 RATE = 48000  # the private JACK server's sample rate: the receiver stamps in its frames
+PROBE = (0xBF, 102, 1)  # CC 102 (undefined) on channel 16: no benchmarked sender uses it
 LATE_MS = 1.0
 OSC_RATE = 2000
 
@@ -125,17 +126,21 @@ def send_errors(sequencer, seconds: float) -> dict:
     time.sleep(seconds)
     wall = time.perf_counter() - wall0
     rows = sequencer.timing.rows()
-    errors = (rows[:, 1] - rows[:, 0]) * 1e3
     return {
         "messages": len(rows),
-        "p50_ms": round(float(np.percentile(errors, 50)), 4),
-        "p99_ms": round(float(np.percentile(errors, 99)), 4),
-        "max_ms": round(float(errors.max()), 4),
-        "min_ms": round(float(errors.min()), 4),
-        "late": int(np.count_nonzero(errors > LATE_MS)),
+        **distribution((rows[:, 1] - rows[:, 0]) * 1e3, 4),
         "sequencer_cpu_percent": round(100 * (sequencer.cpu_time() - cpu0) / wall, 2),
         "process_cpu_percent": round(100 * (time.process_time() - process0) / wall, 2),
     }
+
+
+def distribution(errors_ms: np.ndarray, digits: int) -> dict:
+    """p50/p99/max/min of timing errors in milliseconds, and how many are late."""
+    return {"p50_ms": round(float(np.percentile(errors_ms, 50)), digits),
+            "p99_ms": round(float(np.percentile(errors_ms, 99)), digits),
+            "max_ms": round(float(errors_ms.max()), digits),
+            "min_ms": round(float(errors_ms.min()), digits),
+            "late": int(np.count_nonzero(errors_ms > LATE_MS))}
 
 
 def dense_schedule(kit, machine):
@@ -168,25 +173,35 @@ def private_jack_server(period: int = 64, realtime: bool = False) -> Iterator[st
         raise RvaedError("jackd/jack_midi_dump are not installed (Debian: jackd2); "
                          "give --port where the benchmark offers it")
     name = f"rvaed-bench-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "JACK_NO_AUDIO_RESERVATION": "1"}
+    env = {**os.environ, "JACK_NO_AUDIO_RESERVATION": "1", "JACK_NO_START_SERVER": "1"}
+    # its messages go to a file: jackd reports every late cycle, and a full pipe would block it
+    messages = tempfile.TemporaryFile()  # noqa: SIM115 (closed below)
     server = subprocess.Popen(
         ["jackd", "-n", name, "-R" if realtime else "--no-realtime", "-d", "dummy",
          "-r", str(RATE), "-p", str(period)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        stdout=subprocess.DEVNULL, stderr=messages, env=env)
     previous = os.environ.get("JACK_DEFAULT_SERVER")
     os.environ["JACK_DEFAULT_SERVER"] = name
     try:
-        wait_for(lambda: subprocess.run(["jack_lsp", "-s", name], capture_output=True)
-                  .returncode == 0, 10, "the private JACK server did not start")
+        wait_for(lambda: server.poll() is not None or subprocess.run(
+            ["jack_lsp", "-s", name], capture_output=True, env=env).returncode == 0, 10,
+            "the private JACK server did not start")
+        if server.poll() is not None:
+            messages.seek(0)
+            said = [line for line in messages.read().decode(errors="replace").splitlines()
+                    if line.strip() and "overruns" not in line]
+            raise RvaedError(f"the private JACK server did not start: jackd said "
+                             f"{' / '.join(said[:2]) or 'nothing'}")
         yield name
     finally:
         if previous is None:
             os.environ.pop("JACK_DEFAULT_SERVER", None)
         else:
             os.environ["JACK_DEFAULT_SERVER"] = previous
+        messages.close()
         server.terminate()
-        try:
-            server.wait(5)
+        try:  # a killed jackd stays in JACK's table of (at most 8) servers: give it time
+            server.wait(20)
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
@@ -213,7 +228,32 @@ class Sink:
                  f"the receiving port {self.port} did not appear")
         if self._process.poll() is not None:
             raise RvaedError(f"jack_midi_dump could not open {self.port}")
+        self._until_live()
         return self
+
+    def connect(self, client: str):
+        """A python-rtmidi JACK output named ``client`` connected to this receiver."""
+        from rvaed import midiapi
+
+        port = midiapi.open_client("jack", "output", client)
+        port.open_port(midiapi.match_port(port.get_ports(), self.port))
+        return port
+
+    def _until_live(self) -> None:
+        """Send PROBE until it is received: the port is listed before jack_midi_dump
+        processes, and what arrives in between is lost."""
+        probe = self.connect(f"{self.name}-probe")
+
+        def received() -> bool:
+            probe.send_message(PROBE)
+            time.sleep(0.02)
+            return any(message == PROBE for _, message in self.messages())
+
+        try:
+            wait_for(received, 10, f"nothing sent to {self.port} arrived")
+        finally:
+            probe.close_port()
+            probe.delete()
 
     def __exit__(self, *_exc) -> None:
         self._process.terminate()  # it flushes what it printed on SIGTERM
@@ -369,6 +409,11 @@ def _print(figures: dict) -> None:
         print(f"{name:<10} {row['messages']:>8} {row['p50_ms']:>8.3f} {row['p99_ms']:>8.3f} "
               f"{row['max_ms']:>8.3f} {row['late']:>10} {row['sequencer_cpu_percent']:>9.1f} "
               f"{row['process_cpu_percent']:>9.1f}")
-    for name, row in figures["conditions"].items():
+    print_loads(figures["conditions"])
+
+
+def print_loads(conditions: dict) -> None:
+    """What ran beside the measurement in each condition."""
+    for name, row in conditions.items():
         if "load" in row:
             print(f"  {name}: {row['load']}")

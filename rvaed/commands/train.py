@@ -25,8 +25,12 @@ GMD = ("Groove MIDI Dataset v1.0.0 by Magenta (Jon Gillick, Adam Roberts, Jesse 
 
 def add_arguments(parser) -> None:
     parser.add_argument("paths", nargs="+", metavar="FILES|DIRS", help="MIDI files or folders")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="MODEL",
+    parser.add_argument("-o", "--output", type=Path, metavar="MODEL",
                         help="the model directory to write (replaced if it is a model)")
+    parser.add_argument("--daemon", nargs="?", const="127.0.0.1:9000", metavar="HOST:PORT",
+                        help="instead, ask the running daemon (default 127.0.0.1:9000) to "
+                        "train on the files and play the new model; the files must lie in "
+                        "its data directories (its inbox, for instance)")
     parser.add_argument("--epochs", type=int, default=150, help="at most this many (150)")
     parser.add_argument("--seed", type=int, default=0, help="for a reproducible run (0)")
     parser.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1),
@@ -54,6 +58,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    if args.daemon:
+        return ask_daemon(args.daemon, args.paths)
+    if args.output is None:
+        raise RvaedError("-o MODEL is required (or --daemon to let the daemon train)")
     from rvaed.trainjob import TrainRequest, run_training
 
     request = TrainRequest(**request_fields(args))
@@ -236,3 +244,17 @@ def plot_image(history: list[dict], width: int = 600, height: int = 300):
             low, high = sorted((ys[x], ys[max(x - 1, 0)]))
             image[max(low - 1, 0):high + 2, x] = colour
     return image
+
+
+def ask_daemon(address: str, paths: list[str]) -> int:
+    """Send /rvaed/train with absolute paths; the daemon logs progress and refusals."""
+    from pythonosc.udp_client import SimpleUDPClient
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise RvaedError(f"--daemon {address!r}: expected HOST:PORT, e.g. 127.0.0.1:9000")
+    files = [str(Path(path).resolve()) for path in paths]
+    SimpleUDPClient(host, int(port)).send_message("/rvaed/train", files)
+    print(f"asked the daemon at {host}:{port} to train on {len(files)} path(s); "
+          "progress is in its log and in OSC feedback /rvaed/training")
+    return 0
