@@ -125,6 +125,8 @@ class Daemon:
             await self.performance.stop()
         if self.sequencer is not None:
             self.sequencer.stop()
+            offs, _, ons = self.sequencer.timing.sent
+            log.info("MIDI out: %d note-ons and %d note-offs sent", ons, offs)
         for part in [*self.inputs, *self.tools, self.osc, self.trainer]:
             if part is not None:
                 with contextlib.suppress(Exception):

@@ -91,11 +91,13 @@ class Timing:
     def __init__(self, capacity: int) -> None:
         self._rows = np.zeros((capacity, 3))
         self._count = 0
+        self.sent = [0, 0, 0]  # messages ever sent, per kind (OFF, CLOCK, ON)
 
     def add(self, scheduled: float, sent: float, kind: int) -> None:
         row = self._rows[self._count % len(self._rows)]
         row[0], row[1], row[2] = scheduled, sent, kind
         self._count += 1
+        self.sent[kind] += 1
 
     def rows(self) -> np.ndarray:
         """A copy of the rows recorded so far (the newest `capacity`), oldest first."""
@@ -303,6 +305,7 @@ class Sequencer:
         for lane in self._lanes:
             for status, note in lane.sounding:
                 lane.output.send((NOTE_OFF | (status & 0x0F), note, 0))
+                self.timing.sent[OFF] += 1
             lane.sounding.clear()
             lane.queue.clear()
             if lane.clock is not None:
