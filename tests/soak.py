@@ -16,8 +16,9 @@ What happens, all on this machine:
 
 Then SIGTERM, and the report: RSS over time, timing error, note-on/note-off balance at the
 receiver, model swaps, port reconnects and every daemon log line of level WARNING or above.
-Exit status 1 on a stuck note, a crash (the daemon died, or exited non-zero), RSS growth
-above 10% after warm-up, or a port return the daemon did not reconnect to.
+Exit status 1 on a stuck note (at the receiver, or note-ons the daemon sent without as many
+note-offs), a crash (the daemon died, or exited non-zero), RSS growth above 10% after
+warm-up, or a port return the daemon did not reconnect to.
 
 Ableton Link is off (``link.enabled: false``): the soak then runs anywhere, without a network
 namespace, and its tempo changes come from OSC alone.
@@ -36,6 +37,7 @@ import math
 import multiprocessing
 import os
 import random
+import re
 import shutil
 import signal
 import sys
@@ -71,6 +73,7 @@ RECONNECT_WINDOW = 2.0  # seconds after plugging back in in which All Notes Off 
 NOTE_ON, NOTE_OFF, CONTROL, CLOCK = 0x90, 0x80, 0xB0, 0xF8
 ALL_NOTES_OFF = 123
 LEVELS = ("WARNING", "ERROR", "CRITICAL")
+SENT = re.compile(r"MIDI out: (\d+) note-ons and (\d+) note-offs sent")
 
 
 # -- the drum machine's port, and the performer ------------------------------------------------
@@ -210,7 +213,7 @@ class Trainings:
         self.requested = self.switches = 0
         self._asked_at, self._next_ask, self._done = -math.inf, FIRST_TRAINING, 0
         self._next_switch = FIRST_SWITCH
-        self._files = sorted(GROOVE.rglob("*.mid"))
+        self._files = sorted(GROOVE.rglob("*_beat_4-4.mid"))  # every pair trains a model
 
     def finished(self) -> int:
         return sum(self.log.count(outcome) for outcome in TRAINING_OUTCOMES)
@@ -294,7 +297,7 @@ def soak(minutes: float, seed: int, workdir: Path) -> dict:
         "daemon": {"exit_code": exit_code, "died_while_playing": crashed},
         "rss": rss_summary(rss, seconds, log),
         "timing": clock_timing(messages, sent["tempos"], drums.outages),
-        "notes": note_balance(messages, drums.outages),
+        "notes": {**note_balance(messages, drums.outages), "sent": daemon_sent(log)},
         "controls": {"osc_messages": sent.get("sent", 0), "tempo_changes": len(sent["tempos"])},
         "training": {"requested": trainings.requested, "finished": trainings.finished(),
                      "models_ready": log.count("training: model")},
@@ -463,6 +466,15 @@ def note_balance(messages: list, outages: list) -> dict:
             "longest_silence_s": _longest_silence(messages, outages)}
 
 
+def daemon_sent(log: LogFollower) -> dict | None:
+    """The note-ons and note-offs the daemon says it sent (its last log line on SIGTERM),
+    dropped ones included: every note-on must have had its note-off, whatever the port did."""
+    for _, line in log.lines:
+        if found := SENT.search(line):
+            return {"note_ons": int(found[1]), "note_offs": int(found[2])}
+    return None
+
+
 def _longest_silence(messages: list, outages: list) -> float | None:
     """The longest time between note-ons while the port was plugged in (the music stopping)."""
     times = [t for t, m in messages if m[0] & 0xF0 == NOTE_ON and len(m) == 3 and m[2]]
@@ -480,7 +492,13 @@ def failures(report: dict) -> list[str]:
     elif daemon["exit_code"] != 0:
         found.append(f"the daemon exited with {daemon['exit_code']} on SIGTERM")
     if report["notes"]["stuck"]:
-        found.append(f"{len(report['notes']['stuck'])} stuck note(s)")
+        found.append(f"{len(report['notes']['stuck'])} stuck note(s) at the receiver")
+    sent = report["notes"]["sent"]
+    if sent is None:
+        found.append("the daemon did not report the notes it sent")
+    elif sent["note_ons"] != sent["note_offs"]:
+        found.append(f"the daemon sent {sent['note_ons']} note-ons but "
+                     f"{sent['note_offs']} note-offs")
     if report["rss"]["growth_percent"] > MAX_GROWTH:
         found.append(f"RSS grew {report['rss']['growth_percent']:.1f}% after warm-up "
                      f"(limit {MAX_GROWTH:.0f}%)")
@@ -508,7 +526,9 @@ def print_report(report: dict) -> None:
               f"{timing['late']}; stretches off tempo {timing['stretches_off_tempo']}")
     else:
         print(f"  timing: no clock ticks could be timed ({timing['ticks']} received)")
-    print(f"  notes: {notes['note_ons']} on, {notes['note_offs']} off, "
+    sent = notes["sent"] or {"note_ons": "?", "note_offs": "?"}
+    print(f"  notes sent by the daemon: {sent['note_ons']} on, {sent['note_offs']} off")
+    print(f"  notes at the receiver: {notes['note_ons']} on, {notes['note_offs']} off, "
           f"{notes['note_on_while_sounding']} on while sounding (a lost note-off), "
           f"{notes['ended_by_reconnect_all_notes_off']} ended by All Notes Off on reconnect, "
           f"{notes['offs_without_on']} offs without on; longest note "

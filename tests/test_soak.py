@@ -33,6 +33,7 @@ def test_two_minutes_of_abuse_leave_no_stuck_note_no_crash_and_flat_memory(tmp_p
     assert not report["daemon"]["died_while_playing"], report["warnings"]
     assert report["daemon"]["exit_code"] == 0
     assert report["notes"]["stuck"] == []
+    assert report["notes"]["sent"]["note_ons"] == report["notes"]["sent"]["note_offs"]
     assert report["rss"]["growth_percent"] <= soak.MAX_GROWTH, report["rss"]["samples"]
     port = report["port"]
     assert port["outages"] >= 2 and port["reconnects"] == port["outages"], port

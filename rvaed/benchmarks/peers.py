@@ -76,9 +76,10 @@ def run(args) -> dict:
     players = {"rvaed": _play_rvaed, "isobar": _play_isobar, "asyncio sleep": _play_asyncio}
     if isobar is None:
         del players["isobar"]
-    with private_jack_server(args.period, realtime=True), control_loop() as loop:
+    with private_jack_server(args.period, realtime=True), control_loop() as loop, \
+            contextlib.closing(conditions(loop)) as loads:  # closed on errors too: loads end
         sinks = (f"peers-sink-{n}" for n in itertools.count())
-        for name, note in conditions(loop):
+        for name, note in loads:
             row = figures["conditions"][name] = {}
             for scheduler, play in players.items():
                 row[scheduler] = _measure(play, next(sinks), schedule, machine, loop, args)

@@ -97,10 +97,10 @@ def _start(root: Path, sink: Sink, link: bool) -> tuple[subprocess.Popen, float,
         if daemon.poll() is not None:
             tail = (root / "daemon.log").read_text(errors="replace").strip().splitlines()[-3:]
             raise RvaedError(f"rvaed run exited with {daemon.returncode}: {' | '.join(tail)}")
+        marked = max(t for t, message in sink.messages() if message == PROBE)  # the last one
     except BaseException:
         _stop(daemon)
         raise
-    marked = max(t for t, message in sink.messages() if message == PROBE)  # the last one
     return daemon, spawned, _first_note(sink) - marked
 
 

@@ -84,7 +84,7 @@ def _measure(port: str, api: str, args, stack: contextlib.ExitStack) -> dict:
                "sched_fifo": None, "switch_interval": args.switch_interval or None,
                "conditions": {}}
     loop = stack.enter_context(control_loop())
-    for name, note in conditions(loop):
+    for name, note in stack.enter_context(contextlib.closing(conditions(loop))):
         figures["conditions"][name] = send_errors(sequencer, args.seconds)
         if note:
             figures["conditions"][name]["load"] = note()
@@ -224,11 +224,15 @@ class Sink:
         self._process = subprocess.Popen(
             ["jack_midi_dump", "-a", self.name], stdout=self._log, stderr=subprocess.DEVNULL,
             env={**os.environ, "JACK_NO_START_SERVER": "1"})
-        wait_for(lambda: self.port in _jack_ports() or self._process.poll() is not None, 10,
-                 f"the receiving port {self.port} did not appear")
-        if self._process.poll() is not None:
-            raise RvaedError(f"jack_midi_dump could not open {self.port}")
-        self._until_live()
+        try:
+            wait_for(lambda: self.port in _jack_ports() or self._process.poll() is not None,
+                     30, f"the receiving port {self.port} did not appear")
+            if self._process.poll() is not None:
+                raise RvaedError(f"jack_midi_dump could not open {self.port}")
+            self._until_live()
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def connect(self, client: str):
