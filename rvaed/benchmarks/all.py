@@ -355,7 +355,10 @@ def _startup_section(result: dict) -> list[str]:
             f"({', '.join(str(t) for t in result['first_note_s'])} s). This includes the "
             f"musical wait from the loop start to the pattern's first hit.", "",
             f"Daemon RSS while playing (MB at seconds after the spawn): {samples}; growth "
-            f"from {memory['early_at_s']:g} s to the end {memory['growth_percent']:+g}%.", ""]
+            f"from {memory['early_at_s']:g} s to the end {memory['growth_percent']:+g}%. Of "
+            f"the last figure, {memory.get('shared_mb_end', '?')} MB is shared memory "
+            "(RssShmem: the JACK server's segments, mapped by every JACK client; with ALSA "
+            "there is none).", ""]
 
 
 def _decode_section(result: dict) -> list[str]:

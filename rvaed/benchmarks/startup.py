@@ -122,14 +122,17 @@ def _memory(pid: int, started: float, seconds: float) -> dict:
     end = samples[-1][1]
     return {"samples": samples, "early_at_s": early_at, "rss_mb_early": early,
             "rss_mb_end": end, "rss_mb_max": max(rss for _, rss in samples),
-            "growth_percent": round(100 * (end - early) / early, 1)}
+            "growth_percent": round(100 * (end - early) / early, 1),
+            "shared_mb_end": _rss_mb(pid, "RssShmem:")}
 
 
-def _rss_mb(pid: int) -> float:
+def _rss_mb(pid: int, field: str = "VmRSS:") -> float:
+    """A memory figure of /proc/PID/status in MB. RssShmem is shared memory: with JACK, the
+    server's segments that every client maps, counted in VmRSS too."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field):
             return round(int(line.split()[1]) / 1024, 1)
-    raise RvaedError(f"no VmRSS for process {pid}")
+    raise RvaedError(f"no {field} for process {pid}")
 
 
 def _stop(daemon: subprocess.Popen) -> None:
@@ -159,4 +162,5 @@ def _print(figures: dict) -> None:
         print(f"daemon RSS while playing: {memory['rss_mb_early']} MB at "
               f"{memory['early_at_s']:g} s, {memory['rss_mb_end']} MB at "
               f"{memory['samples'][-1][0]:g} s (growth {memory['growth_percent']:+.1f}%), "
-              f"max {memory['rss_mb_max']} MB")
+              f"max {memory['rss_mb_max']} MB, of which shared memory (JACK's segments) "
+              f"{memory['shared_mb_end']} MB at the end")
