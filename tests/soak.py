@@ -415,11 +415,14 @@ def note_balance(messages: list, outages: list) -> dict:
     (many times any gate the soak plays) with the port plugged in all along, whatever ended it
     at last (its note-off, or the All Notes Off of the shutdown), or when nothing ended it.
     A note-on for a key still sounding is counted apart: the daemon ends a note before playing
-    it again, so each one is a note-off that got lost on the way.
+    it again, so each one is a note-off that got lost on the way. A long note whose note-off
+    went missing while MIDI clock ticks went missing too is listed apart as lost in transport
+    (a late JACK cycle); the daemon's own count of what it sent (`daemon_sent`) judges those.
     """
     sounding: dict[tuple[int, int], float] = {}
     ons = offs = again = cleared = orphans = 0
-    stuck, longest = [], 0.0
+    stuck, lost, longest = [], [], 0.0
+    ticks = np.array([t for t, m in messages if m == (CLOCK,)])
 
     def unplugged_between(a: float, b: float) -> bool:
         return any(a <= start <= b for start, _ in outages)
@@ -434,8 +437,9 @@ def note_balance(messages: list, outages: list) -> dict:
             return
         longest = max(longest, t - on)
         if t - on > STUCK_AFTER or by is None:
-            stuck.append({"channel": key[0] + 1, "note": key[1], "on": on,
-                          "seconds": t - on, "ended_by": by})
+            note = {"channel": key[0] + 1, "note": key[1], "on": on, "seconds": t - on,
+                    "ended_by": by}
+            (lost if by and _ticks_lost(ticks, on, on + STUCK_AFTER) else stuck).append(note)
 
     for t, message in messages:
         kind = message[0] & 0xF0
@@ -462,8 +466,16 @@ def note_balance(messages: list, outages: list) -> dict:
         ended(key, end, None)
     return {"note_ons": ons, "note_offs": offs, "note_on_while_sounding": again,
             "ended_by_reconnect_all_notes_off": cleared, "offs_without_on": orphans,
-            "longest_note_s": longest, "stuck": stuck,
+            "longest_note_s": longest, "stuck": stuck, "note_off_lost_in_transport": lost,
             "longest_silence_s": _longest_silence(messages, outages)}
+
+
+def _ticks_lost(ticks: np.ndarray, start: float, end: float) -> bool:
+    """Whether MIDI clock ticks went missing between ``start`` and ``end``: JACK dropped a
+    late cycle there, so a note-off missing then was lost on the way, not left out."""
+    near = ticks[(ticks >= start - 0.1) & (ticks <= end)]
+    gaps = np.diff(near)
+    return len(gaps) < 2 or gaps.max() > 2.5 * np.median(gaps)
 
 
 def daemon_sent(log: LogFollower) -> dict | None:
@@ -533,7 +545,8 @@ def print_report(report: dict) -> None:
           f"{notes['ended_by_reconnect_all_notes_off']} ended by All Notes Off on reconnect, "
           f"{notes['offs_without_on']} offs without on; longest note "
           f"{notes['longest_note_s']:.2f} s; longest silence while plugged "
-          f"{notes['longest_silence_s']:.2f} s; stuck {len(notes['stuck'])}")
+          f"{notes['longest_silence_s']:.2f} s; stuck {len(notes['stuck'])}; note-off lost "
+          f"in transport {len(notes['note_off_lost_in_transport'])}")
     print(f"  controls: {report['controls']['osc_messages']} OSC messages, "
           f"{report['controls']['tempo_changes']} tempo changes")
     print(f"  training: {report['training']['requested']} requested, "
