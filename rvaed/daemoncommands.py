@@ -18,14 +18,13 @@ And one that touches no file, open to every sender like the performance addresse
 """
 
 import asyncio
-from pathlib import Path
 
+from rvaed.dataset import midi_files
 from rvaed.errors import RvaedError
 from rvaed.modeldir import model_path
 from rvaed.osc import OscServer, numbers
 
 MAX_PATHS = 256
-MIDI_SUFFIXES = (".mid", ".midi")
 
 
 def route_commands(daemon, server: OscServer) -> None:
@@ -36,7 +35,10 @@ def route_commands(daemon, server: OscServer) -> None:
         if not args or len(args) > MAX_PATHS or not all(isinstance(a, str) for a in args):
             raise RvaedError(f"expected 1-{MAX_PATHS} paths (strings)")
         inbox = daemon.config.dirs.inbox
-        found = midi_files(policy.resolve(path, inbox) for path in args)
+        refused: list[tuple[str, str]] = []
+        found = midi_files([policy.resolve(path, inbox) for path in args], refused)
+        if not found:
+            raise RvaedError("no .mid or .midi files in the given paths")
         files = [policy.resolve(str(file), inbox) for file in found]  # no symlink escapes
         policy.check_request(files)
         daemon.train(files)
@@ -63,14 +65,3 @@ def route_commands(daemon, server: OscServer) -> None:
     for address, handler in (("/rvaed/train", train), ("/rvaed/train/cancel", cancel),
                              ("/rvaed/model", model), ("/rvaed/models", models)):
         server.route(address, policy.guard(address, handler))
-
-
-def midi_files(paths) -> list[Path]:
-    """The MIDI files among ``paths``, folders searched recursively (any case suffix)."""
-    files: list[Path] = []
-    for path in paths:
-        candidates = sorted(path.rglob("*")) if path.is_dir() else [path]
-        files += [p for p in candidates if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES]
-    if not files:
-        raise RvaedError("no .mid or .midi files in the given paths")
-    return files

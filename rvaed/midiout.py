@@ -146,8 +146,8 @@ class Output:
             port.delete()
             return
         reconnect = self._port_name is not None
-        self._attach(port, name)
         log.warning("output %s: %s %r", self.spec, "reconnected to" if reconnect else
-                    "connected to", name)
+                    "connected to", name)  # before it shows as connected: no one waits on it
+        self._attach(port, name)
         if reconnect:
             self.all_notes_off()

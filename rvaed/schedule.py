@@ -51,9 +51,13 @@ class Playback:
 
     def velocity(self, velocity: int) -> int:
         """The MIDI velocity to send for a hit of ``velocity`` (1-127, never 0 = note-off)."""
+        return int(self.velocities(np.array([velocity]))[0])
+
+    def velocities(self, velocities: np.ndarray) -> np.ndarray:
+        """`velocity` for a whole array of hits at once."""
         if self.fixed_velocity is not None:
-            return self.fixed_velocity
-        return max(1, min(127, round(velocity * self.velocity_scale)))
+            return np.full_like(velocities, self.fixed_velocity)
+        return np.clip(np.rint(velocities * self.velocity_scale), 1, 127).astype(int)
 
 
 class Event(NamedTuple):
@@ -97,9 +101,8 @@ class Schedule:
 def swing_delay(steps, grid: Grid, swing: float):
     """How many steps ``swing`` delays each of ``steps`` (an int or an array): the odd steps
     of a beat, when a beat has an even number of steps."""
-    if grid.steps_per_beat % 2:
-        return np.zeros_like(steps, dtype=float) if np.ndim(steps) else 0.0
-    return np.where(np.asarray(steps) % grid.steps_per_beat % 2 == 1, 2.0 * (swing - 0.5), 0.0)
+    odd = (np.asarray(steps) % grid.steps_per_beat % 2 == 1) & (grid.steps_per_beat % 2 == 0)
+    return np.where(odd, 2.0 * (swing - 0.5), 0.0)
 
 
 def build_schedule(pattern: Pattern, grid: Grid, playback: Playback,
@@ -121,12 +124,9 @@ def build_schedule(pattern: Pattern, grid: Grid, playback: Playback,
                                                                  offsets))
     spb = grid.steps_per_beat
     shifts = (0.5 * offsets * playback.timing + swing_delay(steps, grid, playback.swing)) / spb
+    shifts[np.abs(shifts) < 1e-12] = 0.0  # a pull of 1e-300 beats would wrap to the loop's end
     beats = (steps / spb + shifts) % grid.beats
-    beats[beats >= grid.beats] = 0.0  # a pull of 1e-300 beats wraps to exactly the loop length
-    if playback.fixed_velocity is not None:
-        velocities = np.full_like(velocities, playback.fixed_velocity)
-    else:
-        velocities = np.clip(np.rint(velocities * playback.velocity_scale), 1, 127).astype(int)
+    velocities = playback.velocities(velocities)
     order = np.lexsort((voices, beats))
     destinations = drum_machine.destinations
     events = tuple(map(Event, beats[order].tolist(), steps[order].tolist(),

@@ -76,27 +76,6 @@ def stop_jack(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def small_model(out_dir: Path) -> Path:
-    """The shipped starter model when it is there, else a small untrained model written to
-    ``out_dir`` (same kit and grid, so models trained by the daemon can be swapped in)."""
-    import numpy as np
-
-    from rvaed.export import export_model
-    from rvaed.kit import load_kit
-    from rvaed.model import RhythmVAE
-    from rvaed.modeldir import starter_model
-    from rvaed.pattern import Grid
-    from rvaed.trainconfig import ModelConfig
-
-    if (starter_model() / "manifest.json").is_file():
-        return starter_model()
-    kit, grid = load_kit(), Grid()
-    model = RhythmVAE(kit.size, grid.steps, ModelConfig((64,), (64,)))
-    windows = np.random.default_rng(3).random((16, 3, kit.size, grid.steps), dtype=np.float32)
-    export_model(model, out_dir, kit, grid, windows, {}, {}, [], name="untrained small")
-    return out_dir
-
-
 class DaemonProcess:
     """`rvaed run` in a subprocess with its own config and data directories under ``root``."""
 

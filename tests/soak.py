@@ -43,14 +43,14 @@ import signal
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 from jackmidi import Receiver
-from rig import DaemonProcess, free_udp_port, small_model, start_jack, stop_jack
+from rig import DaemonProcess, free_jack_name, free_udp_port, start_jack, stop_jack
 
 from rvaed.clock import now
+from rvaed.modeldir import starter_model
 
 GROOVE = Path(__file__).parent / "data" / "groove"
 RSS_EVERY = 5.0         # seconds between samples of the daemon's resident memory
@@ -253,8 +253,8 @@ def soak(minutes: float, seed: int, workdir: Path) -> dict:
     """Run the soak in ``workdir`` and return the report (see `failures` for the verdict)."""
     rng = random.Random(seed)
     seconds = minutes * 60
-    model = small_model(workdir / "start-model")
-    jack_name = f"rvaed-soak-{uuid.uuid4().hex[:8]}"
+    model = starter_model()
+    jack_name = free_jack_name("rvaed-soak")
     jack = start_jack(jack_name, log=workdir / "jackd.log", period=JACK_PERIOD)
     os.environ["JACK_DEFAULT_SERVER"] = jack_name
     port_name = f"soak-drums-{os.getpid()}"

@@ -14,27 +14,14 @@ from rvaed.clock import InternalClock
 from rvaed.decoder import Decoder
 from rvaed.drummachine import load_drum_machine
 from rvaed.modeldir import starter_model
-from rvaed.pattern import Grid
 from rvaed.performance import Performance
 from rvaed.sequencer import Sequencer
 
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory):
-    """The starter model when it is shipped, else a small untrained model exported now."""
-    if (starter_model() / "manifest.json").is_file():
-        return starter_model()
-    from rvaed.export import export_model
-    from rvaed.kit import load_kit
-    from rvaed.model import RhythmVAE
-    from rvaed.trainconfig import ModelConfig
-
-    kit, grid = load_kit(), Grid()
-    model = RhythmVAE(kit.size, grid.steps, ModelConfig((64,), (64,)))
-    windows = np.random.default_rng(3).random((16, 3, kit.size, grid.steps), dtype=np.float32)
-    out = tmp_path_factory.mktemp("control") / "model"
-    export_model(model, out, kit, grid, windows, {}, {}, [], name="control test")
-    return out
+def model_dir():
+    """The shipped starter model: a real trained model, the one the daemon starts with."""
+    return starter_model()
 
 
 def make_performance(model_dir, clock=None, outputs=(), seed=1) -> Performance:
