@@ -14,7 +14,7 @@ Every voice of the kit must be named, so a typo or a forgotten sound is an error
 rather than silence on stage.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rvaed import yamlfile
@@ -30,6 +30,14 @@ class Destination:
 
     note: int
     channel: int
+    # The note-on status byte and the whole note-off, made once: the sequencer reads them for
+    # every hit on every control change.
+    note_on_status: int = field(init=False, repr=False, compare=False)
+    note_off: tuple[int, int, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "note_on_status", 0x90 | self.status_channel)
+        object.__setattr__(self, "note_off", (0x80 | self.status_channel, self.note, 0))
 
     @property
     def status_channel(self) -> int:

@@ -10,12 +10,14 @@ A Pattern is immutable and always safe to play: non-finite values are cleared an
 value is clipped to its range when the pattern is made.
 """
 
+import functools
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
 ONSETS, VELOCITIES, OFFSETS = 0, 1, 2
+PLANES = ("onsets", "velocities", "offsets")  # in the model's layout order
 OFFSET_MAX = 1.0 - 1e-6  # offsets live in [-1, 1): +1 would be the next step's -1
 
 
@@ -50,16 +52,31 @@ class Grid:
                 "bars": self.bars}
 
 
-def _safe(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    """A read-only float32 copy with NaN -> 0 (or ``low``), +-inf and the rest clipped.
+@functools.lru_cache(maxsize=8)
+def _bounds(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell's lowest and highest value for a (3, voices, steps) array: same-shape operands
+    make numpy's minimum/maximum several times faster than broadcast ones."""
+    low = np.empty(shape, dtype=np.float32)
+    high = np.empty(shape, dtype=np.float32)
+    low[ONSETS], low[VELOCITIES], low[OFFSETS] = 0.0, 0.0, -1.0
+    high[ONSETS], high[VELOCITIES], high[OFFSETS] = 1.0, 1.0, OFFSET_MAX
+    return low, high
 
-    The common case (a decoder's output, all finite and in range) is checked first: this runs
-    on every decode, and the full clean-up costs several times more.
+
+def _safe(array: np.ndarray) -> np.ndarray:
+    """A read-only float32 copy of a (3, voices, steps) array: each plane clipped to its range
+    (which also takes care of +-inf) and NaN -> 0.
+
+    A few numpy calls on the whole array: this runs on every decode, on the path from a fader
+    move to the new pattern playing.
     """
-    values = np.array(values, dtype=np.float32)
-    if not (values.min(initial=low) >= low and values.max(initial=high) <= high):
-        values[np.isnan(values)] = min(max(0.0, low), high)
-        np.clip(values, low, high, out=values)
+    values = np.array(array, dtype=np.float32)
+    low, high = _bounds(values.shape)
+    np.maximum(values, low, out=values)
+    np.minimum(values, high, out=values)
+    total = values.sum()
+    if total != total:  # NaN survives clipping and poisons the sum; inf cannot, it was clipped
+        values[np.isnan(values)] = 0.0
     values.setflags(write=False)
     return values
 
@@ -96,9 +113,11 @@ class Pattern:
                 "pattern: expected three matrices of one shape (voices, steps), got "
                 f"{np.shape(self.onsets)}, {np.shape(self.velocities)}, {np.shape(self.offsets)}"
             )
-        for name, low, high in (("onsets", 0.0, 1.0), ("velocities", 0.0, 1.0),
-                                ("offsets", -1.0, OFFSET_MAX)):
-            object.__setattr__(self, name, _safe(getattr(self, name), low, high))
+        self._set_planes(_safe(np.stack([self.onsets, self.velocities, self.offsets])))
+
+    def _set_planes(self, values: np.ndarray) -> None:
+        for plane, name in enumerate(PLANES):
+            object.__setattr__(self, name, values[plane])
 
     @classmethod
     def from_array(cls, array: np.ndarray) -> "Pattern":
@@ -106,7 +125,9 @@ class Pattern:
         array = np.asarray(array)
         if array.ndim != 3 or array.shape[0] != 3:
             raise ValueError(f"pattern: expected shape (3, voices, steps), got {array.shape}")
-        return cls(array[ONSETS], array[VELOCITIES], array[OFFSETS])
+        pattern = cls.__new__(cls)  # skips __init__: one sanitizing pass, not a stack and two
+        pattern._set_planes(_safe(array))
+        return pattern
 
     @classmethod
     def empty(cls, voices: int, steps: int) -> "Pattern":
@@ -137,20 +158,22 @@ class Pattern:
         return np.stack([self.onsets, self.velocities, self.offsets])
 
     def hit_arrays(self, threshold: float = 0.5) -> tuple[np.ndarray, ...]:
-        """The playable hits as four arrays in time order: voices, steps, velocities, offsets.
+        """The playable hits as four arrays, step by step (voices in order within a step):
+        voices, steps, velocities, offsets.
 
         This is the fast path for the schedule, which works on whole arrays; velocity is at
         least 1 because a note-on of velocity 0 would be a note-off.
         """
-        voices, steps = np.nonzero(self.onsets > threshold)
-        velocities = np.clip(np.rint(self.velocities[voices, steps] * 127), 1, 127).astype(int)
+        steps, voices = np.nonzero(np.greater(self.onsets.T, threshold))
+        velocities = np.maximum(np.rint(self.velocities[voices, steps] * 127), 1).astype(int)
         offsets = self.offsets[voices, steps].astype(float)
-        order = np.lexsort((voices, steps + 0.5 * offsets))
-        return voices[order], steps[order], velocities[order], offsets[order]
+        return voices, steps, velocities, offsets
 
     def hits(self, threshold: float = 0.5) -> tuple[Hit, ...]:
         """The cells whose onset exceeds ``threshold``, in time order, as playable hits."""
-        columns = (array.tolist() for array in self.hit_arrays(threshold))
+        voices, steps, velocities, offsets = self.hit_arrays(threshold)
+        order = np.lexsort((voices, steps + 0.5 * offsets))
+        columns = (array[order].tolist() for array in (voices, steps, velocities, offsets))
         return tuple(map(Hit, *columns))
 
     def __eq__(self, other: object) -> bool:

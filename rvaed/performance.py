@@ -83,6 +83,8 @@ class Performance:
         self.pattern: Pattern = Pattern.empty(decoder.kit.size, self.grid.steps)
         self.schedule = None
         self._decoded = self.pattern
+        self._playback_values: dict = {}
+        self._current_playback = Playback()
         self._frozen: dict[int, np.ndarray] = {}
         self._jitter = (0.0, 0.0)
         self._random = random.Random(seed)
@@ -187,11 +189,8 @@ class Performance:
             self._decoded = self._decode()
             self.decodes += 1
         self.pattern = self._compose()
-        state = self.state
-        playback = Playback(threshold=state.threshold, timing=state.timing, swing=state.swing,
-                            velocity_scale=state.velocity_scale,
-                            fixed_velocity=state.fixed_velocity, mutes=state.mutes)
-        self.schedule = build_schedule(self.pattern, self.grid, playback, self.drum_machine)
+        self.schedule = build_schedule(self.pattern, self.grid, self._playback(),
+                                       self.drum_machine)
         self.sequencer.install(self.schedule)
         self.installs += 1
         if self._since is not None:
@@ -199,6 +198,18 @@ class Performance:
             self._since = None
         for listener in self.listeners:
             listener(self)
+
+    def _playback(self) -> Playback:
+        """How the state says to play, remade only when one of its values changed (making
+        and validating one is a measurable part of a fader move's path)."""
+        state = self.state
+        values = {"threshold": state.threshold, "timing": state.timing, "swing": state.swing,
+                  "velocity_scale": state.velocity_scale,
+                  "fixed_velocity": state.fixed_velocity, "mutes": state.mutes}
+        if values != self._playback_values:
+            self._playback_values = values
+            self._current_playback = Playback(**values)
+        return self._current_playback
 
     def _changed(self, what: int, at: int | None) -> None:
         self.changes += 1

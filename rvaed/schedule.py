@@ -9,6 +9,8 @@ the way through its 8th; it delays the odd steps of each beat when a beat has an
 steps.
 """
 
+import functools
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -54,9 +56,11 @@ class Playback:
         return int(self.velocities(np.array([velocity]))[0])
 
     def velocities(self, velocities: np.ndarray) -> np.ndarray:
-        """`velocity` for a whole array of hits at once."""
+        """`velocity` for a whole array of hits (integers 1-127) at once."""
         if self.fixed_velocity is not None:
             return np.full_like(velocities, self.fixed_velocity)
+        if self.velocity_scale == 1.0:
+            return velocities
         return np.clip(np.rint(velocities * self.velocity_scale), 1, 127).astype(int)
 
 
@@ -76,7 +80,8 @@ class Event(NamedTuple):
 
 @dataclass(frozen=True)
 class Schedule:
-    """The immutable note-ons of one loop, sorted by time, plus the note length in beats."""
+    """The immutable note-ons of one loop in the order they sound from the loop start (a hit
+    pulled before step 0 comes first), plus the note length in beats."""
 
     grid: Grid
     events: tuple[Event, ...]
@@ -90,27 +95,29 @@ class Schedule:
     def loop_beats(self) -> float:
         return float(self.grid.beats)
 
-    def by_step(self) -> tuple[tuple[Event, ...], ...]:
-        """The events grouped by the step they belong to, each group in time order."""
-        groups: list[list[Event]] = [[] for _ in range(self.grid.steps)]
-        for event in sorted(self.events, key=lambda e: (e.shift, e.voice)):
-            groups[event.step].append(event)
-        return tuple(tuple(group) for group in groups)
-
 
 def swing_delay(steps, grid: Grid, swing: float):
     """How many steps ``swing`` delays each of ``steps`` (an int or an array): the odd steps
     of a beat, when a beat has an even number of steps."""
-    odd = (np.asarray(steps) % grid.steps_per_beat % 2 == 1) & (grid.steps_per_beat % 2 == 0)
-    return np.where(odd, 2.0 * (swing - 0.5), 0.0)
+    if swing == 0.5:
+        return 0.0
+    return _swung_steps(grid)[np.asarray(steps) % grid.steps] * (2.0 * (swing - 0.5))
+
+
+@functools.lru_cache(maxsize=8)
+def _swung_steps(grid: Grid) -> np.ndarray:
+    """1.0 for each step of the loop that swing delays, else 0.0."""
+    steps = np.arange(grid.steps)
+    odd = (steps % grid.steps_per_beat % 2 == 1) & (grid.steps_per_beat % 2 == 0)
+    return odd.astype(float)
 
 
 def build_schedule(pattern: Pattern, grid: Grid, playback: Playback,
                    drum_machine: DrumMachine) -> Schedule:
     """The pattern's hits above the threshold, unmuted, timed, on the drum machine's notes.
 
-    Computed on whole arrays: this runs on every control change, within the 1 ms budget from
-    a fader move to the sequencer playing the new pattern.
+    Computed on whole arrays with as few numpy calls as it takes: this runs on every control
+    change, within the 1 ms budget from a fader move to the sequencer playing the new pattern.
     """
     if pattern.steps != grid.steps:
         raise ValueError(f"pattern has {pattern.steps} steps, the grid {grid.steps}")
@@ -123,14 +130,14 @@ def build_schedule(pattern: Pattern, grid: Grid, playback: Playback,
         voices, steps, velocities, offsets = (a[keep] for a in (voices, steps, velocities,
                                                                  offsets))
     spb = grid.steps_per_beat
-    shifts = (0.5 * offsets * playback.timing + swing_delay(steps, grid, playback.swing)) / spb
+    shifts = (offsets * (0.5 * playback.timing) + swing_delay(steps, grid, playback.swing)) / spb
     shifts[np.abs(shifts) < 1e-12] = 0.0  # a pull of 1e-300 beats would wrap to the loop's end
-    beats = (steps / spb + shifts) % grid.beats
-    velocities = playback.velocities(velocities)
-    order = np.lexsort((voices, beats))
+    times = steps / spb + shifts  # from the loop start; negative for step 0 pulled early
+    order = np.lexsort((voices, times))
+    voices = voices[order].tolist()
     destinations = drum_machine.destinations
-    events = tuple(map(Event, beats[order].tolist(), steps[order].tolist(),
-                       shifts[order].tolist(), voices[order].tolist(),
-                       velocities[order].tolist(),
-                       [destinations[v] for v in voices[order].tolist()]))
+    columns = zip((times[order] % grid.beats).tolist(), steps[order].tolist(),
+                  shifts[order].tolist(), voices, playback.velocities(velocities[order]).tolist(),
+                  [destinations[v] for v in voices], strict=True)
+    events = tuple(map(tuple.__new__, itertools.repeat(Event), columns))  # 2x Event(*row)
     return Schedule(grid, events, playback.gate / grid.steps_per_beat)

@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -53,9 +54,11 @@ DEFAULT_GRID = Grid()
 SPIN_REALTIME, SPIN_NORMAL = 0.0003, 0.001
 
 
-@dataclass(frozen=True)
-class _Note:
-    """A note-on ready to send on one output: its offset from its step and both messages."""
+class _Note(NamedTuple):
+    """A note-on ready to send on one output: its offset from its step and both messages.
+
+    A named tuple: every control change makes one per hit and output, on the way to playing.
+    """
 
     shift: float
     on: tuple[int, int, int]
@@ -177,23 +180,19 @@ class Sequencer:
         return time.clock_gettime(time.pthread_getcpuclockid(self._thread.ident))
 
     def _prepare(self, schedule: Schedule) -> _Prepared:
-        groups = schedule.by_step()
+        """Each output's note messages step by step (the events come in play order, so each
+        step's notes stay in time order)."""
         notes = []
         for output in self.outputs:
             machine = output.drum_machine
-            per_step = []
-            for group in groups:
-                resolved = []
-                for event in group:
-                    where = (machine.destinations[event.voice] if machine is not None
-                             else event.destination)
-                    if where is not None:
-                        status = where.status_channel
-                        resolved.append(_Note(event.shift, (NOTE_ON | status, where.note,
-                                                            event.velocity),
-                                              (NOTE_OFF | status, where.note, 0)))
-                per_step.append(tuple(resolved))
-            notes.append(tuple(per_step))
+            per_step: list[list[_Note]] = [[] for _ in range(self.grid.steps)]
+            for event in schedule.events:
+                where = event.destination if machine is None else machine.destinations[event.voice]
+                if where is not None:
+                    per_step[event.step].append(tuple.__new__(_Note, (
+                        event.shift, (where.note_on_status, where.note, event.velocity),
+                        where.note_off)))
+            notes.append(tuple(map(tuple, per_step)))
         return _Prepared(schedule, tuple(notes))
 
     # -- the sequencer thread -----------------------------------------------------------------

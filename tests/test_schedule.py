@@ -86,12 +86,12 @@ def test_shapes_must_match():
 @given(st.lists(st.tuples(st.integers(0, 8), st.integers(0, 31), st.integers(1, 127),
                           st.floats(-1, 0.999)), max_size=30),
        st.floats(0, 2), st.floats(0.5, 0.75))
-def test_events_are_sorted_in_the_loop_and_near_their_step(cells, timing, swing):
+def test_events_are_in_play_order_in_the_loop_and_near_their_step(cells, timing, swing):
     hits = [Hit(*cell) for cell in cells]
     events = schedule_of(hits, Playback(timing=timing, swing=swing)).events
-    beats = [e.beat for e in events]
-    assert beats == sorted(beats)
-    assert all(0 <= b < GRID.beats for b in beats)
+    sounding = [e.step / GRID.steps_per_beat + e.shift for e in events]
+    assert sounding == sorted(sounding)
+    assert all(0 <= e.beat < GRID.beats for e in events)
     pull = MAX_PULL_STEPS / GRID.steps_per_beat
     assert all(-pull <= e.shift <= pull + 0.5 / GRID.steps_per_beat for e in events)
     for e in events:
