@@ -44,13 +44,15 @@ RANGES: dict[str, tuple[float, float]] = {
 
 def number(value: object, name: str) -> float:
     """``value`` as a finite float, or a `ValueError` naming the field and what was expected."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise ValueError(f"{name}: expected a number, got {value!r:.80}")
-    try:
-        result = float(value)
-    except OverflowError:  # an integer beyond any float
-        raise ValueError(f"{name}: expected a finite number, got a {value.bit_length()}-bit "
-                         "integer") from None
+    result = value
+    if type(result) is not float:  # floats (what OSC and the mappings send) skip the ABC checks
+        if isinstance(value, bool) or not isinstance(value, Real):
+            raise ValueError(f"{name}: expected a number, got {value!r:.80}")
+        try:
+            result = float(value)
+        except OverflowError:  # an integer beyond any float
+            raise ValueError(f"{name}: expected a finite number, got a {value.bit_length()}-bit "
+                             "integer") from None
     if not math.isfinite(result):
         raise ValueError(f"{name}: expected a finite number, got {result}")
     return result
