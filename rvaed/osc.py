@@ -71,6 +71,8 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux
 FIELDS = {"/rvaed/x": "x", "/rvaed/y": "y", "/rvaed/threshold": "threshold",
           "/rvaed/noise": "noise", "/rvaed/velocity": "velocity_scale",
           "/rvaed/timing": "timing", "/rvaed/swing": "swing", "/rvaed/tempo": "tempo"}
+# Addresses that only set state: of a burst of them, the newest value is all that counts.
+SETTERS = frozenset(a.encode() for a in [*FIELDS, "/rvaed/xy", "/rvaed/fixed_velocity"])
 
 
 def numbers(address: str, args: tuple, count: int) -> list[float]:
@@ -91,6 +93,7 @@ class OscServer:
         self.model_name = model_name
         self.rejected = RateLimitedLog(log, "OSC")
         self.received = 0
+        self.coalesced = 0  # setter messages skipped because a newer one came in the same burst
         self.subscribers: dict[tuple[str, int], None] = {}
         self.training: tuple[float, str] = (0.0, "idle")
         self._sock: socket.socket | None = None
@@ -162,13 +165,14 @@ class OscServer:
     # -- input ---------------------------------------------------------------------------
 
     def _drain(self) -> None:
-        """Read every waiting datagram (bounded per wake-up); changes coalesce downstream."""
+        """Read every waiting datagram (bounded per wake-up), then apply them as a burst."""
+        burst = []
         for _ in range(DRAIN_LIMIT):
             try:
                 data, ancillary, flags, sender = self._sock.recvmsg(  # type: ignore[union-attr]
                     MAX_DATAGRAM + 1, socket.CMSG_SPACE(16))
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc:  # e.g. ICMP port unreachable from a gone subscriber
                 log.debug("OSC: receive: %s", exc)
                 continue
@@ -176,7 +180,38 @@ class OscServer:
             if len(data) > MAX_DATAGRAM or flags & socket.MSG_TRUNC:
                 self.rejected(f"datagram from {sender[0]} larger than {MAX_DATAGRAM} bytes ignored")
                 continue
-            self.packet(data, sender, _arrival(ancillary))
+            burst.append((data, sender, _arrival(ancillary)))
+        self.apply_burst(burst)
+
+    def apply_burst(self, burst: list[tuple[bytes, tuple, int]]) -> None:
+        """Apply datagrams (data, sender, arrival) in order, except that in a run of setter
+        messages (nothing else between them) only the newest to each address is parsed and
+        applied, carrying the oldest one's arrival (so the measured latency starts there).
+
+        Within such a run every field ends as it would have, and any other message (a preset
+        store, a state query, a mapped control) still sees the state as it was sent. Under a
+        fader flood this skips most of the parsing, which is most of the work. (When the
+        newest message of a run is invalid, it is logged and the field keeps its value from
+        before the run.)
+        """
+        arrivals = [at for _, _, at in burst]
+        skip = [False] * len(burst)
+        newest: dict[bytes, int] = {}  # setter address -> its newest message in this run
+        for i in range(len(burst) - 1, -1, -1):
+            data = burst[i][0]
+            address = data[:data.find(b"\0")]
+            if address not in SETTERS:
+                newest.clear()
+            elif address in newest:
+                skip[i] = True
+                arrivals[newest[address]] = arrivals[i]
+            else:
+                newest[address] = i
+        for (data, sender, _), skipped, at in zip(burst, skip, arrivals, strict=True):
+            if skipped:
+                self.coalesced += 1
+            else:
+                self.packet(data, sender, at)
 
     def packet(self, data: bytes, sender: tuple, at: int) -> None:
         """Parse one datagram (message or bundle) and apply every message in it."""

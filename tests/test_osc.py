@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from conftest import require_tools
 from pythonosc.osc_message_builder import build_msg
 from pythonosc.osc_packet import OscPacket
@@ -154,9 +155,11 @@ def test_bad_input_is_dropped_with_rate_limited_logs_and_the_state_stays_valid(
         perf, server = await serve(model_dir)
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         address = ("127.0.0.1", server.port)
-        for datagram in bad:
+        for datagram in bad:  # one at a time: of a burst to one address only the newest counts
             sender.sendto(datagram, address)
+            await asyncio.sleep(0.01)
         sender.sendto(build_msg("/rvaed/timing", 7.5).dgram, address)  # out of range: clamped
+        await until(lambda: server.rejected.count == len(bad))
         rng = np.random.default_rng(5)
         for chunk in rng.random((30, 100, 2)):  # a flood: bursts of 100 as fast as possible
             for x, y in chunk:
@@ -171,6 +174,7 @@ def test_bad_input_is_dropped_with_rate_limited_logs_and_the_state_stays_valid(
             value = getattr(perf.state, name)
             assert np.isfinite(value) and low <= value <= high, name
         assert perf.decodes < 300  # coalesced, not one decode per message
+        assert server.coalesced > 0  # most of a burst of /rvaed/xy is never even parsed
         assert perf.pattern == perf.decoder.decode_xy(0.125, 0.5)
         sender.close()
         await server.close()
@@ -178,6 +182,30 @@ def test_bad_input_is_dropped_with_rate_limited_logs_and_the_state_stays_valid(
     asyncio.run(scenario())
     warnings = [r for r in caplog.records if r.name == "rvaed.osc"]
     assert 1 <= len(warnings) <= 2  # rate-limited: one line, the rest counted
+
+
+def test_a_burst_keeps_each_setters_newest_value_and_every_other_message(
+        model_dir):  # noqa: F811
+    async def scenario():
+        perf, server = await serve(model_dir)
+        sender = ("127.0.0.1", 9)
+        burst = [(build_msg(address, args).dgram, sender, at) for at, (address, args) in
+                 enumerate([("/rvaed/xy", [0.1, 0.1]), ("/rvaed/preset/store", 1),
+                            ("/rvaed/xy", [0.9, 0.9]), ("/rvaed/xy", [0.2, 0.3]),
+                            ("/rvaed/preset/store", 2), ("/rvaed/threshold", 0.4),
+                            ("/rvaed/threshold", "loud")], start=1000)]
+        server.apply_burst(burst)
+        # a preset store sees the state as sent; after it, the newest of each setter wins
+        assert perf.state.presets[0] == pytest.approx((0.1, 0.1))
+        assert perf.state.presets[1] == pytest.approx((0.2, 0.3))
+        assert (perf.state.x, perf.state.y) == pytest.approx((0.2, 0.3))
+        assert server.coalesced == 2  # /rvaed/xy 0.9 0.9 and /rvaed/threshold 0.4
+        # the newest threshold is rejected: the threshold stays as it was before the run
+        assert perf.state.threshold == 0.5
+        assert server.rejected.count == 1  # the newest threshold message is the bad one
+        await server.close()
+        await perf.stop()
+    asyncio.run(scenario())
 
 
 def test_every_address_in_the_documented_table_is_served(model_dir):  # noqa: F811
