@@ -1,9 +1,10 @@
 """Control latency: a control message arriving -> the new pattern installed in the sequencer.
 
 The daemon's own parts run here on one asyncio loop (OSC server, controller MIDI input,
-performance, real decoder, real sequencer thread playing on the internal clock). Another
-process sends the controls: python-osc over UDP to 127.0.0.1, and python-rtmidi through a
-private JACK server (dummy driver) for MIDI. Each phase first sends x/y moves at a gentle
+performance, real decoder, real sequencer thread playing on the internal clock into a JACK
+output port with the GM drum map, so every install also prepares that output's messages).
+Another process sends the controls: python-osc over UDP to 127.0.0.1, and python-rtmidi
+through the same private JACK server (dummy driver) for MIDI. Each phase first sends x/y moves at a gentle
 probe rate, then as a flood of 2,000 messages a second. Latency is timed
 from the packet's arrival (the kernel's receive timestamp for OSC, the rtmidi callback for
 MIDI) to the end of `Sequencer.install`, for the oldest change each install covers. Resident
@@ -11,7 +12,7 @@ memory is read before and after the floods (it should stay flat: the flood is co
 """
 
 import asyncio
-import os
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -59,41 +60,56 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> dict:
-    figures = asyncio.run(_measure(args))
+    with contextlib.ExitStack() as stack:
+        jack = None
+        if args.no_midi or shutil.which("jackd") is None:
+            print("control: no JACK (--no-midi or jackd missing): the sequencer plays to no "
+                  "output and the MIDI phases are skipped", file=sys.stderr)
+        else:
+            from rvaed.benchmarks.timing import private_jack_server
+
+            jack = stack.enter_context(private_jack_server())
+        figures = asyncio.run(_measure(args, jack))
     _print_table(figures)
     return figures
 
 
-async def _measure(args) -> dict:
+async def _measure(args, jack: str | None) -> dict:
+    """The phases, with the sequencer playing every note into a JACK port when ``jack``."""
     from rvaed.clock import InternalClock
     from rvaed.decoder import Decoder
     from rvaed.drummachine import load_drum_machine
+    from rvaed.midiout import Output
     from rvaed.modeldir import model_path
     from rvaed.osc import OscServer
     from rvaed.performance import Performance
     from rvaed.sequencer import Sequencer
 
     decoder = Decoder(model_path(args.model))
+    machine = load_drum_machine("gm", decoder.kit)
     clock = InternalClock()
     clock.set_playing(True)
-    sequencer = Sequencer(clock, [], decoder.grid)
-    perf = Performance(decoder, sequencer, load_drum_machine("gm", decoder.kit), clock, seed=0)
+    outputs = [Output(drum_machine=machine, api="jack")] if jack else []
+    sequencer = Sequencer(clock, outputs, decoder.grid)
+    perf = Performance(decoder, sequencer, machine, clock, seed=0)
     await perf.start()
     sequencer.start()
     server = OscServer(perf, None, host="127.0.0.1", port=0)
     await server.start()
     figures: dict = {"model": decoder.manifest.name, "seconds": args.seconds,
-                     "flood_rate": args.flood_rate, "rss_mb_start": _rss_mb()}
+                     "flood_rate": args.flood_rate, "outputs": len(outputs),
+                     "rss_mb_start": _rss_mb()}
     try:
         for flood in (False, True):
             figures[f"osc{'_flood' if flood else ''}"] = await _phase(
                 perf, "osc", str(server.port), args, flood, lambda: server.received)
-        if not args.no_midi:
+        if jack:
             figures.update(await _midi_phases(perf, args))
     finally:
         await server.close()
         sequencer.stop()
         await perf.stop()
+    figures["notes_sent"] = sequencer.timing.sent[2]
     figures["rss_mb_end"] = _rss_mb()
     return figures
 
@@ -119,20 +135,10 @@ def _sender(kind: str, target: str, rate: float, seconds: float) -> subprocess.P
 
 
 async def _midi_phases(perf, args) -> dict:
-    """The MIDI phases through a private JACK server; skipped (and said) without jackd."""
+    """The MIDI phases: a controller port in another process, on the private JACK server."""
     from rvaed.mapping import Controls, load_mapping
     from rvaed.midiin import MidiControlInput
 
-    if shutil.which("jackd") is None:
-        print("control: jackd not found: MIDI phases skipped", file=sys.stderr)
-        return {}
-    name = f"rvaed-bench-{uuid.uuid4().hex[:8]}"
-    jackd = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r",
-                              "48000", "-p", "64"], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL,
-                             env={**os.environ, "JACK_NO_AUDIO_RESERVATION": "1"})
-    previous = os.environ.get("JACK_DEFAULT_SERVER")
-    os.environ["JACK_DEFAULT_SERVER"] = name
     port = f"bench-ctl-{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "bench.yaml"
@@ -141,19 +147,12 @@ async def _midi_phases(perf, args) -> dict:
     midi_in = MidiControlInput(controls, api="jack", poll=0.1)
     figures = {}
     try:
-        await asyncio.sleep(1.0)  # jackd starting
         await midi_in.start()
         for flood in (False, True):
             figures[f"midi{'_flood' if flood else ''}"] = await _phase(
                 perf, "midi", port, args, flood, lambda: midi_in.received)
     finally:
         await midi_in.close()
-        jackd.terminate()
-        jackd.wait(5)
-        if previous is None:
-            os.environ.pop("JACK_DEFAULT_SERVER", None)
-        else:
-            os.environ["JACK_DEFAULT_SERVER"] = previous
     return figures
 
 
@@ -177,4 +176,5 @@ def _print_table(figures: dict) -> None:
               f"{row['p50_ms']:>8.3f} {row['p99_ms']:>8.3f} {row['max_ms']:>8.3f} "
               f"{row['rss_mb_before']:>6.1f}->{row['rss_mb_after']:<6.1f}")
     print(f"process RSS {figures['rss_mb_start']} MB at start, {figures['rss_mb_end']} MB "
-          f"at end")
+          f"at end; {figures['notes_sent']} note-ons played into {figures['outputs']} "
+          f"output(s) meanwhile")
