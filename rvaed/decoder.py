@@ -1,10 +1,11 @@
 """The runtime side of a model: latent point -> Pattern with onnxruntime, and back (encode).
 
-Tuned for one sample at a time on a busy live machine: one intra-op thread that never spins
-(a spinning pool would steal the core the sequencer needs), sequential execution, all graph
-optimizations, and the decoder's input and output bound once to preallocated buffers, so a
-decode call only writes two floats, runs the graph and copies the result into a Pattern.
-This module never imports torch.
+Tuned for one sample at a time on a busy live machine: the model's int8 twin when it has
+one (a quarter of the weights to fetch when the caches are cold; rvaed.quantize), one
+intra-op thread that never spins (a spinning pool would steal the core the sequencer needs),
+sequential execution, all graph optimizations, and the decoder's input and output bound once
+to preallocated buffers, so a decode call only writes two floats, runs the graph and copies
+the result into a Pattern. This module never imports torch.
 """
 
 import copy
@@ -19,6 +20,7 @@ from rvaed.kit import Kit
 from rvaed.modeldir import (
     DECODER,
     DECODER_INPUT,
+    DECODER_INT8,
     DECODER_OUTPUT,
     ENCODER_INPUT,
     ENCODER_OUTPUT,
@@ -45,18 +47,25 @@ class Decoder:
     """A loaded model. decode/encode may be called from any one thread at a time (a lock
     guards the shared buffers if two threads try)."""
 
-    def __init__(self, model_dir: str | Path) -> None:
+    def __init__(self, model_dir: str | Path, int8: bool = True) -> None:
+        """``int8`` False decodes with the fp32 weights even when the model has a twin."""
         self.model_dir = Path(model_dir)
         self.manifest: Manifest
-        self.manifest, self._decoder, self._encoder = open_model(model_dir, session_options())
+        self.manifest, self._decoder, self._encoder, file = open_model(
+            model_dir, session_options(), int8)
+        self.weights = "int8" if file == DECODER_INT8 else "fp32"
+        self._int8 = int8
         self.bending = 0.0
         self._bind()
 
     def bent(self, amount: float, seed: int = 0) -> "Decoder":
         """This model with its decoder's weight matrices nudged by Gaussian noise of
         ``amount`` x each matrix's spread: the original device's "bending", for happy
-        accidents. ``amount`` 0 gives the trained weights back. Takes a moment (it rebuilds
-        the session): call it off the event loop."""
+        accidents. ``amount`` 0 gives the trained weights back. Bends the fp32 weights (and
+        decodes with them). Takes a moment (it rebuilds the session): call it off the event
+        loop."""
+        if amount <= 0:
+            return Decoder(self.model_dir, self._int8)
         import onnx
         from onnx import numpy_helper
 
@@ -64,13 +73,14 @@ class Decoder:
         rng = np.random.default_rng(seed)
         for tensor in graph.graph.initializer:
             weights = numpy_helper.to_array(tensor)
-            if amount > 0 and weights.ndim == 2:
+            if weights.ndim == 2:
                 noise = rng.standard_normal(weights.shape) * amount * weights.std()
                 tensor.CopyFrom(numpy_helper.from_array(
                     (weights + noise).astype(weights.dtype), tensor.name))
         twin = copy.copy(self)
         twin._decoder = ort.InferenceSession(graph.SerializeToString(), session_options())
         twin.bending = float(amount)
+        twin.weights = "fp32"
         twin._bind()
         return twin
 

@@ -4,7 +4,8 @@ The ONNX graphs are written directly from the weights (Gemm -> BatchNormalizatio
 LeakyRelu per layer), with initializers named as the torch parameters, so that training can
 continue from a model directory and the graphs stay small and plain for onnxruntime. Before
 anything is written, onnxruntime's output is compared with torch's on a latent grid and on
-the training windows; a model that does not match is refused, and nothing is written.
+the training windows; a model that does not match is refused, and nothing is written. The
+decoder's int8 twin (rvaed.quantize) is written beside it when it plays the same notes.
 """
 
 import hashlib
@@ -25,6 +26,7 @@ from rvaed.model import RhythmVAE
 from rvaed.modeldir import (
     DECODER,
     DECODER_INPUT,
+    DECODER_INT8,
     DECODER_OUTPUT,
     ENCODER,
     ENCODER_INPUT,
@@ -37,6 +39,7 @@ from rvaed.modeldir import (
     parse_manifest,
 )
 from rvaed.pattern import Grid
+from rvaed.quantize import int8_twin
 from rvaed.train import encode_means
 from rvaed.trainconfig import LATENT, ModelConfig
 
@@ -62,13 +65,16 @@ def export_model(model: RhythmVAE, out_dir: str | Path, kit: Kit, grid: Grid,
     decoder, encoder = decoder_graph(model), encoder_graph(model)
     latent = LatentRegion.around(encode_means(model, windows))
     check_parity(model, decoder, encoder, windows, latent, out_dir)
+    twin, int8 = int8_twin(decoder, latent)
     manifest = Manifest(
         FORMAT_VERSION, name or out_dir.name, kit, grid,
         {"voices": kit.size, "steps": grid.steps, **model.config.to_dict()},
         {**training, "windows": len(windows), "windows_sha256": windows_sha256(windows)},
-        metrics, history, latent)
+        metrics, history, latent, int8)
     files = {DECODER: decoder.SerializeToString(), ENCODER: encoder.SerializeToString(),
              MANIFEST: (json.dumps(manifest.to_dict(), indent=2) + "\n").encode()}
+    if twin is not None:
+        files[DECODER_INT8] = twin.SerializeToString()
     files.update({n: text.encode() for n, text in (extra_files or {}).items()})
     write_atomically(out_dir, files)
     return manifest

@@ -1,4 +1,5 @@
-"""A trained model on disk: a directory with decoder.onnx, encoder.onnx and manifest.json.
+"""A trained model on disk: a directory with decoder.onnx, encoder.onnx and manifest.json,
+and usually decoder-int8.onnx (the decoder with 8-bit weights, see rvaed.quantize).
 
 The manifest says what the networks expect (kit, grid), what they were trained on, how well
 they did, and where in the latent space the training data lies (`LatentRegion`), so that a
@@ -8,7 +9,8 @@ module uses onnxruntime and numpy, never torch.
 """
 
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -20,8 +22,11 @@ from rvaed.kit import Kit
 from rvaed.pattern import Grid
 from rvaed.trainconfig import LATENT
 
+log = logging.getLogger(__name__)
+
 FORMAT_VERSION = 1
 MANIFEST, DECODER, ENCODER = "manifest.json", "decoder.onnx", "encoder.onnx"
+DECODER_INT8 = "decoder-int8.onnx"
 DECODER_INPUT, DECODER_OUTPUT = "z", "pattern"
 ENCODER_INPUT, ENCODER_OUTPUT = "pattern", "mean"
 MIN_SPAN = 1.0  # one prior standard deviation: a one-window model still gives the pad a range
@@ -70,13 +75,14 @@ class Manifest:
     metrics: dict
     history: list
     latent: LatentRegion
+    int8: dict = field(default_factory=dict)  # the int8 twin: its file (or None), as measured
 
     def to_dict(self) -> dict:
         return {"format_version": self.format_version, "name": self.name,
                 "kit": self.kit.to_dict(), "grid": self.grid.to_dict(),
                 "architecture": self.architecture, "training": self.training,
                 "metrics": self.metrics, "history": self.history,
-                "latent": self.latent.to_dict()}
+                "latent": self.latent.to_dict(), "int8": self.int8}
 
 
 def starter_model() -> Path:
@@ -96,24 +102,38 @@ def ensure_replaceable(folder: Path) -> None:
 
 
 def read_manifest(model_dir: str | Path) -> Manifest:
-    """Read and check a model directory: manifest fields, and ONNX files that fit them."""
-    return open_model(model_dir)[0]
+    """Read and check a model directory: manifest fields, and the fp32 ONNX files fit them
+    (the int8 twin is checked when a decoder loads it, and has a fallback)."""
+    return open_model(model_dir, int8=False)[0]
 
 
 def open_model(model_dir: str | Path, options: ort.SessionOptions | None = None,
-               ) -> tuple[Manifest, ort.InferenceSession, ort.InferenceSession]:
-    """The manifest and onnxruntime sessions of the decoder and the encoder, all checked."""
+               int8: bool = True,
+               ) -> tuple[Manifest, ort.InferenceSession, ort.InferenceSession, str]:
+    """The manifest and onnxruntime sessions of the decoder and the encoder, all checked, and
+    which decoder file it is: the int8 twin when the manifest names one and ``int8`` asks for
+    it, else decoder.onnx. A twin that cannot be used (missing, unreadable, or an onnxruntime
+    without MatMulNBits) is one warning, and the fp32 decoder plays instead."""
     folder = Path(model_dir)
     if not folder.is_dir():
         raise RvaedError(f"{folder}: no such model directory")
     manifest = parse_manifest(folder / MANIFEST)
     voices, steps = manifest.kit.size, manifest.grid.steps
     fits = f"for kit {manifest.kit.name} ({voices} voices) and {steps} steps"
-    decoder = session(folder / DECODER, options,
-                      {DECODER_INPUT: (LATENT,)}, {DECODER_OUTPUT: (3, voices, steps)}, fits)
-    encoder = session(folder / ENCODER, options,
-                      {ENCODER_INPUT: (3, voices, steps)}, {ENCODER_OUTPUT: (LATENT,)}, fits)
-    return manifest, decoder, encoder
+
+    twin = int8 and manifest.int8.get("file") == DECODER_INT8
+    for name in (DECODER_INT8, DECODER) if twin else (DECODER,):
+        try:
+            decoder = session(folder / name, options, {DECODER_INPUT: (LATENT,)},
+                              {DECODER_OUTPUT: (3, voices, steps)}, fits)
+            break
+        except RvaedError as exc:
+            if name == DECODER:
+                raise
+            log.warning("%s; decoding with the fp32 weights of %s", exc, DECODER)
+    encoder = session(folder / ENCODER, options, {ENCODER_INPUT: (3, voices, steps)},
+                      {ENCODER_OUTPUT: (LATENT,)}, fits)
+    return manifest, decoder, encoder, name
 
 
 def parse_manifest(path: Path) -> Manifest:
@@ -145,9 +165,12 @@ def parse_manifest(path: Path) -> Manifest:
         name = str(data["name"])
     except (KeyError, TypeError, ValueError, RvaedError) as exc:
         raise RvaedError(f"{path}: {field}: missing or invalid ({exc})") from None
+    int8 = data.get("int8") or {}
+    if not isinstance(int8, dict):
+        raise RvaedError(f"{path}: int8: expected an object, got {int8!r:.80}")
     return Manifest(version, name, kit, grid, data.get("architecture", {}),
                     data.get("training", {}), data.get("metrics", {}),
-                    data.get("history", []), latent)
+                    data.get("history", []), latent, int8)
 
 
 def _pair(values: object) -> tuple[float, float]:

@@ -15,8 +15,9 @@ from rvaed.dataset import IngestOptions, load_dataset
 from rvaed.errors import RvaedError
 from rvaed.export import export_model, load_model, windows_sha256
 from rvaed.kit import load_kit
-from rvaed.modeldir import LatentRegion, read_manifest
+from rvaed.modeldir import DECODER_INT8, LatentRegion, read_manifest
 from rvaed.pattern import Grid
+from rvaed.quantize import MIN_AGREEMENT, int8_decoder, onset_agreement
 from rvaed.train import encode_means, train
 from rvaed.trainconfig import ModelConfig, TrainOptions
 
@@ -47,8 +48,11 @@ def model_dir(trained, tmp_path_factory):
 
 def test_a_model_directory_holds_onnx_and_a_manifest(model_dir, trained):
     _, kit, windows = trained
-    assert sorted(p.name for p in model_dir.iterdir()) == [
-        "ATTRIBUTION.md", "decoder.onnx", "encoder.onnx", "manifest.json"]
+    manifest = read_manifest(model_dir)
+    twin = [DECODER_INT8] if manifest.int8["file"] else []
+    assert sorted(p.name for p in model_dir.iterdir()) == sorted([
+        "ATTRIBUTION.md", "decoder.onnx", "encoder.onnx", "manifest.json", *twin])
+    assert bool(twin) == (manifest.int8["onset_agreement"] >= MIN_AGREEMENT)
     assert not [p for p in model_dir.parent.iterdir() if p.name.startswith(".")]
     assert model_dir.stat().st_mode & 0o777 == 0o755
     manifest = read_manifest(model_dir)
@@ -84,6 +88,12 @@ def test_onnx_matches_torch_and_carries_the_weights(model_dir, trained):
         if not name.endswith("num_batches_tracked"):
             assert torch.equal(reloaded.state_dict()[name], value), name
     assert manifest.name == "funk"
+
+
+def test_the_int8_twin_pads_layer_widths_that_are_not_a_multiple_of_its_block(model_dir):
+    fp32 = onnx.load(model_dir / "decoder.onnx")  # this small model's layers: 24 and 48 wide
+    twin = int8_decoder(fp32, 16)
+    assert onset_agreement(fp32, twin, read_manifest(model_dir).latent) > 0.99
 
 
 def test_exporting_again_replaces_the_model_in_one_piece(trained, tmp_path):

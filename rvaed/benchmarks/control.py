@@ -4,8 +4,8 @@ The daemon's own parts run here on one asyncio loop (OSC server, controller MIDI
 performance, real decoder, real sequencer thread playing on the internal clock into a JACK
 output port with the GM drum map, so every install also prepares that output's messages).
 Another process sends the controls: python-osc over UDP to 127.0.0.1, and python-rtmidi
-through the same private JACK server (dummy driver) for MIDI. Each phase first sends x/y moves at a gentle
-probe rate, then as a flood of 2,000 messages a second. Latency is timed
+through the same private JACK server (dummy driver) for MIDI. Each phase first sends x/y
+moves at a gentle probe rate, then as a flood of 2,000 messages a second. Latency is timed
 from the packet's arrival (the kernel's receive timestamp for OSC, the rtmidi callback for
 MIDI) to the end of `Sequencer.install`, for the oldest change each install covers. Resident
 memory is read before and after the floods (it should stay flat: the flood is coalesced).

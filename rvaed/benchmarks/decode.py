@@ -1,9 +1,10 @@
 """Decode latency: latent point -> Pattern, one call at a time as the performance makes it.
 
-Times the onnxruntime decoder the daemon uses and, when torch is installed, torch eager on the
-same weights (one thread each), over many calls after a warm-up; then measures the resident
-memory of a fresh process that only loads the decoder and decodes (and checks it never
-imported torch).
+Times the onnxruntime decoder the daemon uses (the model's int8 twin when it has one), the
+fp32 weights beside it and, when torch is installed, torch eager on the same weights (one
+thread each), over many calls after a warm-up: back to back, and spaced 5 ms apart as control
+changes come (the caches are then cold). Then measures the resident memory of a fresh process
+that only loads the decoder and decodes (and checks it never imported torch).
 """
 
 import json
@@ -13,8 +14,9 @@ import time
 
 import numpy as np
 
-HELP = "decode latency (onnxruntime vs torch eager) and decoder process memory"
+HELP = "decode latency (onnxruntime int8/fp32 vs torch eager) and decoder process memory"
 MB = 1024 * 1024
+SPACING = 0.005  # seconds between spaced calls
 
 
 def add_arguments(parser) -> None:
@@ -22,6 +24,8 @@ def add_arguments(parser) -> None:
                         help="model directory, or 'starter' (the shipped model)")
     parser.add_argument("--calls", type=int, default=10_000, help="timed calls (10000)")
     parser.add_argument("--warmup", type=int, default=1_000, help="untimed calls first (1000)")
+    parser.add_argument("--spaced-calls", type=int, default=1_000,
+                        help=f"timed calls {SPACING * 1000:g} ms apart (1000)")
     parser.add_argument("--no-torch", action="store_true", help="skip torch eager")
 
 
@@ -30,11 +34,18 @@ def run(args) -> dict:
     from rvaed.modeldir import model_path
 
     model = model_path(args.model)
-    decoder = Decoder(model)
-    points = latent_points(decoder.manifest.latent)
-    figures = {"model": str(model), "calls": args.calls,
-               "onnxruntime": time_calls(decoder.decode, points, args.calls, args.warmup),
-               "process": decoder_process(model)}
+    daemons = Decoder(model)
+    paths = {"onnxruntime": daemons}
+    if daemons.weights != "fp32":
+        paths["onnxruntime_fp32"] = Decoder(model, int8=False)
+    points = latent_points(daemons.manifest.latent)
+    figures: dict = {"model": str(model), "calls": args.calls, "spaced_calls": args.spaced_calls}
+    for name, decoder in paths.items():
+        figures[name] = {"weights": decoder.weights,
+                         **time_calls(decoder.decode, points, args.calls, args.warmup),
+                         "spaced": time_calls(decoder.decode, points, args.spaced_calls,
+                                              args.warmup // 10, SPACING)}
+    figures["process"] = decoder_process(model)
     if not args.no_torch and torch_installed():
         figures["torch_eager"] = time_calls(torch_decode(model), points, args.calls,
                                             args.warmup)
@@ -50,8 +61,10 @@ def latent_points(region, count: int = 997) -> np.ndarray:
     return np.array([region.z_of(x, y) for x, y in rng.random((count, 2))])
 
 
-def time_calls(decode, points: np.ndarray, calls: int, warmup: int) -> dict:
-    """p50/p99/max (microseconds) of ``decode(zx, zy)`` over ``calls`` calls."""
+def time_calls(decode, points: np.ndarray, calls: int, warmup: int,
+               spacing: float = 0.0) -> dict:
+    """p50/p99/max (microseconds) of ``decode(zx, zy)`` over ``calls`` calls, ``spacing``
+    seconds apart (0: back to back)."""
     pairs = [(float(zx), float(zy)) for zx, zy in points]
     for i in range(warmup):
         decode(*pairs[i % len(pairs)])
@@ -59,6 +72,8 @@ def time_calls(decode, points: np.ndarray, calls: int, warmup: int) -> dict:
     clock = time.perf_counter_ns
     for i in range(calls):
         zx, zy = pairs[i % len(pairs)]
+        if spacing:
+            time.sleep(spacing)
         start = clock()
         decode(zx, zy)
         samples[i] = clock() - start
@@ -132,13 +147,21 @@ def decoder_process_figures(model_dir) -> dict:
     return figures
 
 
+PATHS = ("onnxruntime", "onnxruntime_fp32", "torch_eager")
+
+
 def print_table(figures: dict) -> None:
-    print(f"decode latent point -> Pattern, {figures['calls']} calls, model {figures['model']}")
-    print(f"{'path':<14}{'p50 us':>10}{'p99 us':>10}{'max us':>10}")
-    for path in ("onnxruntime", "torch_eager"):
+    print(f"decode latent point -> Pattern, {figures['calls']} calls back to back and "
+          f"{figures['spaced_calls']} spaced {SPACING * 1000:g} ms, model {figures['model']}")
+    print(f"{'path':<18}{'weights':>8}{'p50 us':>9}{'p99 us':>9}{'max us':>9}"
+          f"{'spaced p50':>12}{'spaced p99':>12}")
+    for path in PATHS:
         if path in figures:
             row = figures[path]
-            print(f"{path:<14}{row['p50_us']:>10}{row['p99_us']:>10}{row['max_us']:>10}")
+            spaced = row.get("spaced", {})
+            print(f"{path:<18}{row.get('weights', 'fp32'):>8}{row['p50_us']:>9}"
+                  f"{row['p99_us']:>9}{row['max_us']:>9}{spaced.get('p50_us', ''):>12}"
+                  f"{spaced.get('p99_us', ''):>12}")
     if "speedup_p50" in figures:
         print(f"onnxruntime is {figures['speedup_p50']}x faster than torch eager at p50")
     process = figures["process"]
