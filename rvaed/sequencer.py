@@ -40,7 +40,7 @@ from rvaed.clock import Clock, Timeline, now
 from rvaed.midiclock import MidiClock
 from rvaed.midiout import Output
 from rvaed.pattern import Grid
-from rvaed.schedule import MAX_PULL_STEPS, Schedule
+from rvaed.schedule import MAX_PULL_STEPS, Event, Schedule
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,7 @@ SPIN_REALTIME, SPIN_NORMAL = 0.0003, 0.001
 
 
 class _Note(NamedTuple):
-    """A note-on ready to send on one output: its offset from its step and both messages.
-
-    A named tuple: every control change makes one per hit and output, on the way to playing.
-    """
+    """A note-on ready to send on one output: its offset from its step and both messages."""
 
     shift: float
     on: tuple[int, int, int]
@@ -67,10 +64,11 @@ class _Note(NamedTuple):
 
 @dataclass(frozen=True)
 class _Prepared:
-    """A schedule resolved for each output: notes per output per step (built off the hot path)."""
+    """A schedule with its events grouped by the step they belong to, each group in time
+    order (the events come in play order)."""
 
     schedule: Schedule
-    notes: tuple[tuple[tuple[_Note, ...], ...], ...]  # [output][step]
+    steps: tuple[tuple[Event, ...], ...]
 
 
 class _Lane:
@@ -84,6 +82,18 @@ class _Lane:
 
     def push(self, beat: float, kind: int, seq: int, message: object) -> None:
         heapq.heappush(self.queue, (beat, kind, seq, message))
+
+    def notes(self, events: tuple[Event, ...]) -> list[_Note]:
+        """The note messages of ``events`` on this output (its drum machine's notes, or the
+        schedule's own when it has none); voices the machine lacks are left out."""
+        machine = self.output.drum_machine
+        notes = []
+        for event in events:
+            where = event.destination if machine is None else machine.destinations[event.voice]
+            if where is not None:
+                notes.append(_Note(event.shift, (where.note_on_status, where.note,
+                                                 event.velocity), where.note_off))
+        return notes
 
 
 class Timing:
@@ -180,20 +190,12 @@ class Sequencer:
         return time.clock_gettime(time.pthread_getcpuclockid(self._thread.ident))
 
     def _prepare(self, schedule: Schedule) -> _Prepared:
-        """Each output's note messages step by step (the events come in play order, so each
-        step's notes stay in time order)."""
-        notes = []
-        for output in self.outputs:
-            machine = output.drum_machine
-            per_step: list[list[_Note]] = [[] for _ in range(self.grid.steps)]
-            for event in schedule.events:
-                where = event.destination if machine is None else machine.destinations[event.voice]
-                if where is not None:
-                    per_step[event.step].append(tuple.__new__(_Note, (
-                        event.shift, (where.note_on_status, where.note, event.velocity),
-                        where.note_off)))
-            notes.append(tuple(map(tuple, per_step)))
-        return _Prepared(schedule, tuple(notes))
+        """Group the events by step: all `install` does on the control side (each output's
+        messages are made when a step is queued, on the sequencer thread)."""
+        steps: list[list[Event]] = [[] for _ in range(self.grid.steps)]
+        for event in schedule.events:
+            steps[event.step].append(event)
+        return _Prepared(schedule, tuple(map(tuple, steps)))
 
     # -- the sequencer thread -----------------------------------------------------------------
 
@@ -251,8 +253,9 @@ class Sequencer:
         spb, steps, prepared = self.grid.steps_per_beat, self.grid.steps, self._prepared
         while line.start_beat + (self._next_step - MAX_PULL_STEPS) / spb <= reach:
             step_beat = line.start_beat + self._next_step / spb
-            for lane, notes in zip(self._lanes, prepared.notes, strict=True):
-                for note in notes[self._next_step % steps]:
+            group = prepared.steps[self._next_step % steps]
+            for lane in self._lanes:
+                for note in lane.notes(group):
                     lane.push(max(step_beat + note.shift, self._floor), ON, self._count(), note)
             self._next_step += 1
         for lane in self._lanes:
