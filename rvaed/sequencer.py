@@ -11,6 +11,10 @@ How it keeps time:
 - It asks for SCHED_FIFO and carries on without it. Python's GIL can keep a thread waiting up
   to `sys.getswitchinterval()` (5 ms by default) when another thread computes; `start` lowers
   the interval for the process (see `rvaed bench timing` for the measured effect).
+- A full pass of Python's cyclic garbage collector walks every object and holds the GIL
+  meanwhile: ~15 ms once the decoder and its libraries are loaded (measured), long enough to
+  make a note late and a control change wait. `start` freezes everything that exists by then
+  (`gc.freeze`: it is never collected, and later passes only walk newer objects).
 
 How a new schedule takes over: the steps of the loop are queued one by one, each as soon as its
 earliest possible hit (a step minus the largest microtiming pull) comes within reach. Queued
@@ -24,6 +28,7 @@ pending note-off at once, and the thread's `finally` does the same plus All Note
 on shutdown and on a crash.
 """
 
+import gc
 import heapq
 import logging
 import math
@@ -165,6 +170,7 @@ class Sequencer:
             output.open()
         if self.switch_interval is not None:
             sys.setswitchinterval(self.switch_interval)
+        gc.freeze()  # see the module docstring: full collections then skip what exists now
         self._quit.clear()
         self._thread = threading.Thread(target=self._run, name="sequencer", daemon=True)
         self._thread.start()
@@ -176,6 +182,7 @@ class Sequencer:
             self._thread.join()
             self._thread = None
         sys.setswitchinterval(self._previous_switch_interval)
+        gc.unfreeze()
         for output in self.outputs:
             output.close()
 
