@@ -121,19 +121,20 @@ def open_model(model_dir: str | Path, options: ort.SessionOptions | None = None,
     voices, steps = manifest.kit.size, manifest.grid.steps
     fits = f"for kit {manifest.kit.name} ({voices} voices) and {steps} steps"
 
-    twin = int8 and manifest.int8.get("file") == DECODER_INT8
-    for name in (DECODER_INT8, DECODER) if twin else (DECODER,):
+    def decoder(name: str) -> ort.InferenceSession:
+        return session(folder / name, options, {DECODER_INPUT: (LATENT,)},
+                       {DECODER_OUTPUT: (3, voices, steps)}, fits)
+
+    # decoder.onnx is checked even when the twin plays: bending and more training read it
+    played, plays = DECODER, decoder(DECODER)
+    encoder = session(folder / ENCODER, options,
+                      {ENCODER_INPUT: (3, voices, steps)}, {ENCODER_OUTPUT: (LATENT,)}, fits)
+    if int8 and manifest.int8.get("file") == DECODER_INT8:
         try:
-            decoder = session(folder / name, options, {DECODER_INPUT: (LATENT,)},
-                              {DECODER_OUTPUT: (3, voices, steps)}, fits)
-            break
+            played, plays = DECODER_INT8, decoder(DECODER_INT8)
         except RvaedError as exc:
-            if name == DECODER:
-                raise
             log.warning("%s; decoding with the fp32 weights of %s", exc, DECODER)
-    encoder = session(folder / ENCODER, options, {ENCODER_INPUT: (3, voices, steps)},
-                      {ENCODER_OUTPUT: (LATENT,)}, fits)
-    return manifest, decoder, encoder, name
+    return manifest, plays, encoder, played
 
 
 def parse_manifest(path: Path) -> Manifest:
