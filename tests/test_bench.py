@@ -105,3 +105,7 @@ def test_receiver_errors_place_the_grid_by_the_earliest_arrival():
     assert figures["max_ms"] == pytest.approx(4.0)
     assert figures["p50_ms"] == pytest.approx(0.75)
     assert figures["late"] == 2  # 2 ms and 4 ms behind: more than 1 ms
+    lost = arrivals[:3] + arrivals[4:]  # the second note 36 never arrived
+    figures = receiver_errors(lost, notes, loop_beats=1.0, bpm=60.0)
+    assert figures["note_ons"] == len(delays) - 1
+    assert figures["max_ms"] == pytest.approx(4.0)  # the others still meet their own hits

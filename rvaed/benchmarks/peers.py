@@ -136,24 +136,30 @@ def _note_ons(schedule, machine) -> list[tuple[float, tuple[int, int, int]]]:
 
 
 def receiver_errors(received, notes, loop_beats: float, bpm: float) -> dict:
-    """Each note-on received against the ideal grid: the k-th arrival of a note is that note's
-    k-th hit from beat 0; the grid is placed by the arrival earliest relative to it."""
+    """Each note-on received against the ideal grid: matched to the nearest time its note is
+    due (so a lost or an extra note shifts no other match), the grid placed by the arrival
+    earliest relative to it. Also how many note-ons arrived."""
     spb = 60.0 / bpm
     beats: dict[tuple[int, int], list[float]] = {}
     for beat, message in notes:
         beats.setdefault(message[:2], []).append(beat)
-    counts: dict[tuple[int, int], int] = {}
-    offsets = []
-    for seconds, message in received:
-        key = message[:2]
-        if message[0] & 0xF0 != 0x90 or len(message) < 3 or message[2] == 0 or key not in beats:
-            continue
-        k = counts.get(key, 0)
-        counts[key] = k + 1
-        ideal = beats[key][k % len(beats[key])] + (k // len(beats[key])) * loop_beats
-        offsets.append(seconds - ideal * spb)
-    if not offsets:
+    due = {key: np.array(sorted(values)) for key, values in beats.items()}
+    ons = [(seconds, message[:2]) for seconds, message in received
+           if message[0] & 0xF0 == 0x90 and len(message) >= 3 and message[2] > 0
+           and message[:2] in due]
+    if not ons:
         return {"note_ons": 0, "error": "no note-on arrived"}
+    # a first estimate of beat 0: the first arrival is its note's first hit (if not, every
+    # match below is off by the same whole hits, which the min() further down takes out)
+    origin = ons[0][0] - due[ons[0][1]][0] * spb
+    offsets = []
+    for seconds, key in ons:
+        beat = (seconds - origin) / spb
+        loop = np.floor(beat / loop_beats) * loop_beats
+        candidates = np.concatenate([due[key] + loop + shift
+                                     for shift in (-loop_beats, 0.0, loop_beats)])
+        nearest = candidates[np.argmin(np.abs(candidates - beat))]
+        offsets.append(seconds - origin - nearest * spb)
     errors = (np.array(offsets) - min(offsets)) * 1e3
     return {"note_ons": len(errors), **distribution(errors, 3)}
 
