@@ -38,13 +38,15 @@ def png_size(path) -> tuple[int, int]:
 def test_train_writes_a_model_and_shows_the_loss_curve(tmp_path, capsys):
     out, plot = tmp_path / "funk", tmp_path / "loss.png"
     assert main(["train", str(FUNK), "-o", str(out), "--epochs", "4", "--threads", "1",
-                 "--seed", "3", "--plot", str(plot)]) == 0
+                 "--seed", "3", "--hidden", "64", "32", "--plot", str(plot)]) == 0
     printed = capsys.readouterr().out
     assert f"model written to {out} (completed; kept epoch" in printed
     assert "loss ('.' training, 'o' validation)" in printed and "epochs 1-4" in printed
     assert png_size(plot) == (600, 300)
     manifest = read_manifest(out)
     assert manifest.training["options"]["seed"] == 3 and len(manifest.history) == 4
+    assert manifest.architecture["encoder_hidden"] == [64, 32]
+    assert manifest.architecture["decoder_hidden"] == [32, 64]
 
 
 def run_cli(*args, **kwargs) -> subprocess.CompletedProcess:

@@ -45,6 +45,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--patience", type=int, default=30,
                         help="stop after this many epochs without a better validation loss; "
                         "0 = never (30)")
+    parser.add_argument("--hidden", type=int, nargs="+", metavar="WIDTH",
+                        help="hidden layer widths of the encoder, the decoder mirrors them "
+                        "(default 512 512, the paper's; narrower decodes faster on a Pi)")
     parser.add_argument("--hits-only", action="store_true",
                         help="count velocity/timing errors only where a hit is")
     parser.add_argument("--name", help="the model's name (default: the directory name)")
@@ -86,15 +89,20 @@ def request_fields(args) -> dict:
     """TrainRequest fields from the command line (validated: one-line errors)."""
     from rvaed.dataset import IngestOptions
     from rvaed.kit import load_kit
-    from rvaed.trainconfig import LossWeights, TrainOptions
+    from rvaed.trainconfig import LossWeights, ModelConfig, TrainOptions
 
     channel = None if args.channel == "all" else _channel(args.channel)
     if args.continue_from is not None and args.kit is None:
         ingest = IngestOptions(_continued_kit(args.continue_from), channel=channel)
     else:
         ingest = IngestOptions(load_kit(args.kit or "rhythmvae"), channel=channel)
+    if args.hidden and args.continue_from is not None:
+        raise RvaedError("--hidden: a continued model keeps its sizes; leave --hidden out")
+    model = (ModelConfig(encoder_hidden=tuple(args.hidden),
+                         decoder_hidden=tuple(reversed(args.hidden)))
+             if args.hidden else ModelConfig())
     options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                           threads=args.threads, patience=args.patience or None,
+                           threads=args.threads, patience=args.patience or None, model=model,
                            loss=LossWeights(hits_only=args.hits_only))
     fields = {"paths": tuple(args.paths), "out_dir": args.output, "options": options,
               "ingest": ingest, "continue_from": args.continue_from, "name": args.name,
