@@ -299,3 +299,17 @@ def test_sigterm_while_notes_sound_leaves_no_note_hanging(jack_server):
     offs = [m for _, m in messages if m[0] & 0xF0 == NOTE_OFF]
     assert len(ons) > 20 and len(ons) == len(offs) and paired(messages)
     assert messages[-1][1] == (0xB9, 123, 0)  # All Notes Off last
+
+
+def test_playing_freezes_the_gc_heap_and_stopping_thaws_it():
+    """A full cyclic GC pass over the loaded libraries holds the GIL ~15 ms: while the
+    sequencer plays, everything that existed at its start is frozen out of those passes."""
+    import gc
+
+    sequencer = Sequencer(InternalClock(120), [])
+    sequencer.start()
+    try:
+        assert gc.get_freeze_count() > 1000  # the interpreter, numpy, rvaed, pytest ...
+    finally:
+        sequencer.stop()
+    assert gc.get_freeze_count() == 0
