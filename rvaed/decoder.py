@@ -54,8 +54,8 @@ class Decoder:
         self.manifest, self._decoder, self._encoder, file = open_model(
             model_dir, session_options(), int8)
         self.weights = "int8" if file == DECODER_INT8 else "fp32"
-        self._int8 = int8
         self.bending = 0.0
+        self._trained = (self._decoder, self.weights)  # what bending 0 gives back
         self._bind()
 
     def bent(self, amount: float, seed: int = 0) -> "Decoder":
@@ -64,23 +64,14 @@ class Decoder:
         accidents. ``amount`` 0 gives the trained weights back. Bends the fp32 weights (and
         decodes with them). Takes a moment (it rebuilds the session): call it off the event
         loop."""
-        if amount <= 0:
-            return Decoder(self.model_dir, self._int8)
-        import onnx
-        from onnx import numpy_helper
-
-        graph = onnx.load(self.model_dir / DECODER)
-        rng = np.random.default_rng(seed)
-        for tensor in graph.graph.initializer:
-            weights = numpy_helper.to_array(tensor)
-            if weights.ndim == 2:
-                noise = rng.standard_normal(weights.shape) * amount * weights.std()
-                tensor.CopyFrom(numpy_helper.from_array(
-                    (weights + noise).astype(weights.dtype), tensor.name))
         twin = copy.copy(self)
-        twin._decoder = ort.InferenceSession(graph.SerializeToString(), session_options())
-        twin.bending = float(amount)
-        twin.weights = "fp32"
+        if amount <= 0:
+            twin._decoder, twin.weights = self._trained
+            twin.bending = 0.0
+        else:
+            twin._decoder = ort.InferenceSession(_bent_graph(self.model_dir / DECODER, amount,
+                                                             seed), session_options())
+            twin.bending, twin.weights = float(amount), "fp32"
         twin._bind()
         return twin
 
@@ -132,3 +123,20 @@ class Decoder:
     def encode_xy(self, pattern: Pattern) -> tuple[float, float]:
         """The controller position of a pattern (clipped to the square)."""
         return self.manifest.latent.xy_of(*self.encode(pattern))
+
+
+def _bent_graph(path: Path, amount: float, seed: int) -> bytes:
+    """The fp32 decoder graph at ``path`` with Gaussian noise of ``amount`` x each weight
+    matrix's spread added to it."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(path)
+    rng = np.random.default_rng(seed)
+    for tensor in graph.graph.initializer:
+        weights = numpy_helper.to_array(tensor)
+        if weights.ndim == 2:
+            noise = rng.standard_normal(weights.shape) * amount * weights.std()
+            tensor.CopyFrom(numpy_helper.from_array((weights + noise).astype(weights.dtype),
+                                                    tensor.name))
+    return graph.SerializeToString()

@@ -175,10 +175,8 @@ def encoder_graph(model: RhythmVAE) -> onnx.ModelProto:
 
 def latent_grid(region: LatentRegion, points: int = 33) -> np.ndarray:
     """points x points latent points covering the region and the prior's +-3."""
-    low = np.minimum(region.low, -3.0)
-    high = np.maximum(region.high, 3.0)
-    xs, ys = (np.linspace(low[i], high[i], points) for i in range(2))
-    return np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2).astype(np.float32)
+    return LatentRegion(tuple(np.minimum(region.low, -3.0)),
+                        tuple(np.maximum(region.high, 3.0))).grid(points)
 
 
 @torch.no_grad()

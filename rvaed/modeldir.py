@@ -58,6 +58,12 @@ class LatentRegion:
         return (min(1.0, max(0.0, (zx - lx) / (hx - lx))),
                 min(1.0, max(0.0, (zy - ly) / (hy - ly))))
 
+    def grid(self, points: int) -> np.ndarray:
+        """points x points latent points (float32, shape (points**2, 2)) spanning the region."""
+        (lx, ly), (hx, hy) = self.low, self.high
+        xs, ys = np.linspace(lx, hx, points), np.linspace(ly, hy, points)
+        return np.stack(np.meshgrid(xs, ys), -1).reshape(-1, LATENT).astype(np.float32)
+
     def to_dict(self) -> dict:
         return {"low": list(self.low), "high": list(self.high)}
 

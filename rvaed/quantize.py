@@ -36,7 +36,7 @@ def int8_twin(decoder: onnx.ModelProto,
               region: LatentRegion) -> tuple[onnx.ModelProto | None, dict]:
     """The first twin of ``decoder`` (blocks of 128 inputs down to 16) that plays the same
     notes, and what was measured (for the manifest); (None, measured) when none does."""
-    z = latent_grid(region)
+    z = region.grid(GRID_POINTS)
     reference = _onsets(decoder, z)
     best = 0.0
     for block in BLOCKS:
@@ -46,12 +46,6 @@ def int8_twin(decoder: onnx.ModelProto,
             return twin, _measured(block, agreement)
         best = max(best, agreement)
     return None, _measured(None, best)
-
-
-def _measured(block: int | None, agreement: float) -> dict:
-    return {"file": DECODER_INT8 if block else None, "bits": BITS, "block": block,
-            "onset_agreement": round(agreement, 6), "grid": GRID_POINTS,
-            "thresholds": [float(THRESHOLDS[0]), float(THRESHOLDS[-1])]}
 
 
 def int8_decoder(decoder: onnx.ModelProto, block: int = BLOCKS[0]) -> onnx.ModelProto:
@@ -109,16 +103,8 @@ def onset_agreement(decoder: onnx.ModelProto, twin: onnx.ModelProto,
                     region: LatentRegion) -> float:
     """The smallest share, over `THRESHOLDS`, of onset cells on a 65 x 65 grid over
     ``region`` where ``twin`` decides hit / no hit as ``decoder`` does."""
-    z = latent_grid(region)
+    z = region.grid(GRID_POINTS)
     return _agreement(_onsets(decoder, z), _onsets(twin, z))
-
-
-def latent_grid(region: LatentRegion) -> np.ndarray:
-    """`GRID_POINTS` x `GRID_POINTS` latent points spanning ``region`` (the controller's
-    square)."""
-    (lx, ly), (hx, hy) = region.low, region.high
-    xs, ys = np.linspace(lx, hx, GRID_POINTS), np.linspace(ly, hy, GRID_POINTS)
-    return np.stack(np.meshgrid(xs, ys), -1).reshape(-1, LATENT).astype(np.float32)
 
 
 def _onsets(proto: onnx.ModelProto, z: np.ndarray) -> np.ndarray:
@@ -128,6 +114,12 @@ def _onsets(proto: onnx.ModelProto, z: np.ndarray) -> np.ndarray:
 
 def _agreement(reference: np.ndarray, onsets: np.ndarray) -> float:
     return min(float(np.mean((reference > t) == (onsets > t))) for t in THRESHOLDS)
+
+
+def _measured(block: int | None, agreement: float) -> dict:
+    return {"file": DECODER_INT8 if block else None, "bits": BITS, "block": block,
+            "onset_agreement": round(agreement, 6), "grid": GRID_POINTS,
+            "thresholds": [float(THRESHOLDS[0]), float(THRESHOLDS[-1])]}
 
 
 def _fold(weights: dict, prefix: str, epsilon: float) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ import pytest
 
 from rvaed.decoder import Decoder
 from rvaed.modeldir import DECODER, DECODER_INT8, read_manifest, starter_model
-from rvaed.quantize import MIN_AGREEMENT, int8_twin, latent_grid, onset_agreement
+from rvaed.quantize import GRID_POINTS, MIN_AGREEMENT, int8_twin, onset_agreement
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_the_starter_ships_a_twin_that_agrees_on_the_onsets(fp32):
 def test_the_decoder_plays_the_twin_and_it_stays_close_to_fp32():
     fast, exact = Decoder(starter_model()), Decoder(starter_model(), int8=False)
     assert (fast.weights, exact.weights) == ("int8", "fp32")
-    z = latent_grid(fast.manifest.latent)[::97]
+    z = fast.manifest.latent.grid(GRID_POINTS)[::97]
     a, b = fast.decode_many(z), exact.decode_many(z)
     assert np.abs(a - b).max() < 0.05  # 8-bit weights, not another network
     assert np.mean((a[:, 0] > 0.5) == (b[:, 0] > 0.5)) >= MIN_AGREEMENT

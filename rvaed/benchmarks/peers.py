@@ -130,7 +130,7 @@ def _note_ons(schedule, machine) -> list[tuple[float, tuple[int, int, int]]]:
     for event in schedule.events:
         where = machine.destinations[event.voice]
         if where is not None:
-            played.append((event.beat, (0x90 | where.status_channel, where.note,
+            played.append((event.beat, (where.note_on_status, where.note,
                                         event.velocity)))
     return played
 
