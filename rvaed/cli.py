@@ -10,7 +10,7 @@ import logging
 import sys
 
 from rvaed import __version__
-from rvaed.errors import RvaedError
+from rvaed.core.errors import RvaedError
 
 COMMANDS: list[str] = [
     "run",

@@ -389,6 +389,6 @@ def _train_section(result: dict) -> list[str]:
 
 
 def _write(path: Path, text: str) -> None:
-    from rvaed.persist import write_atomic
+    from rvaed.core.atomic import write_atomic
 
     write_atomic(path, text.encode())

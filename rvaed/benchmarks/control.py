@@ -76,14 +76,14 @@ def run(args) -> dict:
 
 async def _measure(args, jack: str | None) -> dict:
     """The phases, with the sequencer playing every note into a JACK port when ``jack``."""
-    from rvaed.clock import InternalClock
-    from rvaed.decoder import Decoder
-    from rvaed.drummachine import load_drum_machine
-    from rvaed.midiout import Output
-    from rvaed.modeldir import model_path
-    from rvaed.osc import OscServer
-    from rvaed.performance import Performance
-    from rvaed.sequencer import Sequencer
+    from rvaed.control.osc import OscServer
+    from rvaed.control.performance import Performance
+    from rvaed.core.drummachine import load_drum_machine
+    from rvaed.engine.clock import InternalClock
+    from rvaed.engine.midiout import Output
+    from rvaed.engine.sequencer import Sequencer
+    from rvaed.model.modeldir import model_path
+    from rvaed.model.runtime import Decoder
 
     decoder = Decoder(model_path(args.model))
     machine = load_drum_machine("gm", decoder.kit)
@@ -136,8 +136,9 @@ def _sender(kind: str, target: str, rate: float, seconds: float) -> subprocess.P
 
 async def _midi_phases(perf, args) -> dict:
     """The MIDI phases: a controller port in another process, on the private JACK server."""
-    from rvaed.mapping import Controls, load_mapping
-    from rvaed.midiin import MidiControlInput
+    from rvaed.control.controls import Controls
+    from rvaed.control.mapfile import load_mapping
+    from rvaed.control.midiin import MidiControlInput
 
     port = f"bench-ctl-{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory() as folder:

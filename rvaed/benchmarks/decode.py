@@ -30,8 +30,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> dict:
-    from rvaed.decoder import Decoder
-    from rvaed.modeldir import model_path
+    from rvaed.model.modeldir import model_path
+    from rvaed.model.runtime import Decoder
 
     model = model_path(args.model)
     daemons = Decoder(model)
@@ -93,8 +93,8 @@ def torch_decode(model_dir):
     """decode(zx, zy) -> Pattern with torch eager on the model's weights, one thread."""
     import torch
 
-    from rvaed.export import load_model
-    from rvaed.pattern import Pattern
+    from rvaed.core.pattern import Pattern
+    from rvaed.training.export import load_model
 
     torch.set_num_threads(1)
     network = load_model(model_dir)[0].decoder
@@ -124,7 +124,7 @@ def decoder_process(model_dir) -> dict:
 
 def decoder_process_figures(model_dir) -> dict:
     """Run in the fresh process: RSS now and at peak, and whether torch got imported."""
-    from rvaed.decoder import Decoder
+    from rvaed.model.runtime import Decoder
 
     decoder = Decoder(model_dir)
     for i in range(1000):

@@ -60,8 +60,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> dict:
-    from rvaed.drummachine import load_drum_machine
-    from rvaed.kit import load_kit
+    from rvaed.core.drummachine import load_drum_machine
+    from rvaed.core.kit import load_kit
 
     kit = load_kit()
     machine = load_drum_machine("gm", kit)
@@ -93,7 +93,7 @@ def comparison_schedule(schedule):
     """``schedule`` with every hit on isobar's grid of 1/480 beat, and none before the loop
     start (step 0 pulled early would belong to a loop before the first): every scheduler then
     plays exactly the same note-ons from beat 0."""
-    from rvaed.schedule import Event, Schedule
+    from rvaed.engine.schedule import Event, Schedule
 
     spb, loop = schedule.grid.steps_per_beat, schedule.loop_beats
     events = []
@@ -166,9 +166,9 @@ def receiver_errors(received, notes, loop_beats: float, bpm: float) -> dict:
 
 def _play_rvaed(sink, schedule, machine, loop, args) -> dict:
     """The engine's sequencer on the internal clock; also its own send-time record."""
-    from rvaed.clock import InternalClock
-    from rvaed.midiout import Output
-    from rvaed.sequencer import Sequencer
+    from rvaed.engine.clock import InternalClock
+    from rvaed.engine.midiout import Output
+    from rvaed.engine.sequencer import Sequencer
 
     clock = InternalClock(args.bpm)
     output = Output(sink.name, machine, api="jack", poll=0.05)

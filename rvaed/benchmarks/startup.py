@@ -25,10 +25,10 @@ import numpy as np
 import yaml
 
 from rvaed.benchmarks.timing import PROBE, Sink, private_jack_server, wait_for
-from rvaed.errors import RvaedError
+from rvaed.core.errors import RvaedError
+from rvaed.core.midi import NOTE_ON
 
 HELP = "`rvaed run` to the first note (p50/max over runs) and its memory while playing"
-NOTE_ON = 0x90
 EARLY_RSS = 10.0  # seconds after the spawn of the first memory figure
 RSS_EVERY = 2.0
 

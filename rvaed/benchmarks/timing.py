@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rvaed.errors import RvaedError
-from rvaed.sequencer import SWITCH_INTERVAL
+from rvaed.core.errors import RvaedError
+from rvaed.engine.sequencer import SWITCH_INTERVAL
 
 HELP = "MIDI send-time error (p50/p99/max/late) idle, while training, under an OSC flood"
 SINK = "rvaed-bench-sink"
@@ -62,11 +62,11 @@ def run(args) -> dict:
 
 
 def _measure(port: str, api: str, args, stack: contextlib.ExitStack) -> dict:
-    from rvaed.clock import InternalClock
-    from rvaed.drummachine import load_drum_machine
-    from rvaed.kit import load_kit
-    from rvaed.midiout import Output
-    from rvaed.sequencer import Sequencer
+    from rvaed.core.drummachine import load_drum_machine
+    from rvaed.core.kit import load_kit
+    from rvaed.engine.clock import InternalClock
+    from rvaed.engine.midiout import Output
+    from rvaed.engine.sequencer import Sequencer
 
     kit = load_kit()
     machine = load_drum_machine("gm", kit)
@@ -145,8 +145,8 @@ def distribution(errors_ms: np.ndarray, digits: int) -> dict:
 
 def dense_schedule(kit, machine):
     """Every voice on every step, offsets spread over +-half a step (seeded), light swing."""
-    from rvaed.pattern import Grid, Pattern
-    from rvaed.schedule import Playback, build_schedule
+    from rvaed.core.pattern import Grid, Pattern
+    from rvaed.engine.schedule import Playback, build_schedule
 
     grid = Grid()
     rng = np.random.default_rng(0)
@@ -237,7 +237,7 @@ class Sink:
 
     def connect(self, client: str):
         """A python-rtmidi JACK output named ``client`` connected to this receiver."""
-        from rvaed import midiapi
+        from rvaed.engine import midiapi
 
         port = midiapi.open_client("jack", "output", client)
         port.open_port(midiapi.match_port(port.get_ports(), self.port))
@@ -297,8 +297,8 @@ def _training():
         with _busy_process() as note:
             yield note
         return
-    from rvaed.trainconfig import TrainOptions
-    from rvaed.trainjob import TrainJob
+    from rvaed.training.job import TrainJob
+    from rvaed.training.options import TrainOptions
 
     with tempfile.TemporaryDirectory() as folder:
         files = _pattern_files(Path(folder))
@@ -323,9 +323,9 @@ def _training():
 
 def _pattern_files(folder: Path) -> list[Path]:
     """64 random two-bar drum patterns as MIDI files: training data made on the spot."""
-    from rvaed.kit import load_kit
-    from rvaed.pattern import Grid, Pattern
-    from rvaed.patternfile import save_pattern
+    from rvaed.core.kit import load_kit
+    from rvaed.core.pattern import Grid, Pattern
+    from rvaed.core.patternfile import save_pattern
 
     kit, grid, rng = load_kit(), Grid(), np.random.default_rng(1)
     paths = []

@@ -29,8 +29,8 @@ def synthetic_windows(count: int, voices: int = 9, steps: int = 32, seed: int = 
 
 
 def run(args) -> dict:
-    from rvaed.train import train
-    from rvaed.trainconfig import TrainOptions
+    from rvaed.training.loop import train
+    from rvaed.training.options import TrainOptions
 
     windows = synthetic_windows(args.windows)
     figures: dict = {"windows": args.windows, "epochs": args.epochs, "runs": []}

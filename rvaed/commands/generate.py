@@ -24,10 +24,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from rvaed.decoder import Decoder
-    from rvaed.errors import RvaedError
-    from rvaed.modeldir import model_path
-    from rvaed.patternfile import save_pattern
+    from rvaed.core.errors import RvaedError
+    from rvaed.core.patternfile import save_pattern
+    from rvaed.model.modeldir import model_path
+    from rvaed.model.runtime import Decoder
 
     if not 0.0 <= args.threshold <= 1.0:
         raise RvaedError(f"--threshold: expected 0-1, got {args.threshold}")

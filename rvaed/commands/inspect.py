@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from rvaed.kit import DEFAULT_KIT
+from rvaed.core.kit import DEFAULT_KIT
 
 HELP = "show what rvaed reads from MIDI files: windows, hits per voice, refused files"
 
@@ -33,8 +33,9 @@ def channel_argument(text: str) -> int | None:
 
 
 def run(args) -> int:
-    from rvaed.dataset import IngestOptions, explain_empty, ingest
-    from rvaed.kit import load_kit
+    from rvaed.core.kit import load_kit
+    from rvaed.training.dataset import explain_empty, ingest
+    from rvaed.training.options import IngestOptions
 
     options = IngestOptions(load_kit(args.kit), channel=args.channel,
                             min_onsets=args.min_onsets)

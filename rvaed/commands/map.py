@@ -20,10 +20,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from rvaed.decoder import Decoder
-    from rvaed.errors import RvaedError
-    from rvaed.modeldir import model_path
-    from rvaed.png import write_png
+    from rvaed.core.errors import RvaedError
+    from rvaed.core.png import write_png
+    from rvaed.model.modeldir import model_path
+    from rvaed.model.runtime import Decoder
 
     if not 1 <= args.size <= 64:
         raise RvaedError(f"--size: expected 1-64 tiles per side, got {args.size}")

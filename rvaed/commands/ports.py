@@ -1,7 +1,7 @@
 """List the MIDI ports rvaed can send to and receive from (names to use in port specs: any
 part of a name picks the first port that contains it)."""
 
-from rvaed import midiapi
+from rvaed.engine import midiapi
 
 HELP = "list MIDI ports"
 

@@ -17,8 +17,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from rvaed.daemon import Daemon
-    from rvaed.daemonconfig import load_config
+    from rvaed.daemon.config import load_config
+    from rvaed.daemon.service import Daemon
 
     config = load_config(args.config)
     if not args.verbose:

@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from rvaed.errors import RvaedError
+from rvaed.core.errors import RvaedError
 
 HELP = "train a model on drum MIDI files or folders (-o MODEL)"
 PLOT_HEIGHT, PLOT_WIDTH = 10, 60
@@ -65,7 +65,7 @@ def run(args) -> int:
         return ask_daemon(args.daemon, args.paths)
     if args.output is None:
         raise RvaedError("-o MODEL is required (or --daemon to let the daemon train)")
-    from rvaed.trainjob import TrainRequest, run_training
+    from rvaed.training.job import TrainRequest, run_training
 
     request = TrainRequest(**request_fields(args))
     stop = Stop()
@@ -78,7 +78,7 @@ def run(args) -> int:
             print(file=sys.stderr)
     report(summary)
     if args.plot:
-        from rvaed.png import write_png
+        from rvaed.core.png import write_png
 
         write_png(args.plot, plot_image(summary["history"]))
         print(f"loss curves drawn in {args.plot}")
@@ -87,9 +87,8 @@ def run(args) -> int:
 
 def request_fields(args) -> dict:
     """TrainRequest fields from the command line (validated: one-line errors)."""
-    from rvaed.dataset import IngestOptions
-    from rvaed.kit import load_kit
-    from rvaed.trainconfig import LossWeights, ModelConfig, TrainOptions
+    from rvaed.core.kit import load_kit
+    from rvaed.training.options import IngestOptions, LossWeights, ModelConfig, TrainOptions
 
     channel = None if args.channel == "all" else _channel(args.channel)
     if args.continue_from is not None and args.kit is None:
@@ -123,7 +122,7 @@ def _channel(text: str) -> int:
 
 
 def _continued_kit(model_dir: Path):
-    from rvaed.modeldir import MANIFEST, parse_manifest
+    from rvaed.model.modeldir import MANIFEST, parse_manifest
 
     return parse_manifest(model_dir / MANIFEST).kit
 

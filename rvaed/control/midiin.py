@@ -1,0 +1,142 @@
+"""Controller MIDI input: ports found by part of their name, waited for and reconnected.
+
+python-rtmidi delivers each message on its own thread (for JACK, the process callback). That
+thread only stamps the message and appends it to a bounded buffer, then wakes the asyncio
+loop once (``call_soon_threadsafe``) if no wake-up is pending; the loop drains the buffer and
+routes every message through the mappings, whose changes coalesce into one decode. Under a
+flood the buffer keeps the newest messages (the oldest are dropped), so memory stays flat.
+
+SysEx, MIDI clock, active sensing and every other system message are ignored (filtered by
+rtmidi and again here). A missing port is waited for, a vanished one is reconnected when it
+returns; each of these is one log line.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+
+from rvaed.control.controls import Controls
+from rvaed.control.ratelimit import RateLimitedLog
+from rvaed.engine import midiapi
+
+log = logging.getLogger(__name__)
+
+BUFFER = 4096  # messages held between two wake-ups of the loop; older ones are dropped
+POLL = 1.0  # seconds between port checks
+
+
+class _Port:
+    """One rtmidi input following the ports whose name contains ``spec``."""
+
+    def __init__(self, spec: str, mapping_port: str | None, api: str, name: str) -> None:
+        self.spec = spec
+        self.mapping_port = mapping_port
+        self.rtmidi = midiapi.open_client(api, "input", name)
+        self.rtmidi.ignore_types(sysex=True, timing=True, active_sense=True)
+        self.connected: str | None = None
+
+    def check(self, callback) -> None:
+        """Connect to a matching port, or notice that the connected one has gone."""
+        ports = self.rtmidi.get_ports()
+        if self.connected is not None and self.connected in ports:
+            return
+        if self.connected is not None:
+            self.rtmidi.cancel_callback()
+            self.rtmidi.close_port()
+            log.warning("MIDI in: %s disconnected; waiting for it to return", self.connected)
+            self.connected = None
+        index = midiapi.match_port(ports, self.spec)
+        if index is None:
+            return
+        self.rtmidi.open_port(index, "control-in")
+        self.rtmidi.set_callback(callback, self.mapping_port)
+        self.connected = ports[index]
+        log.info("MIDI in: connected to %s", self.connected)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.rtmidi.cancel_callback()
+        self.rtmidi.close_port()
+        self.rtmidi.delete()
+
+
+class MidiControlInput:
+    """Feeds controller MIDI from the ports the mappings name into ``controls``.
+
+    Mappings without a ``port`` use ``default_port``; with none, they get no MIDI input.
+    """
+
+    def __init__(self, controls: Controls, api: str = "auto", default_port: str | None = None,
+                 client_name: str = "rvaed-control", poll: float = POLL) -> None:
+        self.controls = controls
+        self.api = api
+        self.default_port = default_port
+        self.client_name = client_name
+        self.poll = poll
+        self.rejected = RateLimitedLog(log, "MIDI in")
+        self.received = 0
+        self._buffer: deque = deque(maxlen=BUFFER)
+        self._wake_pending = False
+        self._ports: list[_Port] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._watch: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for mapping_port in self.controls.ports:
+            spec = mapping_port or self.default_port
+            if spec is None:
+                log.info("MIDI in: mappings without a port and no default input: no MIDI")
+                continue
+            self._ports.append(_Port(spec, mapping_port, self.api, self.client_name))
+            log.info("MIDI in: waiting for a port named like %r", spec)
+        self._check()
+        self._watch = self._loop.create_task(self._watch_ports())
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        for port in self._ports:
+            port.close()
+        self._ports.clear()
+
+    @property
+    def connected(self) -> list[str]:
+        return [p.connected for p in self._ports if p.connected]
+
+    def _check(self) -> None:
+        for port in self._ports:
+            try:
+                port.check(self._receive)
+            except Exception as exc:  # an rtmidi error must not end the watch
+                self.rejected(f"{port.spec}: {exc}")
+
+    async def _watch_ports(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll)
+            self._check()
+
+    def _receive(self, event: tuple, mapping_port: str | None) -> None:
+        """rtmidi's thread: stamp, buffer, wake the loop once."""
+        message = event[0]
+        if not message or message[0] >= 0xF0:
+            return
+        self._buffer.append((mapping_port, message, time.perf_counter_ns()))
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._loop.call_soon_threadsafe(self._drain)  # type: ignore[union-attr]
+
+    def _drain(self) -> None:
+        """The loop: route everything buffered; changes coalesce into one decode."""
+        self._wake_pending = False
+        while self._buffer:
+            mapping_port, message, at = self._buffer.popleft()
+            self.received += 1
+            try:
+                self.controls.midi(mapping_port, message, at)
+            except ValueError as exc:
+                self.rejected(str(exc))

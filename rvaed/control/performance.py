@@ -1,0 +1,295 @@
+"""The performance: owns the state, turns each change into a new installed pattern.
+
+Everything here runs on the asyncio loop. A change marks what it invalidates (the decode, or
+only the schedule) in a flag and remembers when the oldest not-yet-installed change arrived;
+one update is then queued with ``call_soon``. However many changes arrive before it runs (a
+fader flood, a drained socket), the update decodes once, with the newest values, so decoding
+can never fall behind the controls: a flag and the state itself are the latest-value slot,
+there is no queue to grow. The update composes the pattern (frozen voices keep their captured
+hits), builds the schedule and installs it in the sequencer (a lock-free swap), then records
+the control-to-installed latency.
+
+Per-bar noise and preset transitions are asyncio tasks that move the same state.
+"""
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from rvaed.core.pattern import ONSETS, Pattern
+from rvaed.core.state import PerformanceState, Transition, preset_slot
+from rvaed.engine.schedule import Playback, build_schedule
+
+log = logging.getLogger(__name__)
+
+DECODE, SCHEDULE = 1, 2
+PATTERN_FIELDS = {"x", "y", "noise"}
+PLAYBACK_FIELDS = {"threshold", "velocity_scale", "fixed_velocity", "timing", "swing"}
+TRANSITION_STEP = 0.02  # seconds between x/y updates of a preset glide
+NOISE_LEAD = 0.05  # seconds before the bar at which the new jitter is installed
+
+
+class LatencyLog:
+    """The last ``size`` latencies (ns) in a fixed ring: memory stays flat however long."""
+
+    def __init__(self, size: int = 8192) -> None:
+        self._values = np.zeros(size, dtype=np.int64)
+        self.count = 0
+
+    def record(self, nanoseconds: int) -> None:
+        self._values[self.count % len(self._values)] = nanoseconds
+        self.count += 1
+
+    def recent(self) -> np.ndarray:
+        """The stored latencies in ns (at most ``size``, oldest first is not guaranteed)."""
+        return self._values[:min(self.count, len(self._values))].copy()
+
+    def clear(self) -> None:
+        self.count = 0
+
+    def summary(self) -> dict:
+        """p50/p99/max in milliseconds over the stored latencies."""
+        values = self.recent() / 1e6
+        if not len(values):
+            return {"count": 0}
+        return {"count": len(values), "p50_ms": float(np.percentile(values, 50)),
+                "p99_ms": float(np.percentile(values, 99)), "max_ms": float(values.max())}
+
+
+class Performance:
+    """The single owner of the performance state and of what the sequencer plays."""
+
+    def __init__(self, decoder, sequencer, drum_machine, clock, *,
+                 state: PerformanceState | None = None, seed: int | None = None) -> None:
+        self.decoder = decoder
+        self.sequencer = sequencer
+        self.drum_machine = drum_machine
+        self.clock = clock
+        self.grid = decoder.grid
+        self.state = state or PerformanceState(voices=decoder.kit.size)
+        self.state.tempo = clock.tempo
+        self.state.playing = clock.playing
+        self.latency = LatencyLog()
+        self.changes = 0
+        self.decodes = 0
+        self.installs = 0
+        self.listeners: list[Callable[[Performance], None]] = []
+        self.pattern: Pattern = Pattern.empty(decoder.kit.size, self.grid.steps)
+        self.schedule = None
+        self._decoded = self.pattern
+        self._playback_values: dict = {}
+        self._current_playback = Playback()
+        self._frozen: dict[int, np.ndarray] = {}
+        self._jitter = (0.0, 0.0)
+        self._random = random.Random(seed)
+        self._pending = 0
+        self._since: int | None = None
+        self._queued = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._glide: asyncio.Task | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Decode and install the first pattern, then run the per-bar noise."""
+        self._loop = asyncio.get_running_loop()
+        self._pending = DECODE
+        self.flush()
+        self._tasks.append(self._loop.create_task(self._noise_per_bar()))
+
+    async def stop(self) -> None:
+        for task in [*self._tasks, self._glide]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._tasks.clear()
+
+    # -- changes (all validated by the state; ValueError on bad input) ------------------
+
+    def set(self, name: str, value: object, at: int | None = None) -> None:
+        """Set one state field by name (x, y, threshold, ..., tempo, playing)."""
+        if name in ("x", "y"):
+            self._stop_glide()
+        if name == "tempo":
+            self.state.tempo = value
+            self.clock.set_tempo(self.state.tempo)
+            return
+        if name == "playing":
+            self.state.playing = value
+            self.clock.set_playing(self.state.playing)
+            return
+        if name not in PATTERN_FIELDS | PLAYBACK_FIELDS:
+            raise ValueError(f"{name}: not a settable field")
+        before = getattr(self.state, name)
+        setattr(self.state, name, value)
+        if getattr(self.state, name) != before:
+            self._changed(DECODE if name in PATTERN_FIELDS else SCHEDULE, at)
+
+    def set_xy(self, x: object, y: object, at: int | None = None) -> None:
+        self._stop_glide()
+        self._move(x, y, at)
+
+    def set_voice(self, name: str, voice: int, on: object, at: int | None = None) -> None:
+        """Mute (``name`` "mutes") or freeze ("freezes") a voice, or release it."""
+        if name not in ("mutes", "freezes"):
+            raise ValueError(f"{name}: expected mutes or freezes")
+        voices = self.state.with_voice(name, voice, on)
+        if voices == getattr(self.state, name):
+            return
+        if name == "freezes":
+            self._capture(voice, voice in voices)
+        setattr(self.state, name, voices)
+        self._changed(SCHEDULE, at)
+
+    def set_transition(self, amount: object, unit: str = "ms") -> None:
+        self.state.transition = Transition(amount, unit)  # type: ignore[arg-type]
+
+    def store_preset(self, number: object) -> None:
+        """Store the current x/y in preset ``number`` (1-8)."""
+        slot = preset_slot(number)
+        presets = list(self.state.presets)
+        presets[slot] = (self.state.x, self.state.y)
+        self.state.presets = tuple(presets)
+
+    def recall_preset(self, number: object, at: int | None = None) -> bool:
+        """Glide to preset ``number`` over the transition time; False if the slot is empty."""
+        target = self.state.presets[preset_slot(number)]
+        if target is None:
+            return False
+        self._stop_glide()
+        seconds = self.state.transition.seconds(self.clock.tempo, self.grid.beats_per_bar)
+        if seconds <= 0 or self._loop is None:
+            self._move(*target, at)
+        else:
+            self._glide = self._loop.create_task(self._glide_to(target, seconds))
+        return True
+
+    def use_decoder(self, decoder) -> None:
+        """Play another model (same grid and voices) from the next step not yet queued."""
+        self.decoder = decoder
+        self._changed(DECODE, None)
+
+    # -- the update ------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Apply pending changes now: at most one decode, one schedule, one install."""
+        self._queued = False
+        pending, self._pending = self._pending, 0
+        if not pending:
+            return
+        if pending & DECODE:
+            self._decoded = self._decode()
+            self.decodes += 1
+        self.pattern = self._compose()
+        self.schedule = build_schedule(self.pattern, self.grid, self._playback(),
+                                       self.drum_machine)
+        self.sequencer.install(self.schedule)
+        self.installs += 1
+        if self._since is not None:
+            self.latency.record(time.perf_counter_ns() - self._since)
+            self._since = None
+        for listener in self.listeners:
+            listener(self)
+
+    def _playback(self) -> Playback:
+        """How the state says to play, remade only when one of its values changed (making
+        and validating one is a measurable part of a fader move's path)."""
+        state = self.state
+        values = {"threshold": state.threshold, "timing": state.timing, "swing": state.swing,
+                  "velocity_scale": state.velocity_scale,
+                  "fixed_velocity": state.fixed_velocity, "mutes": state.mutes}
+        if values != self._playback_values:
+            self._playback_values = values
+            self._current_playback = Playback(**values)
+        return self._current_playback
+
+    def _changed(self, what: int, at: int | None) -> None:
+        self.changes += 1
+        self._pending |= what
+        if self._since is None:
+            self._since = time.perf_counter_ns() if at is None else at
+        if self._loop is None:
+            self.flush()
+        elif not self._queued:
+            self._queued = True
+            self._loop.call_soon(self.flush)
+
+    def _move(self, x: object, y: object, at: int | None) -> None:
+        before = (self.state.x, self.state.y)
+        self.state.x = x
+        self.state.y = y
+        if (self.state.x, self.state.y) != before:
+            self._changed(DECODE, at)
+
+    def _decode(self) -> Pattern:
+        latent = self.decoder.manifest.latent
+        zx, zy = latent.z_of(self.state.x, self.state.y)
+        jx, jy = self._jitter
+        half_x = (latent.high[0] - latent.low[0]) / 2
+        half_y = (latent.high[1] - latent.low[1]) / 2
+        return self.decoder.decode(zx + jx * half_x, zy + jy * half_y)
+
+    def _compose(self) -> Pattern:
+        """The decoded pattern with every frozen voice's captured row put back."""
+        if not self._frozen:
+            return self._decoded
+        array = self._decoded.to_array()
+        for voice, rows in self._frozen.items():
+            array[:, voice] = rows
+        return Pattern.from_array(array)
+
+    def _capture(self, voice: int, freeze: bool) -> None:
+        """Freeze: keep the voice's hits as they play now (onsets made certain or silent)."""
+        if not freeze:
+            self._frozen.pop(voice, None)
+            return
+        rows = self.pattern.to_array()[:, voice].copy()
+        rows[ONSETS] = (rows[ONSETS] > self.state.threshold).astype(np.float32)
+        self._frozen[voice] = rows
+
+    # -- tasks on the loop -----------------------------------------------------------------
+
+    def _stop_glide(self) -> None:
+        if self._glide is not None and self._glide is not asyncio.current_task():
+            self._glide.cancel()
+        self._glide = None
+
+    async def _glide_to(self, target: tuple[float, float], seconds: float) -> None:
+        """Move x/y linearly to ``target`` in ``seconds`` (each step is a normal change)."""
+        start = (self.state.x, self.state.y)
+        began = time.monotonic()
+        while True:
+            fraction = min(1.0, (time.monotonic() - began) / seconds)
+            self._move(start[0] + (target[0] - start[0]) * fraction,
+                       start[1] + (target[1] - start[1]) * fraction, None)
+            if fraction >= 1.0:
+                return
+            await asyncio.sleep(TRANSITION_STEP)
+
+    async def _noise_per_bar(self) -> None:
+        """Draw a new z jitter shortly before every bar while noise is on and playing."""
+        while True:
+            await asyncio.sleep(self._until_next_bar())
+            noise = self.state.noise
+            jitter = ((self._random.uniform(-noise, noise), self._random.uniform(-noise, noise))
+                      if noise > 0 and self.clock.playing else (0.0, 0.0))
+            if jitter != self._jitter:
+                self._jitter = jitter
+                self._changed(DECODE, None)
+            await asyncio.sleep(NOISE_LEAD * 2)
+
+    def _until_next_bar(self) -> float:
+        bar = self.grid.beats_per_bar
+        now = self.clock.now()
+        beat = self.clock.beat_at(now)
+        next_bar = (math.floor(beat / bar) + 1) * bar
+        delay = self.clock.time_at(next_bar) - now - NOISE_LEAD
+        return max(0.0, delay)

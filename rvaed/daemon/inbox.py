@@ -1,0 +1,191 @@
+"""The inbox: a folder a musician drops MIDI files into, the headless form of drag and drop.
+
+Polled rather than watched (no inotify dependency, and it works on network shares): once the
+folder has settled — no file added, removed, grown or touched for ``settle_seconds`` — the MIDI
+files in it (folders of them too) are moved to ``taken/YYYYmmdd-HHMMSS/`` inside the inbox and
+handed to a callback, which starts training on them. Files that are not MIDI, too large, or
+unreadable are reported once and left where they are; they never stop anything.
+"""
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rvaed.core.errors import RvaedError
+from rvaed.daemon.policy import FilePolicy
+
+log = logging.getLogger(__name__)
+
+TAKEN = "taken"
+MIDI_SUFFIXES = (".mid", ".midi", ".smf")
+MIDI_MAGIC = b"MThd"
+
+Signature = frozenset[tuple[str, int, int]]
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A file the inbox will not take, and why (shown in the log and sent as OSC feedback)."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one settled inbox gave: the taken files (at their new place) and the refused."""
+
+    files: tuple[Path, ...]
+    refused: tuple[Refused, ...]
+
+
+class Inbox:
+    """Polls ``folder``; `poll` does one step, `run` polls forever and calls ``on_batch``."""
+
+    def __init__(self, folder: Path, settle_seconds: float, policy: FilePolicy,
+                 on_batch: Callable[[Batch], Awaitable[None] | None],
+                 poll_seconds: float = 0.5) -> None:
+        self.folder = Path(folder)
+        self.settle_seconds = settle_seconds
+        self.policy = policy
+        self.on_batch = on_batch
+        self.poll_seconds = poll_seconds
+        self._seen: Signature = frozenset()
+        self._changed_at = time.monotonic()
+        self._handled: Signature = frozenset()
+        self._reported: set[tuple[str, int, int]] = set()
+
+    async def run(self) -> None:
+        """Poll until cancelled; the file system work runs in a thread, off the event loop."""
+        while True:
+            batch = await asyncio.to_thread(self.poll)
+            if batch is not None:
+                try:
+                    result = self.on_batch(batch)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    log.exception("inbox: handling %d file(s) failed", len(batch.files))
+            await asyncio.sleep(self.poll_seconds)
+
+    def poll(self) -> Batch | None:
+        """Look once; a Batch when the folder has settled with something new in it."""
+        try:
+            return self._poll()
+        except OSError as exc:
+            log.warning("inbox %s: cannot read: %s", self.folder, exc.strerror or exc)
+            return None
+
+    def _poll(self) -> Batch | None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        files = self._scan()
+        signature = frozenset(files)
+        now = time.monotonic()
+        if signature != self._seen:
+            self._seen, self._changed_at = signature, now
+            return None
+        if signature == self._handled or now - self._changed_at < self.settle_seconds:
+            return None
+        batch = self._take(files)
+        self._handled = self._seen = frozenset(self._scan())
+        self._reported &= self._seen  # forget files that are gone: memory stays flat
+        return batch if batch.files or batch.refused else None
+
+    def _scan(self) -> list[tuple[str, int, int]]:
+        """(relative path, size, mtime) of every file below the inbox except taken/."""
+        found = []
+        for directory, names in self._walk():
+            for name in names:
+                path = os.path.join(directory, name)
+                try:
+                    stat = os.stat(path, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                relative = os.path.relpath(path, self.folder)
+                found.append((relative, stat.st_size, stat.st_mtime_ns))
+        return found
+
+    def _take(self, files: list[tuple[str, int, int]]) -> Batch:
+        """Move the good MIDI files into a fresh taken/ folder; report the rest once."""
+        good, refused, total = [], [], 0
+        for entry in sorted(files):
+            reason = self._refusal(entry)
+            if reason is None and total + entry[1] > self.policy.max_request_bytes:
+                reason = f"the files together exceed limits.max_request_bytes ({total} so far)"
+            if reason is None:
+                good.append(entry[0])
+                total += entry[1]
+            elif entry not in self._reported:
+                self._reported.add(entry)
+                refused.append(Refused(self.folder / entry[0], reason))
+                log.warning("inbox: refused %s: %s", entry[0], reason)
+        taken = self._move(good) if good else ()
+        if taken:
+            log.info("inbox: took %d MIDI file(s) into %s", len(taken), taken[0].parents[0])
+        return Batch(tuple(taken), tuple(refused))
+
+    def _refusal(self, entry: tuple[str, int, int]) -> str | None:
+        relative = entry[0]
+        path = self.folder / relative
+        if path.is_symlink() or not path.is_file():
+            return "not a regular file"
+        if not relative.lower().endswith(MIDI_SUFFIXES):
+            return f"not a MIDI file (expected a name ending in {', '.join(MIDI_SUFFIXES)})"
+        try:
+            self.policy.check_size(path)
+            with path.open("rb") as file:
+                magic = file.read(len(MIDI_MAGIC))
+        except RvaedError as exc:
+            return str(exc)
+        except OSError as exc:
+            return f"cannot read: {exc.strerror or exc}"
+        if magic != MIDI_MAGIC:
+            return "not a standard MIDI file (it does not start with MThd)"
+        return None
+
+    def _move(self, relatives: list[str]) -> list[Path]:
+        destination = self._fresh_batch_folder()
+        moved = []
+        for relative in relatives:
+            target = destination / relative
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                (self.folder / relative).rename(target)
+            except OSError as exc:
+                log.warning("inbox: cannot take %s: %s", relative, exc.strerror or exc)
+                continue
+            moved.append(target)
+        self._remove_empty_folders()
+        return moved
+
+    def _fresh_batch_folder(self) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        suffix = 1
+        while True:
+            folder = self.folder / TAKEN / (stamp if suffix == 1 else f"{stamp}-{suffix}")
+            try:
+                folder.mkdir(parents=True)
+                return folder
+            except FileExistsError:
+                suffix += 1
+
+    def _walk(self) -> list[tuple[str, list[str]]]:
+        """(directory, file names) below the inbox, leaving out taken/ and hidden folders."""
+        found = []
+        for directory, subdirs, names in os.walk(self.folder):
+            subdirs[:] = [d for d in subdirs if not d.startswith(".")
+                          and not (d == TAKEN and directory == str(self.folder))]
+            found.append((directory, names))
+        return found
+
+    def _remove_empty_folders(self) -> None:
+        """Drop the folders emptied by taking their files (a dropped folder of grooves)."""
+        for directory, _ in reversed(self._walk()[1:]):
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)

@@ -1,0 +1,108 @@
+"""Guard the OSC commands that touch files: who may send them, and which paths they may name.
+
+OSC listens on the network so a phone can play; anyone who reaches the port can move x/y. A
+command that reads or writes files (train, load a model, save, capture) is only obeyed when the
+sender's address is on the allowlist (default: this machine), and every path it names must
+resolve — after following symlinks — inside one of the configured data directories, with no
+``..`` anywhere and within the size limits.
+"""
+
+import ipaddress
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rvaed.core.errors import RvaedError
+from rvaed.daemon.config import DaemonConfig
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_allowlist(entries: Iterable[str]) -> tuple[Network, ...]:
+    """Networks from addresses or CIDR networks (validated already in the config)."""
+    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
+
+
+def sender_allowed(host: str, allow: Sequence[Network]) -> bool:
+    """True when the sender address ``host`` lies in one of the ``allow`` networks.
+
+    IPv4-mapped IPv6 senders (``::ffff:127.0.0.1``, what a dual-stack socket reports for an
+    IPv4 client) count as their IPv4 address; a zone (``fe80::1%eth0``) is ignored.
+    Anything that is not an IP address is refused.
+    """
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address.version == net.version and address in net for net in allow)
+
+
+@dataclass(frozen=True)
+class FilePolicy:
+    """Who may send file-touching commands, which directories they may use, how much."""
+
+    roots: tuple[Path, ...]
+    allow: tuple[Network, ...]
+    max_file_bytes: int
+    max_request_bytes: int
+
+    @classmethod
+    def from_config(cls, config: DaemonConfig) -> "FilePolicy":
+        return cls(config.dirs.all(), parse_allowlist(config.osc.allow),
+                   config.limits.max_file_bytes, config.limits.max_request_bytes)
+
+    def sender_allowed(self, host: str) -> bool:
+        return sender_allowed(host, self.allow)
+
+    def resolve(self, user_path: str, base: Path, must_exist: bool = True) -> Path:
+        """The real path ``user_path`` names, relative to ``base`` unless absolute.
+
+        Refused with a one-line `RvaedError`: ``..`` components, NUL bytes, anything that
+        resolves (symlinks followed) outside every root, a missing file when ``must_exist``,
+        and a file larger than ``max_file_bytes``.
+        """
+        if not user_path or "\0" in user_path:
+            raise RvaedError(f"refused path {user_path!r}: expected a file name")
+        if ".." in Path(user_path).parts:
+            raise RvaedError(f"refused path {user_path!r}: '..' is not allowed")
+        real = (Path(base) / user_path).resolve()
+        if not any(real.is_relative_to(root.resolve()) for root in self.roots):
+            allowed = ", ".join(str(root) for root in self.roots)
+            raise RvaedError(f"refused path {user_path!r}: outside the data directories "
+                             f"({allowed})")
+        if must_exist and not real.exists():
+            raise RvaedError(f"no such file: {user_path!r}")
+        if real.is_file():
+            self.check_size(real)
+        return real
+
+    def guard(self, address: str, handler: Callable[[tuple, tuple], None],
+              ) -> Callable[[tuple, tuple, int], None]:
+        """An OSC handler for a command that touches files: obeyed only from allowed senders,
+        its `RvaedError` turned into the ValueError that OscServer logs (rate-limited)."""
+        def guarded(sender: tuple, args: tuple, at: int) -> None:
+            if not self.sender_allowed(sender[0]):
+                raise ValueError(f"{address}: refused from {sender[0]} (not in osc.allow)")
+            try:
+                handler(sender, args)
+            except RvaedError as exc:
+                raise ValueError(f"{address}: {exc}") from None
+        return guarded
+
+    def check_size(self, path: Path) -> int:
+        """The size of ``path``; over ``max_file_bytes`` is an error."""
+        size = os.stat(path).st_size
+        if size > self.max_file_bytes:
+            raise RvaedError(f"{path.name}: {size} bytes, more than limits.max_file_bytes "
+                             f"({self.max_file_bytes})")
+        return size
+
+    def check_request(self, files: Iterable[Path]) -> None:
+        """Every file within ``max_file_bytes`` and all together within ``max_request_bytes``."""
+        total = sum(self.check_size(path) for path in files)
+        if total > self.max_request_bytes:
+            raise RvaedError(f"request of {total} bytes, more than limits.max_request_bytes "
+                             f"({self.max_request_bytes})")

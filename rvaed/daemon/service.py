@@ -1,0 +1,408 @@
+"""The daemon behind `rvaed run`: one asyncio loop that ties model, engine and controls together.
+
+What runs where (see DESIGN.md):
+- the sequencer thread owns MIDI output and plays the installed schedule on the clock;
+- this loop owns everything else: the performance state and its decodes, OSC, controller
+  MIDI, the training supervisor, the inbox, persistence and systemd notification;
+- training runs in its own niced process (rvaed.training.job); torch is never imported here.
+
+Nothing a musician or the network does stops the music: a missing port is waited for, a
+failed model load or training keeps the current model playing, a broken config on SIGHUP keeps
+the running one. SIGTERM stops cleanly: every note gets its note-off, the state is saved.
+"""
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import signal
+from pathlib import Path
+
+import numpy as np
+
+from rvaed.control.controls import Controls
+from rvaed.control.mapfile import load_mappings
+from rvaed.control.midiin import MidiControlInput
+from rvaed.control.osc import OscServer
+from rvaed.control.performance import Performance
+from rvaed.core.drummachine import load_drum_machine
+from rvaed.core.errors import RvaedError
+from rvaed.core.state import PerformanceState, Transition
+from rvaed.daemon.config import DaemonConfig, load_config
+from rvaed.daemon.inbox import Batch, Inbox
+from rvaed.daemon.persist import StateStore
+from rvaed.daemon.policy import FilePolicy
+from rvaed.daemon.supervisor import Trainer
+from rvaed.daemon.systemd import Notifier
+from rvaed.engine.clock import InternalClock
+from rvaed.engine.midiout import VIRTUAL, Output
+from rvaed.engine.sequencer import Sequencer
+from rvaed.model.library import ModelLibrary
+from rvaed.model.modeldir import model_path, starter_model
+from rvaed.model.runtime import Decoder
+from rvaed.tools.automation import Automation, Automator
+from rvaed.tools.capture import Capture
+from rvaed.tools.groove import GrooveInput
+from rvaed.tools.groove import osc_routes as groove_routes
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+SAVE_EVERY = 2.0  # seconds between checks for unsaved state changes
+SWAP_LEAD_STEPS = 1.5  # a new model is installed this many steps before the loop boundary
+TIMING_EVERY = 60.0  # seconds between log lines of the sequencer's send-time errors
+
+
+class Daemon:
+    """Builds every part from a `DaemonConfig`, runs until SIGTERM/SIGINT, then silences all."""
+
+    def __init__(self, config: DaemonConfig, config_path: str | Path | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.notifier = Notifier()
+        self.policy = FilePolicy.from_config(config)
+        self.library = ModelLibrary(config.dirs.models)
+        self.store = StateStore(config.dirs.state / STATE_FILE)
+        self.model: Path = starter_model()
+        self.clock = None
+        self.sequencer: Sequencer | None = None
+        self.performance: Performance | None = None
+        self.trainer: Trainer | None = None
+        self.osc: OscServer | None = None
+        self.inputs: list = []  # controller inputs and the "find my groove" input
+        self.tools: list = []  # automation and capture: closed on shutdown
+        self._tasks: list[asyncio.Task] = []
+        self._saved: dict | None = None
+        self._bend_wanted: tuple[float, int] | None = None
+        self._bender: asyncio.Task | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Start, play until asked to stop, shut down cleanly (also on errors)."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        try:
+            await self.start()
+            await stop.wait()
+        finally:
+            await self.shutdown()
+
+    async def start(self) -> None:
+        config = self.config
+        for folder in config.dirs.all():
+            folder.mkdir(parents=True, exist_ok=True)
+        self.library.discard_scratch()
+        saved = self.store.load() or {}
+        decoder = self._first_decoder(saved.get("model"))
+        self.clock = self._clock()
+        self.sequencer = Sequencer(self.clock, self._outputs(decoder), grid=decoder.grid)
+        self.sequencer.start()
+        self.performance = Performance(decoder, self.sequencer,
+                                       self.sequencer.outputs[0].drum_machine, self.clock,
+                                       state=_restore_state(saved.get("state"), decoder))
+        await self.performance.start()
+        self.performance.set("playing", (saved.get("state") or {}).get("playing", True))
+        await self._start_tools(saved.get("automation"))
+        self.trainer = Trainer(self.library, config.training, config.kit,
+                               on_model=self._trained, on_progress=self._training_progress)
+        controls = Controls(self.performance, self._mappings(decoder))
+        await self._start_osc(controls)
+        await self._start_inputs(controls)
+        self._tasks += [asyncio.create_task(self._inbox().run(), name="inbox"),
+                        asyncio.create_task(self._save_changes(), name="persist"),
+                        asyncio.create_task(self._log_timing(), name="timing"),
+                        asyncio.create_task(self.notifier.keep_alive(self.sequencer_alive),
+                                            name="watchdog")]
+        self.notifier.ready(f"playing {self.model.name}")
+        log.info("rvaed: playing model %s (%s); clock: %s", self.model.name, self.model,
+                 type(self.clock).__name__)
+
+    async def shutdown(self) -> None:
+        """Every note off, every part closed, the state saved; safe after a partial start."""
+        self.notifier.stopping()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.performance is not None:
+            await self.performance.stop()
+        if self.sequencer is not None:
+            self.sequencer.stop()
+            offs, _, ons = self.sequencer.timing.sent
+            log.info("MIDI out: %d note-ons and %d note-offs sent", ons, offs)
+        for part in [*self.inputs, *self.tools, self.osc, self.trainer]:
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    await part.close()
+        if self.performance is not None:
+            await asyncio.to_thread(self.store.save, self._snapshot())
+        with contextlib.suppress(AttributeError):
+            self.clock.close()  # Link leaves the session; the internal clock has nothing to close
+        self.notifier.close()
+        log.info("rvaed: stopped")
+
+    def sequencer_alive(self) -> bool:
+        return self.sequencer.running
+
+    async def reload(self) -> None:
+        """SIGHUP: read the config and mappings again without stopping the music."""
+        self.notifier.reloading()
+        try:
+            config = await asyncio.to_thread(load_config, self.config_path)
+            mappings = load_mappings(config.mappings, self.performance.decoder.kit)
+        except RvaedError as exc:
+            log.error("reload refused, the running configuration stays: %s", exc)
+        else:
+            self.osc.controls.mappings[:] = mappings  # type: ignore[union-attr]
+            self.config = config
+            log.info("reloaded %s: %d mapping(s)", config.source or "built-in defaults",
+                     len(mappings))
+        self.notifier.ready(f"playing {self.model.name}")
+
+    # -- building the parts ----------------------------------------------------------------
+
+    def _first_decoder(self, saved_model: str | None) -> Decoder:
+        """The remembered model, else the configured one, else the starter model."""
+        candidates = [self.library.last(), self._configured_model(), starter_model()]
+        if saved_model:
+            candidates.insert(0, Path(saved_model))
+        for candidate in candidates:
+            if candidate is None:
+                continue
+            try:
+                decoder = Decoder(candidate)
+            except RvaedError as exc:
+                log.error("cannot load model %s, trying the next one: %s", candidate, exc)
+                continue
+            self.model = Path(candidate)
+            return decoder
+        raise RvaedError("no model could be loaded, not even the shipped starter model")
+
+    def _configured_model(self) -> Path | None:
+        name = self.config.model
+        if name == "starter" or Path(name).is_dir():
+            return model_path(name)
+        try:
+            return self.library.resolve(name)
+        except RvaedError as exc:
+            log.error("config model: %s", exc)
+            return None
+
+    def _clock(self):
+        link = self.config.link
+        if not link.enabled:
+            return InternalClock(quantum=link.quantum)
+        try:
+            from rvaed.engine.linkclock import LinkClock
+
+            return LinkClock(quantum=link.quantum, enabled=True)
+        except Exception as exc:  # no binding for this platform: play on the internal clock
+            log.error("Ableton Link unavailable (%s): using the internal clock", exc)
+            return InternalClock(quantum=link.quantum)
+
+    def _outputs(self, decoder: Decoder) -> list[Output]:
+        outputs = []
+        for spec in self.config.midi.outputs:
+            machine = load_drum_machine(spec.drum_machine, decoder.kit)
+            outputs.append(Output(VIRTUAL if spec.virtual else spec.port, machine,
+                                  latency_ms=spec.latency_ms, clock_out=spec.clock_out,
+                                  api=self.config.midi.api))
+        return outputs
+
+    def _mappings(self, decoder: Decoder) -> list:
+        try:
+            return load_mappings(self.config.mappings, decoder.kit)
+        except RvaedError as exc:
+            log.error("mappings not loaded, controllers are off until fixed (SIGHUP): %s", exc)
+            return []
+
+    async def _start_osc(self, controls: Controls) -> None:
+        osc = self.config.osc
+        if not osc.enabled:
+            return
+        server = OscServer(self.performance, controls, host=osc.bind, port=osc.port,
+                           model_name=self.model.name)
+        try:
+            await server.start()
+        except RvaedError as exc:
+            log.error("%s: OSC is off", exc)
+            return
+        self.osc = server
+        from rvaed.daemon.routes import route_commands
+
+        route_commands(self, server)
+        routes = {**self.automator.osc_routes(), **self.capture.osc_routes(self.policy),
+                  **groove_routes(self.performance, self.policy, self.config.dirs.captures)}
+        for address, handler in routes.items():
+            server.route(address, handler)
+
+    async def _start_inputs(self, controls: Controls) -> None:
+        midi = self.config.midi
+        inputs = [MidiControlInput(controls, api=midi.api, default_port=spec)
+                  for spec in (list(midi.inputs) or [None])]
+        if midi.groove_input:
+            inputs.append(GrooveInput(self.performance, midi.groove_input, api=midi.api))
+        for part in inputs:
+            await part.start()
+            self.inputs.append(part)
+
+    async def _start_tools(self, saved_automation: dict | None) -> None:
+        """Latent automation (restored from the state file) and capture."""
+        automator = Automator(self.performance)
+        if saved_automation:
+            try:
+                automator.restore(Automation.from_dict(saved_automation))
+            except ValueError as exc:
+                log.warning("saved automation ignored: %s", exc)
+        capture = Capture(self.performance, self.config.dirs.captures)
+        await capture.start()
+        self.automator, self.capture = automator, capture
+        self.tools += [automator, capture]
+
+    def _inbox(self) -> Inbox:
+        return Inbox(self.config.dirs.inbox, self.config.training.settle_seconds, self.policy,
+                     self._inbox_batch)
+
+    # -- models and training ---------------------------------------------------------------
+
+    def _inbox_batch(self, batch: Batch) -> None:
+        for refused in batch.refused:
+            log.warning("inbox: %s: %s", refused.path, refused.reason)
+        if batch.files:
+            self.train(list(batch.files), name="inbox")
+
+    def train(self, files: list[Path], name: str | None = None) -> None:
+        """Start training on ``files`` (already checked against the file policy)."""
+        try:
+            self.trainer.request(files, name)
+        except RvaedError as exc:
+            log.error("training not started: %s", exc)
+            self._training_progress(0.0, f"refused: {exc}")
+
+    def _training_progress(self, fraction: float, status: str) -> None:
+        if self.osc is not None:
+            self.osc.report_training(fraction, status)
+        self.notifier.status(f"playing {self.model.name}; training: {status}")
+
+    def _trained(self, model: Path) -> None:
+        asyncio.get_running_loop().create_task(self.switch_model(model))
+
+    async def switch_model(self, model: Path) -> None:
+        """Load ``model`` off the loop, then swap it in on the next loop boundary."""
+        try:
+            decoder = await asyncio.to_thread(Decoder, model)
+            self._check_compatible(decoder)
+        except RvaedError as exc:
+            log.error("model %s not loaded, the current one keeps playing: %s", model, exc)
+            return
+        await asyncio.sleep(self._until_swap())
+        self.performance.use_decoder(decoder)
+        await asyncio.to_thread(_give_back_memory)
+        self.model = Path(model)
+        self.library.remember(self.model)
+        if self.osc is not None:
+            self.osc.model_name = self.model.name
+        self.notifier.status(f"playing {self.model.name}")
+        log.info("rvaed: now playing model %s", self.model.name)
+
+    def bend(self, amount: float, seed: int) -> None:
+        """Play the current model with bent weights; under a flood only the newest request
+        is applied once the one being built is done."""
+        self._bend_wanted = (amount, seed)
+        if self._bender is None or self._bender.done():
+            self._bender = asyncio.get_running_loop().create_task(self._apply_bends())
+
+    async def _apply_bends(self) -> None:
+        while self._bend_wanted is not None:
+            (amount, seed), self._bend_wanted = self._bend_wanted, None
+            decoder = await asyncio.to_thread(self.performance.decoder.bent, amount, seed)
+            self.performance.use_decoder(decoder)
+            await asyncio.to_thread(_give_back_memory)
+            log.info("bending %.2f (seed %d)", amount, seed)
+
+    def _check_compatible(self, decoder: Decoder) -> None:
+        current = self.performance.decoder
+        if decoder.grid != current.grid or decoder.kit.names != current.kit.names:
+            raise RvaedError(f"kit {decoder.kit.name} / {decoder.grid.steps} steps does not "
+                             f"fit the running kit {current.kit.name} / {current.grid.steps} "
+                             "steps: restart rvaed with this model")
+
+    def _until_swap(self) -> float:
+        """Seconds until just before the next loop boundary (0 when stopped)."""
+        if not self.clock.playing:
+            return 0.0
+        grid = self.performance.grid
+        now = self.clock.now()
+        beat = self.clock.beat_at(now)
+        boundary = (beat // grid.beats + 1) * grid.beats
+        lead = SWAP_LEAD_STEPS / grid.steps_per_beat
+        if boundary - lead <= beat:
+            boundary += grid.beats
+        return max(0.0, self.clock.time_at(boundary - lead) - now)
+
+    async def _log_timing(self) -> None:
+        """Every minute, the sequencer's own record: send time minus scheduled time."""
+        while True:
+            await asyncio.sleep(TIMING_EVERY)
+            rows = self.sequencer.timing.rows()
+            self.sequencer.timing.clear()
+            if len(rows):
+                log.info("timing: %s", await asyncio.to_thread(_timing_line, rows))
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def _snapshot(self) -> dict:
+        automation = self.automator.automation
+        return {"model": str(self.model), "state": self.performance.state.to_dict(),
+                "automation": automation.to_dict() if automation else None}
+
+    async def _save_changes(self) -> None:
+        """Save the state whenever it differs from what was last saved (and on exit)."""
+        while True:
+            await asyncio.sleep(SAVE_EVERY)
+            snapshot = self._snapshot()
+            if snapshot != self._saved:
+                self._saved = snapshot
+                self.store.save_soon(snapshot)
+
+
+def _timing_line(rows: np.ndarray) -> str:
+    """Send-time errors (sent - scheduled) summarised; off the loop (it sorts ~65,000 rows)."""
+    errors = (rows[:, 1] - rows[:, 0]) * 1e3
+    p50, p99 = np.percentile(errors, (50, 99))
+    return (f"{len(rows)} messages, sent - scheduled p50 {p50:.3f} p99 {p99:.3f} "
+            f"max {errors.max():.3f} ms, {np.count_nonzero(errors > 1.0)} over 1 ms")
+
+
+def _give_back_memory() -> None:
+    """After a model swap: glibc keeps the pages of the old onnxruntime sessions, and RSS
+    grew by about 1 MB a swap (measured); trimming the heap keeps it flat. Run in a worker
+    thread: ctypes lets go of the GIL, so the sequencer is not held up."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _restore_state(saved: dict | None, decoder: Decoder) -> PerformanceState:
+    """The saved performance state, field by field; a bad field keeps its default."""
+    state = PerformanceState(voices=decoder.kit.size)
+    for name, value in (saved or {}).items():
+        if name in ("freezes", "tempo", "playing"):
+            continue  # freezes hold hits of the last run; tempo and transport follow Link
+        try:
+            setattr(state, name, _state_value(name, value))
+        except (ValueError, TypeError, AttributeError) as exc:
+            log.warning("saved state: %s ignored: %s", name, exc)
+    return state
+
+
+def _state_value(name: str, value: object) -> object:
+    if name == "mutes":
+        return frozenset(value)  # type: ignore[arg-type]
+    if name == "presets":
+        return tuple(None if slot is None else tuple(slot) for slot in value)  # type: ignore
+    if name == "transition":
+        return Transition(value["amount"], value["unit"])  # type: ignore[index]
+    return value

@@ -1,0 +1,143 @@
+"""From a pattern to the notes of one loop: where each hit sounds, how loud, on which note.
+
+A hit on step s sounds at (s + swing delay + offset x timing / 2) / steps_per_beat beats after
+the loop start. Microtiming can pull step 0 before the loop start: such a hit belongs to the end
+of the previous loop iteration, so each event keeps its step and its `shift` from the step, and
+the sequencer places it relative to the step it belongs to (its `beat` is wrapped into the loop
+for display). Swing is MPC-style: 0.5 is straight, 0.75 puts the off-beat 16th three quarters of
+the way through its 8th; it delays the odd steps of each beat when a beat has an even number of
+steps.
+"""
+
+import functools
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from rvaed.core.drummachine import Destination, DrumMachine
+from rvaed.core.pattern import Grid, Pattern
+
+TIMING_MAX = 2.0  # the microtiming amount: 0 quantized, 1 as played, 2 exaggerated
+MAX_PULL_STEPS = 0.5 * TIMING_MAX  # the earliest a hit can sound before its step, in steps
+
+
+def _finite(value: float, default: float, low: float, high: float) -> float:
+    value = float(value)
+    return default if not math.isfinite(value) else min(high, max(low, value))
+
+
+@dataclass(frozen=True)
+class Playback:
+    """How a pattern is played; every value is made safe (non-finite -> default, clipped)."""
+
+    threshold: float = 0.5       # onset probability above which a step is a hit
+    timing: float = 1.0          # microtiming amount, 0 .. TIMING_MAX
+    swing: float = 0.5           # 0.5 straight .. 0.75
+    velocity_scale: float = 1.0  # 0 .. 2, applied to the pattern's velocities
+    fixed_velocity: int | None = None  # when set, every hit plays at this velocity
+    mutes: frozenset[int] = field(default_factory=frozenset)  # voice indices not played
+    gate: float = 0.5            # note length in steps (drum machines mostly ignore it)
+
+    def __post_init__(self) -> None:
+        for name, default, low, high in (
+            ("threshold", 0.5, 0.0, 1.0), ("timing", 1.0, 0.0, TIMING_MAX),
+            ("swing", 0.5, 0.5, 0.75), ("velocity_scale", 1.0, 0.0, 2.0), ("gate", 0.5, 0.01, 16.0),
+        ):
+            object.__setattr__(self, name, _finite(getattr(self, name), default, low, high))
+        if self.fixed_velocity is not None:
+            object.__setattr__(self, "fixed_velocity", max(1, min(127, int(self.fixed_velocity))))
+        object.__setattr__(self, "mutes", frozenset(int(v) for v in self.mutes))
+
+    def velocity(self, velocity: int) -> int:
+        """The MIDI velocity to send for a hit of ``velocity`` (1-127, never 0 = note-off)."""
+        return int(self.velocities(np.array([velocity]))[0])
+
+    def velocities(self, velocities: np.ndarray) -> np.ndarray:
+        """`velocity` for a whole array of hits (integers 1-127) at once."""
+        if self.fixed_velocity is not None:
+            return np.full_like(velocities, self.fixed_velocity)
+        if self.velocity_scale == 1.0:
+            return velocities
+        return np.clip(np.rint(velocities * self.velocity_scale), 1, 127).astype(int)
+
+
+class Event(NamedTuple):
+    """One note-on: which step it belongs to, how far from that step it sounds, what it plays.
+
+    A named tuple: a dense pattern makes a hundred of these on every control change.
+    """
+
+    beat: float      # position in the loop, in [0, loop beats)
+    step: int        # the grid step it belongs to
+    shift: float     # beats from the step's position (microtiming + swing; may be negative)
+    voice: int
+    velocity: int
+    destination: Destination | None  # None: this drum machine has no such sound
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The immutable note-ons of one loop in the order they sound from the loop start (a hit
+    pulled before step 0 comes first), plus the note length in beats."""
+
+    grid: Grid
+    events: tuple[Event, ...]
+    gate: float  # beats
+
+    @classmethod
+    def empty(cls, grid: Grid) -> "Schedule":
+        return cls(grid, (), Playback().gate / grid.steps_per_beat)
+
+    @property
+    def loop_beats(self) -> float:
+        return float(self.grid.beats)
+
+
+def swing_delay(steps, grid: Grid, swing: float):
+    """How many steps ``swing`` delays each of ``steps`` (an int or an array): the odd steps
+    of a beat, when a beat has an even number of steps."""
+    if swing == 0.5:
+        return 0.0
+    return _swung_steps(grid)[np.asarray(steps) % grid.steps] * (2.0 * (swing - 0.5))
+
+
+@functools.lru_cache(maxsize=8)
+def _swung_steps(grid: Grid) -> np.ndarray:
+    """1.0 for each step of the loop that swing delays, else 0.0."""
+    steps = np.arange(grid.steps)
+    odd = (steps % grid.steps_per_beat % 2 == 1) & (grid.steps_per_beat % 2 == 0)
+    return odd.astype(float)
+
+
+def build_schedule(pattern: Pattern, grid: Grid, playback: Playback,
+                   drum_machine: DrumMachine) -> Schedule:
+    """The pattern's hits above the threshold, unmuted, timed, on the drum machine's notes.
+
+    Computed on whole arrays with as few numpy calls as it takes: this runs on every control
+    change, within the 1 ms budget from a fader move to the sequencer playing the new pattern.
+    """
+    if pattern.steps != grid.steps:
+        raise ValueError(f"pattern has {pattern.steps} steps, the grid {grid.steps}")
+    if pattern.voices != drum_machine.kit.size:
+        raise ValueError(f"pattern has {pattern.voices} voices, the drum machine's kit "
+                         f"{drum_machine.kit.size}")
+    voices, steps, velocities, offsets = pattern.hit_arrays(playback.threshold)
+    if playback.mutes:
+        keep = ~np.isin(voices, list(playback.mutes))
+        voices, steps, velocities, offsets = (a[keep] for a in (voices, steps, velocities,
+                                                                 offsets))
+    spb = grid.steps_per_beat
+    shifts = (offsets * (0.5 * playback.timing) + swing_delay(steps, grid, playback.swing)) / spb
+    shifts[np.abs(shifts) < 1e-12] = 0.0  # a pull of 1e-300 beats would wrap to the loop's end
+    times = steps / spb + shifts  # from the loop start; negative for step 0 pulled early
+    order = np.lexsort((voices, times))
+    voices = voices[order].tolist()
+    destinations = drum_machine.destinations
+    columns = zip((times[order] % grid.beats).tolist(), steps[order].tolist(),
+                  shifts[order].tolist(), voices, playback.velocities(velocities[order]).tolist(),
+                  [destinations[v] for v in voices], strict=True)
+    events = tuple(map(tuple.__new__, itertools.repeat(Event), columns))  # 2x Event(*row)
+    return Schedule(grid, events, playback.gate / grid.steps_per_beat)

@@ -1,0 +1,335 @@
+"""The sequencer thread: plays the installed schedule on the clock, on time, with no stuck notes.
+
+How it keeps time:
+- Everything is placed in beats and turned into host time at the last moment with a fresh
+  clock snapshot, so a tempo change (even 60 -> 999 BPM mid-bar) moves every pending note,
+  note-off and MIDI clock tick with it.
+- It sleeps until `spin` seconds (0.3 ms under SCHED_FIFO, else 1 ms) before the next
+  deadline, in naps of at most `poll` seconds (so it notices tempo, transport and pattern
+  changes), then spins the rest reading the clock:
+  the CPU is busy only for the last stretch before each message, never a whole core.
+- It asks for SCHED_FIFO and carries on without it. Python's GIL can keep a thread waiting up
+  to `sys.getswitchinterval()` (5 ms by default) when another thread computes; `start` lowers
+  the interval for the process (see `rvaed bench timing` for the measured effect).
+- A full pass of Python's cyclic garbage collector walks every object and holds the GIL
+  meanwhile: ~15 ms once the decoder and its libraries are loaded (measured), long enough to
+  make a note late and a control change wait. `start` freezes everything that exists by then
+  (`gc.freeze`: it is never collected, and later passes only walk newer objects).
+
+How a new schedule takes over: the steps of the loop are queued one by one, each as soon as its
+earliest possible hit (a step minus the largest microtiming pull) comes within reach. Queued
+events are committed and play from the schedule they came from; `install` swaps one reference,
+and the first step not yet queued onwards plays the new schedule. Nothing is sent twice, nothing
+is dropped, and the hot path takes no lock.
+
+How no note is left hanging: a note-off is queued the moment its note-on is sent, and stays
+queued whatever happens to the schedule or the tempo; stopping the transport sends every
+pending note-off at once, and the thread's `finally` does the same plus All Notes Off (CC 123),
+on shutdown and on a crash.
+"""
+
+import gc
+import heapq
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from rvaed.core.midi import NOTE_OFF
+from rvaed.core.pattern import Grid
+from rvaed.engine.clock import Clock, Timeline, now
+from rvaed.engine.midiclock import MidiClock
+from rvaed.engine.midiout import Output
+from rvaed.engine.schedule import MAX_PULL_STEPS, Event, Schedule
+
+log = logging.getLogger(__name__)
+
+OFF, CLOCK, ON = 0, 1, 2  # message kinds; at one instant note-offs go first, note-ons last
+FIFO_PRIORITY = 50
+SWITCH_INTERVAL = 0.0001  # measured: OSC-flood p99 0.14-0.30 ms, vs 0.66-1.23 ms at 0.0005
+DEFAULT_GRID = Grid()
+# Busy-wait before each deadline: covers the sleep's wake-up lateness (measured on the 2-core
+# CI VM: p99 0.07 ms under SCHED_FIFO, 1.2 ms without) and taking back the GIL.
+SPIN_REALTIME, SPIN_NORMAL = 0.0003, 0.001
+
+
+class _Note(NamedTuple):
+    """A note-on ready to send on one output: its offset from its step and both messages."""
+
+    shift: float
+    on: tuple[int, int, int]
+    off: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A schedule with its events grouped by the step they belong to, each group in time
+    order (the events come in play order)."""
+
+    schedule: Schedule
+    steps: tuple[tuple[Event, ...], ...]
+
+
+class _Lane:
+    """One output's queue of pending messages, ordered by (beat, kind, sequence number)."""
+
+    def __init__(self, output: Output) -> None:
+        self.output = output
+        self.queue: list[tuple[float, int, int, object]] = []  # message or _Note
+        self.sounding: dict[tuple[int, int], float] = {}  # (status, note) -> its note-off beat
+        self.clock: MidiClock | None = None
+
+    def push(self, beat: float, kind: int, seq: int, message: object) -> None:
+        heapq.heappush(self.queue, (beat, kind, seq, message))
+
+    def notes(self, events: tuple[Event, ...]) -> list[_Note]:
+        """The note messages of ``events`` on this output (its drum machine's notes, or the
+        schedule's own when it has none); voices the machine lacks are left out."""
+        machine = self.output.drum_machine
+        notes = []
+        for event in events:
+            where = event.destination if machine is None else machine.destinations[event.voice]
+            if where is not None:
+                notes.append(_Note(event.shift, (where.note_on_status, where.note,
+                                                 event.velocity), where.note_off))
+        return notes
+
+
+class Timing:
+    """Scheduled vs actual send time of every message, in a preallocated ring buffer."""
+
+    COLUMNS = ("scheduled", "sent", "kind")
+
+    def __init__(self, capacity: int) -> None:
+        self._rows = np.zeros((capacity, 3))
+        self._count = 0
+        self.sent = [0, 0, 0]  # messages ever sent, per kind (OFF, CLOCK, ON)
+
+    def add(self, scheduled: float, sent: float, kind: int) -> None:
+        row = self._rows[self._count % len(self._rows)]
+        row[0], row[1], row[2] = scheduled, sent, kind
+        self._count += 1
+        self.sent[kind] += 1
+
+    def rows(self) -> np.ndarray:
+        """A copy of the rows recorded so far (the newest `capacity`), oldest first."""
+        count, capacity = self._count, len(self._rows)
+        if count <= capacity:
+            return self._rows[:count].copy()
+        start = count % capacity
+        return np.concatenate([self._rows[start:], self._rows[:start]])
+
+    def clear(self) -> None:
+        self._count = 0
+
+
+class Sequencer:
+    """The thread that owns MIDI output and plays the installed `Schedule` on a `Clock`."""
+
+    def __init__(self, clock: Clock, outputs: list[Output], grid: Grid = DEFAULT_GRID,
+                 spin: float | None = None, poll: float = 0.002, records: int = 1 << 16,
+                 switch_interval: float | None = SWITCH_INTERVAL) -> None:
+        self.clock = clock
+        self.outputs = list(outputs)
+        self.grid = grid
+        self.spin = spin  # None: SPIN_REALTIME under SCHED_FIFO, else SPIN_NORMAL
+        self.poll = poll
+        self.switch_interval = switch_interval
+        self.timing = Timing(records)
+        self.realtime = False  # whether SCHED_FIFO was granted
+        self._prepared = self._prepare(Schedule.empty(grid))
+        self._lanes = [_Lane(output) for output in self.outputs]
+        self._seq = 0
+        self._anchor: float | None = None  # start beat of the session being played
+        self._next_step = 0                # steps counted from the anchor, not yet queued
+        self._floor = 0.0                  # no event is placed before this beat
+        self._quit = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._previous_switch_interval = sys.getswitchinterval()
+
+    # -- the control side (any thread) --------------------------------------------------------
+
+    def install(self, schedule: Schedule) -> None:
+        """Play ``schedule`` from the first step not yet queued (lock-free: one reference)."""
+        if schedule.grid != self.grid:
+            raise ValueError(f"schedule grid {schedule.grid} is not the sequencer's {self.grid}")
+        self._prepared = self._prepare(schedule)
+
+    @property
+    def schedule(self) -> Schedule:
+        return self._prepared.schedule
+
+    def start(self) -> None:
+        for output in self.outputs:
+            output.open()
+        if self.switch_interval is not None:
+            sys.setswitchinterval(self.switch_interval)
+        gc.freeze()  # see the module docstring: full collections then skip what exists now
+        self._quit.clear()
+        self._thread = threading.Thread(target=self._run, name="sequencer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Silence everything (note-offs, All Notes Off), end the thread, close the outputs."""
+        self._quit.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        sys.setswitchinterval(self._previous_switch_interval)
+        gc.unfreeze()
+        for output in self.outputs:
+            output.close()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def cpu_time(self) -> float:
+        """CPU seconds the sequencer thread has used (0 when it is not running)."""
+        if self._thread is None or self._thread.ident is None:
+            return 0.0
+        return time.clock_gettime(time.pthread_getcpuclockid(self._thread.ident))
+
+    def _prepare(self, schedule: Schedule) -> _Prepared:
+        """Group the events by step: all `install` does on the control side (each output's
+        messages are made when a step is queued, on the sequencer thread)."""
+        steps: list[list[Event]] = [[] for _ in range(self.grid.steps)]
+        for event in schedule.events:
+            steps[event.step].append(event)
+        return _Prepared(schedule, tuple(map(tuple, steps)))
+
+    # -- the sequencer thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        self.realtime = _ask_realtime()
+        if self.spin is None:
+            self.spin = SPIN_REALTIME if self.realtime else SPIN_NORMAL
+        try:
+            while not self._quit.is_set():
+                self._cycle()
+        except Exception:
+            log.exception("sequencer stopped by an error; silencing all outputs")
+        finally:
+            self._silence(all_notes_off=True)
+
+    def _cycle(self) -> None:
+        """One wake-up: follow the transport, queue steps, then wait for or send what is due."""
+        line = self.clock.timeline()
+        if not line.playing or line.start_beat != self._anchor:
+            if self._anchor is not None:
+                self._silence(all_notes_off=False)
+            if not line.playing:
+                time.sleep(self.poll)
+                return
+            self._begin(line)
+        self._queue_steps(line)
+        deadline = min((self._deadline(line, lane) for lane in self._lanes), default=math.inf)
+        wait = deadline - now()
+        if wait > self.spin:
+            time.sleep(min(wait - self.spin, self.poll))
+            return
+        while now() < deadline:
+            pass
+        for lane in self._lanes:
+            self._send_due(line, lane)
+
+    def _begin(self, line: Timeline) -> None:
+        """Start playing a session: from its step 0 if it is still ahead, else the next step."""
+        self._anchor = line.start_beat
+        beat = line.beat_at(now())
+        spb = self.grid.steps_per_beat
+        self._next_step = max(0, math.ceil((beat - line.start_beat) * spb))
+        self._floor = max(beat, line.start_beat)
+        for lane in self._lanes:
+            if lane.output.clock_out:
+                lane.clock = MidiClock(line.start_beat, beat)
+
+    def _reach(self, line: Timeline) -> float:
+        """The latest beat whose messages may need sending before the next wake-up."""
+        lead = max((lane.output.latency for lane in self._lanes), default=0.0)
+        return line.beat_at(now() + max(lead, 0.0) + self.poll + self.spin)
+
+    def _queue_steps(self, line: Timeline) -> None:
+        reach = self._reach(line)
+        spb, steps, prepared = self.grid.steps_per_beat, self.grid.steps, self._prepared
+        while line.start_beat + (self._next_step - MAX_PULL_STEPS) / spb <= reach:
+            step_beat = line.start_beat + self._next_step / spb
+            group = prepared.steps[self._next_step % steps]
+            for lane in self._lanes:
+                for note in lane.notes(group):
+                    lane.push(max(step_beat + note.shift, self._floor), ON, self._count(), note)
+            self._next_step += 1
+        for lane in self._lanes:
+            if lane.clock is not None:
+                for beat, message in lane.clock.until(reach):
+                    lane.push(beat, CLOCK, self._count(), message)
+
+    def _count(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    @staticmethod
+    def _deadline(line: Timeline, lane: _Lane) -> float:
+        if not lane.queue:
+            return math.inf
+        return line.time_at(lane.queue[0][0]) - lane.output.latency
+
+    def _send_due(self, line: Timeline, lane: _Lane) -> None:
+        output, queue = lane.output, lane.queue
+        while queue and (scheduled := line.time_at(queue[0][0]) - output.latency) <= now():
+            beat, kind, _, item = heapq.heappop(queue)
+            if kind == ON:
+                self._note_on(line, lane, beat, item, scheduled)
+            elif kind == OFF:
+                key = (item[0], item[1])
+                if lane.sounding.get(key) == beat:
+                    del lane.sounding[key]
+                    self._send(output, item, scheduled, OFF)
+            else:
+                self._send(output, item, scheduled, CLOCK)
+
+    def _note_on(self, line: Timeline, lane: _Lane, beat: float, note: _Note,
+                 scheduled: float) -> None:
+        key = (note.off[0], note.off[1])
+        if key in lane.sounding:  # the same note again before its note-off: end it first
+            self._send(lane.output, note.off, scheduled, OFF)
+        self._send(lane.output, note.on, scheduled, ON)
+        off_beat = beat + self._prepared.schedule.gate
+        lane.sounding[key] = off_beat
+        lane.push(off_beat, OFF, self._count(), note.off)
+
+    def _send(self, output: Output, message: tuple[int, ...], scheduled: float,
+              kind: int) -> None:
+        output.send(message)
+        self.timing.add(scheduled, now(), kind)
+
+    def _silence(self, all_notes_off: bool) -> None:
+        """Send every pending note-off now and forget the queues; MIDI clock Stop; CC 123."""
+        for lane in self._lanes:
+            for status, note in lane.sounding:
+                lane.output.send((NOTE_OFF | (status & 0x0F), note, 0))
+                self.timing.sent[OFF] += 1
+            lane.sounding.clear()
+            lane.queue.clear()
+            if lane.clock is not None:
+                lane.output.send(MidiClock.stop())
+                lane.clock = None
+            if all_notes_off:
+                lane.output.all_notes_off()
+        self._anchor = None
+
+
+def _ask_realtime() -> bool:
+    """Ask for SCHED_FIFO for this thread; fine without it (most desktops refuse)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(FIFO_PRIORITY))
+    except (AttributeError, OSError) as exc:
+        log.info("sequencer runs without SCHED_FIFO (%s)", exc)
+        return False
+    return True

@@ -1,0 +1,142 @@
+"""The runtime side of a model: latent point -> Pattern with onnxruntime, and back (encode).
+
+Tuned for one sample at a time on a busy live machine: the model's int8 twin when it has
+one (a quarter of the weights to fetch when the caches are cold; rvaed.model.int8), one
+intra-op thread that never spins (a spinning pool would steal the core the sequencer needs),
+sequential execution, all graph optimizations, and the decoder's input and output bound once
+to preallocated buffers, so a decode call only writes two floats, runs the graph and copies
+the result into a Pattern. This module never imports torch.
+"""
+
+import copy
+import threading
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from rvaed.core.errors import RvaedError
+from rvaed.core.kit import Kit
+from rvaed.core.pattern import Grid, Pattern
+from rvaed.model.latent import LATENT
+from rvaed.model.modeldir import (
+    DECODER,
+    DECODER_INPUT,
+    DECODER_INT8,
+    DECODER_OUTPUT,
+    ENCODER_INPUT,
+    ENCODER_OUTPUT,
+    Manifest,
+    open_model,
+)
+
+
+def session_options() -> ort.SessionOptions:
+    """Options for low-latency single-sample inference beside a real-time thread."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
+class Decoder:
+    """A loaded model. decode/encode may be called from any one thread at a time (a lock
+    guards the shared buffers if two threads try)."""
+
+    def __init__(self, model_dir: str | Path, int8: bool = True) -> None:
+        """``int8`` False decodes with the fp32 weights even when the model has a twin."""
+        self.model_dir = Path(model_dir)
+        self.manifest: Manifest
+        self.manifest, self._decoder, self._encoder, file = open_model(
+            model_dir, session_options(), int8)
+        self.weights = "int8" if file == DECODER_INT8 else "fp32"
+        self.bending = 0.0
+        self._trained = (self._decoder, self.weights)  # what bending 0 gives back
+        self._bind()
+
+    def bent(self, amount: float, seed: int = 0) -> "Decoder":
+        """This model with its decoder's weight matrices nudged by Gaussian noise of
+        ``amount`` x each matrix's spread: the original device's "bending", for happy
+        accidents. ``amount`` 0 gives the trained weights back. Bends the fp32 weights (and
+        decodes with them). Takes a moment (it rebuilds the session): call it off the event
+        loop."""
+        twin = copy.copy(self)
+        if amount <= 0:
+            twin._decoder, twin.weights = self._trained
+            twin.bending = 0.0
+        else:
+            twin._decoder = ort.InferenceSession(_bent_graph(self.model_dir / DECODER, amount,
+                                                             seed), session_options())
+            twin.bending, twin.weights = float(amount), "fp32"
+        twin._bind()
+        return twin
+
+    def _bind(self) -> None:
+        """Preallocated input/output buffers bound to the decoder session."""
+        self._z = np.zeros((1, LATENT), dtype=np.float32)
+        self._out = np.zeros((1, 3, self.kit.size, self.grid.steps), dtype=np.float32)
+        self._binding = self._decoder.io_binding()
+        self._binding.bind_input(DECODER_INPUT, "cpu", 0, np.float32, list(self._z.shape),
+                                 self._z.ctypes.data)
+        self._binding.bind_output(DECODER_OUTPUT, "cpu", 0, np.float32, list(self._out.shape),
+                                  self._out.ctypes.data)
+        self._lock = threading.Lock()
+
+    @property
+    def kit(self) -> Kit:
+        return self.manifest.kit
+
+    @property
+    def grid(self) -> Grid:
+        return self.manifest.grid
+
+    def decode(self, zx: float, zy: float) -> Pattern:
+        """The pattern at latent point (zx, zy); onsets are hit probabilities (the threshold
+        is applied when the pattern is played)."""
+        with self._lock:
+            self._z[0, 0], self._z[0, 1] = zx, zy
+            self._decoder.run_with_iobinding(self._binding)
+            return Pattern.from_array(self._out[0])
+
+    def decode_xy(self, x: float, y: float) -> Pattern:
+        """The pattern under controller position (x, y) in [0, 1]^2."""
+        return self.decode(*self.manifest.latent.z_of(x, y))
+
+    def decode_many(self, z: np.ndarray) -> np.ndarray:
+        """Decode latent points (N, 2) in one batch: (N, 3, voices, steps) (for maps)."""
+        return self._decoder.run([DECODER_OUTPUT],
+                                 {DECODER_INPUT: np.asarray(z, dtype=np.float32)})[0]
+
+    def encode(self, pattern: Pattern) -> tuple[float, float]:
+        """The latent point (the posterior mean) of a pattern of this model's kit and grid."""
+        if (pattern.voices, pattern.steps) != (self.kit.size, self.grid.steps):
+            raise RvaedError(f"pattern of {pattern.voices} voices x {pattern.steps} steps does "
+                             f"not fit model {self.manifest.name} ({self.kit.size} voices x "
+                             f"{self.grid.steps} steps)")
+        mean = self._encoder.run([ENCODER_OUTPUT], {ENCODER_INPUT: pattern.to_array()[None]})[0]
+        return float(mean[0, 0]), float(mean[0, 1])
+
+    def encode_xy(self, pattern: Pattern) -> tuple[float, float]:
+        """The controller position of a pattern (clipped to the square)."""
+        return self.manifest.latent.xy_of(*self.encode(pattern))
+
+
+def _bent_graph(path: Path, amount: float, seed: int) -> bytes:
+    """The fp32 decoder graph at ``path`` with Gaussian noise of ``amount`` x each weight
+    matrix's spread added to it."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(path)
+    rng = np.random.default_rng(seed)
+    for tensor in graph.graph.initializer:
+        weights = numpy_helper.to_array(tensor)
+        if weights.ndim == 2:
+            noise = rng.standard_normal(weights.shape) * amount * weights.std()
+            tensor.CopyFrom(numpy_helper.from_array((weights + noise).astype(weights.dtype),
+                                                    tensor.name))
+    return graph.SerializeToString()

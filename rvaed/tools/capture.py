@@ -1,0 +1,222 @@
+"""Capture: save what is playing as a MIDI file, the current loop or the last N bars.
+
+What is saved is what the sequencer was given to play: the installed schedule's hits (above
+the threshold, unmuted, at the velocity sent, with the microtiming amount and swing applied,
+clipped to the pattern format's half step either side), in the kit's output notes. Voices
+the drum machine has no sound for are kept: the file is in the kit's terms, not the machine's.
+
+For "the last N bars" a ring holds, per bar, the cells that actually played in it. The loop
+is ``grid.bars`` bars long, so bar k of the session plays part (k - start) mod ``grid.bars`` of
+the pattern. When the pattern changes mid-bar (a fader sweep), the new pattern's cells replace
+the old ones from the step on which the sequencer starts playing it; only a change in the last
+step of a bar, after the next bar's step 0 was queued, is counted one step early. Only whole
+bars enter the ring: the first bar after the transport starts (or joins a Link session
+mid-bar) is the next whole one, and the bar playing when a capture is asked for is left out.
+
+Files go to the capture directory as ``YYYYmmdd-HHMMSS-pattern.mid`` or ``...-N-bars.mid``,
+written atomically and never over an existing file (a ``-2``, ``-3`` ... suffix instead).
+"""
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from rvaed.control.osc import numbers
+from rvaed.core.errors import RvaedError
+from rvaed.core.pattern import Grid, Hit, Pattern
+from rvaed.core.patternfile import save_pattern
+from rvaed.engine.clock import next_bar
+from rvaed.engine.schedule import MAX_PULL_STEPS
+
+log = logging.getLogger(__name__)
+
+MAX_BARS = 64
+CHECK = 0.1  # seconds between checks for a bar line (a tempo change moves the next one)
+
+
+def played_array(schedule, voices: int) -> np.ndarray:
+    """The (3, voices, steps) cells a schedule plays: onsets 1, velocities as sent, offsets
+    (microtiming and swing, in half steps) as heard."""
+    grid = schedule.grid
+    hits = [Hit(e.voice, e.step, e.velocity, 2.0 * e.shift * grid.steps_per_beat)
+            for e in schedule.events]
+    return Pattern.from_hits(hits, voices, grid.steps).to_array()
+
+
+class Capture:
+    """Follows one `Performance` bar by bar and writes captures into ``directory``."""
+
+    def __init__(self, performance, directory: str | Path, *, max_bars: int = MAX_BARS) -> None:
+        self.performance = performance
+        self.directory = Path(directory)
+        self.max_bars = max_bars
+        self.bars: deque[np.ndarray] = deque(maxlen=max_bars)  # (3, voices, steps per bar)
+        self._bar: float | None = None  # the bar line of the bar being filled
+        self._cells: np.ndarray | None = None
+        self._played: tuple[object, np.ndarray] | None = None  # (schedule, its cells)
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self.performance.listeners.append(self._changed)
+        self._task = asyncio.get_running_loop().create_task(self._follow_bars())
+
+    async def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.performance.listeners.remove(self._changed)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    # -- the ring ------------------------------------------------------------------------------
+
+    @property
+    def grid(self) -> Grid:
+        return self.performance.grid
+
+    def _schedule_cells(self) -> np.ndarray:
+        """The current schedule's played cells (computed once per installed schedule)."""
+        schedule = self.performance.schedule
+        if self._played is None or self._played[0] is not schedule:
+            voices = self.performance.decoder.kit.size
+            cells = (played_array(schedule, voices) if schedule is not None
+                     else np.zeros((3, voices, self.grid.steps), dtype=np.float32))
+            self._played = (schedule, cells)
+        return self._played[1]
+
+    def _fill(self, from_step: int) -> None:
+        """Put the current schedule's cells into the bar being filled, from ``from_step``."""
+        grid = self.grid
+        start_beat = self.performance.clock.timeline().start_beat
+        first = round((self._bar - start_beat) / grid.beats_per_bar) % grid.bars  # type: ignore[operator]
+        first *= grid.steps_per_bar
+        cells = self._schedule_cells()
+        self._cells[:, :, from_step:] = cells[:, :, first + from_step:  # type: ignore[index]
+                                              first + grid.steps_per_bar]
+
+    def _catch_up(self, beat: float) -> None:
+        """Close every bar that ended before ``beat`` and begin the one ``beat`` is in."""
+        clock, bar_beats = self.performance.clock, self.grid.beats_per_bar
+        if not clock.playing:
+            self._bar = self._cells = None
+            return
+        if self._bar is None or beat < self._bar or beat >= self._bar + self.max_bars * bar_beats:
+            # a start, a restart, a jump or a long stall: wait for the next whole bar
+            self._bar = max(next_bar(beat, bar_beats), clock.timeline().start_beat)
+            self._cells = None
+        if self._cells is None:
+            if beat < self._bar:
+                return
+            self._begin_bar()
+        while beat >= self._bar + bar_beats:
+            self.bars.append(self._cells)
+            self._bar += bar_beats
+            self._begin_bar()
+
+    def _begin_bar(self) -> None:
+        shape = (3, self.performance.decoder.kit.size, self.grid.steps_per_bar)
+        if self.bars and self.bars[-1].shape != shape:  # another model's kit or grid
+            self.bars.clear()
+        self._cells = np.zeros(shape, dtype=np.float32)
+        self._fill(0)
+
+    def _changed(self, performance) -> None:
+        """A new schedule was installed: it plays from the first step the sequencer has not
+        queued yet, and it queues each step up to ``MAX_PULL_STEPS`` before it is due."""
+        beat = performance.clock.beat_at(performance.clock.now())
+        self._catch_up(beat)
+        if self._cells is not None and beat >= self._bar:
+            step = math.ceil((beat - self._bar) * self.grid.steps_per_beat + MAX_PULL_STEPS)
+            if step < self.grid.steps_per_bar:
+                self._fill(step)
+
+    async def _follow_bars(self) -> None:
+        clock = self.performance.clock
+        while True:
+            now = clock.now()
+            beat = clock.beat_at(now)
+            self._catch_up(beat)
+            target = next_bar(beat, self.grid.beats_per_bar)
+            until = clock.time_at(target) - now if target > beat else 0.0
+            await asyncio.sleep(min(CHECK, max(0.001, until)))
+
+    # -- saving ------------------------------------------------------------------------------
+
+    async def capture(self, bars: int | None = None) -> Path:
+        """Save the current loop (``bars`` None) or the last ``bars`` whole bars played (fewer
+        when fewer have played); the written file's path. RvaedError when nothing can be."""
+        grid = self.grid
+        if bars is None:
+            cells, label = self._schedule_cells(), "pattern"
+        else:
+            if isinstance(bars, bool) or not isinstance(bars, int) or \
+                    not 1 <= bars <= self.max_bars:
+                raise RvaedError(f"capture: expected 1-{self.max_bars} bars, got {bars!r}")
+            self._catch_up(self.performance.clock.beat_at(self.performance.clock.now()))
+            if not self.bars:
+                raise RvaedError("capture: no whole bar has played yet")
+            taken = list(self.bars)[-bars:]
+            cells, label = np.concatenate(taken, axis=2), f"{len(taken)}-bars"
+            grid = Grid(grid.steps_per_beat, grid.beats_per_bar, len(taken))
+        pattern = Pattern.from_array(cells)
+        tempo = self.performance.clock.tempo
+        kit = self.performance.decoder.kit
+        path = await asyncio.to_thread(_save_new, pattern, self.directory, label, kit, grid,
+                                       tempo)
+        log.info("capture: saved %s", path)
+        return path
+
+    def osc_routes(self, policy) -> dict[str, Callable[[tuple, tuple, int], None]]:
+        """``/rvaed/capture [bars]`` for `OscServer.route`, obeyed from allowed senders
+        (``policy``: a `rvaed.daemon.policy.FilePolicy`); the result is logged."""
+        def handler(sender, args):
+            count = numbers("/rvaed/capture", args, 1)[0] if args else None
+            if count is not None and count != int(count):
+                raise RvaedError("expected a whole number of bars")
+            asyncio.get_running_loop().create_task(
+                self._capture_logged(None if count is None else int(count)))
+        return {"/rvaed/capture": policy.guard("/rvaed/capture", handler)}
+
+    async def _capture_logged(self, bars: int | None) -> None:
+        try:
+            await self.capture(bars)
+        except RvaedError as exc:
+            log.error("%s", exc)
+
+
+def _save_new(pattern: Pattern, directory: Path, label: str, kit, grid: Grid,
+              tempo: float) -> Path:
+    """Write ``pattern`` under a new timestamped name in ``directory``, never replacing a file:
+    saved (atomically) under a temporary name, then hard-linked to the first free name."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=directory, prefix=".capture.", suffix=".tmp")
+        os.close(handle)
+    except OSError as exc:
+        raise RvaedError(f"{directory}: cannot write captures: {exc.strerror or exc}") from None
+    try:
+        save_pattern(pattern, temp, kit, grid, bpm=tempo)
+        stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{label}"
+        for number in range(1, 1000):
+            path = directory / (stem if number == 1 else f"{stem}-{number}")
+            path = path.with_name(path.name + ".mid")
+            try:
+                os.link(temp, path)
+                return path
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise RvaedError(f"{path}: cannot write: {exc.strerror or exc}") from None
+        raise RvaedError(f"{directory}: no free name for {stem}.mid")
+    finally:
+        Path(temp).unlink(missing_ok=True)

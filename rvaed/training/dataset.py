@@ -1,0 +1,265 @@
+"""MIDI files and folders -> training windows of shape (3, voices, steps), with provenance.
+
+A window is ``grid.bars`` bars starting on a bar line (every ``hop_bars`` bars), all in the
+grid's meter (``beats_per_bar``/4; other bars are skipped and counted). Each note-on is
+quantized in beats, so tempo changes never matter:
+
+    x = (beat - window start) * steps_per_beat
+    step = floor(x + 0.5)          # the nearest step; a hit a little before a bar line is
+    offset = 2 * (x - step)        # step 0 of that bar, played early; offset in [-1, 1)
+
+Several hits in one cell keep the loudest (the earliest of equally loud) and its offset.
+Windows with fewer than ``min_onsets`` onsets are dropped and counted; controller data after
+the last note makes no windows because a file's music ends at its last note. Nothing is lost
+silently: every refused file, unmapped note, skipped bar and dropped window is in the report.
+"""
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rvaed.core.errors import RvaedError
+from rvaed.core.midifile import MidiFileError, MidiNotes, midi_files, read_midis
+from rvaed.core.windows import Hits, channel_mask, note_lookup
+from rvaed.training.options import IngestOptions
+
+
+@dataclass
+class FileReport:
+    """What one readable file gave: windows, and everything that did not become one."""
+
+    path: str
+    windows: int = 0
+    bars: int = 0
+    skipped_bars: Counter = field(default_factory=Counter)  # meter ("3/4") -> bars
+    dropped_windows: int = 0
+    hits: list[int] = field(default_factory=list)  # mapped note-ons per voice
+    unmapped: Counter = field(default_factory=Counter)  # note -> note-ons
+    other_channels: Counter = field(default_factory=Counter)  # channel -> note-ons
+
+    def to_dict(self) -> dict:
+        return {
+            "file": self.path,
+            "windows": self.windows,
+            "bars": self.bars,
+            "skipped_bars": sum(self.skipped_bars.values()),
+            "skipped_meters": dict(sorted(self.skipped_bars.items())),
+            "dropped_windows": self.dropped_windows,
+            "hits": self.hits,
+            "unmapped_notes": _keyed(self.unmapped),
+            "other_channels": _keyed(self.other_channels),
+        }
+
+
+@dataclass
+class IngestReport:
+    """The whole batch: files read (with their reports) and files refused (with reasons)."""
+
+    options: IngestOptions
+    files: list[FileReport] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+
+    @property
+    def windows(self) -> int:
+        return sum(f.windows for f in self.files)
+
+    @property
+    def hits_per_voice(self) -> dict[str, int]:
+        totals = np.zeros(self.options.kit.size, dtype=np.int64)
+        for report in self.files:
+            totals += report.hits
+        return {name: int(n) for name, n in zip(self.options.kit.names, totals, strict=True)}
+
+    @property
+    def unmapped(self) -> Counter:
+        return _total(f.unmapped for f in self.files)
+
+    @property
+    def other_channels(self) -> Counter:
+        return _total(f.other_channels for f in self.files)
+
+    @property
+    def skipped_bars(self) -> Counter:
+        return _total(f.skipped_bars for f in self.files)
+
+    @property
+    def dropped_windows(self) -> int:
+        return sum(f.dropped_windows for f in self.files)
+
+    def summary(self) -> dict:
+        """The short version, for a model's manifest: what it was trained on."""
+        return {
+            "files": len(self.files),
+            "files_refused": len(self.refused),
+            "windows": self.windows,
+            "hits_per_voice": self.hits_per_voice,
+        }
+
+    def to_dict(self) -> dict:
+        options = self.options
+        return {
+            "summary": self.summary(),
+            "kit": options.kit.name,
+            "grid": options.grid.to_dict(),
+            "channel": options.channel,
+            "min_onsets": options.min_onsets,
+            "hop_bars": options.hop_bars,
+            "unmapped_notes": _keyed(self.unmapped),
+            "other_channels": _keyed(self.other_channels),
+            "skipped_bars": sum(self.skipped_bars.values()),
+            "skipped_meters": dict(sorted(self.skipped_bars.items())),
+            "dropped_windows": self.dropped_windows,
+            "refused": [{"file": path, "reason": reason} for path, reason in self.refused],
+            "files": [f.to_dict() for f in self.files],
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """windows: (N, 3, voices, steps) float32; sources[i] = (file, bar) of window i, bars
+    counted from 1 as in a sequencer."""
+
+    windows: np.ndarray
+    sources: list[tuple[str, int]]
+    report: IngestReport
+
+
+def load_dataset(paths: Iterable[str | Path], options: IngestOptions) -> Dataset:
+    """Read every MIDI file in ``paths``; RvaedError saying what was found if none is usable."""
+    dataset = ingest(paths, options)
+    if not len(dataset.windows):
+        raise RvaedError(explain_empty(dataset.report))
+    return dataset
+
+
+def ingest(paths: Iterable[str | Path], options: IngestOptions) -> Dataset:
+    """Like load_dataset, but an empty result is returned (with its report), not raised."""
+    report = IngestReport(options)
+    lookup = note_lookup(options.kit)
+    windows: list[np.ndarray] = []
+    sources: list[tuple[str, int]] = []
+    files = midi_files(paths, report.refused)
+    for song in read_midis(files, options.max_file_bytes, options.workers):
+        if isinstance(song, MidiFileError):
+            report.refused.append((song.path, song.reason))
+            continue
+        file_report = FileReport(str(song.path))
+        for bar, window in file_windows(song, options, lookup, file_report):
+            windows.append(window)
+            sources.append((str(song.path), bar))
+        report.files.append(file_report)
+    shape = (3, options.kit.size, options.grid.steps)
+    stacked = np.stack(windows) if windows else np.zeros((0, *shape), dtype=np.float32)
+    return Dataset(stacked, sources, report)
+
+
+
+
+
+
+
+
+def file_windows(song: MidiNotes, options: IngestOptions, lookup: np.ndarray,
+                 report: FileReport) -> list[tuple[int, np.ndarray]]:
+    """The (bar, window) pairs of one file; fills ``report`` with what did not become one."""
+    grid = options.grid
+    on_channel = channel_mask(song, options.channel)
+    count_notes(song, on_channel, lookup, options.kit.size, report)
+    if not on_channel.any():
+        return []
+    # The music ends at the last note on the channel: a controller tail makes no bars.
+    half_step = 0.5 / grid.steps_per_beat
+    bars = song.bars(until=float(song.beats[on_channel][-1]) + half_step)
+    fits = [bar.fits(grid.beats_per_bar) for bar in bars]
+    report.bars = len(bars)
+    report.skipped_bars.update(str(bar.meter) for bar, ok in zip(bars, fits, strict=True)
+                               if not ok)
+    hits = Hits.of(song, lookup, on_channel)
+    notes_in = hits.per_window([bar.start for bar in bars], grid)
+    found = []
+    for first in range(0, len(bars) - grid.bars + 1, options.hop_bars):
+        if not all(fits[first:first + grid.bars]):
+            continue
+        if notes_in[first] < options.min_onsets:  # long silences are counted, not built
+            report.dropped_windows += 1
+            continue
+        window = hits.window(bars[first].start, options.kit.size, grid)
+        if window[0].sum() < options.min_onsets:
+            report.dropped_windows += 1
+        else:
+            found.append((first + 1, window))
+    report.windows = len(found)
+    return found
+
+
+
+
+def count_notes(song: MidiNotes, on_channel: np.ndarray, lookup: np.ndarray, voices: int,
+                report: FileReport) -> None:
+    """Note-ons per voice, unmapped per note, and those on other channels per channel."""
+    report.other_channels.update(_counts(song.channels[~on_channel]))
+    notes = song.notes[on_channel]
+    found = lookup[notes]
+    report.hits = np.bincount(found[found >= 0], minlength=voices).tolist()
+    report.unmapped.update(_counts(notes[found < 0]))
+
+
+
+
+
+
+
+
+def explain_empty(report: IngestReport) -> str:
+    """One line saying why no window came out and what was found instead."""
+    options = report.options
+    if not report.files:
+        if not report.refused:
+            return "no MIDI files found (looked for .mid and .midi files)"
+        path, reason = report.refused[0]
+        return f"no readable MIDI file: {len(report.refused)} refused (first: {path}: {reason})"
+    hits = sum(report.hits_per_voice.values())
+    unmapped = report.unmapped
+    found = f"{len(report.files)} file(s) read"
+    if not hits and not unmapped:
+        others = report.other_channels
+        if not others:
+            return f"no notes in the {found}"
+        listing = ", ".join(f"{n} notes on channel {c}" for c, n in others.most_common(3))
+        return (f"no notes on {options.channel_name}; {listing}: "
+                f"try --channel {others.most_common(1)[0][0]}")
+    if not hits:
+        listing = ", ".join(f"note {note} x {n}" for note, n in unmapped.most_common(5))
+        return (f"{unmapped.total()} notes on {options.channel_name} but none maps to a voice "
+                f"of kit {options.kit.name} ({listing}): try another --kit")
+    grid = options.grid
+    size = f"{grid.bars}-bar {grid.beats_per_bar}/4"
+    skipped = report.skipped_bars
+    if report.dropped_windows:
+        return (f"all {report.dropped_windows} {size} windows have fewer than "
+                f"{options.min_onsets} onsets: try a lower --min-onsets")
+    if skipped:
+        meters = ", ".join(f"{n} in {m}" for m, n in skipped.most_common())
+        return f"no {size} windows: bars in other meters were skipped ({meters})"
+    return f"no {size} windows: the music in the {found} is shorter than one window"
+
+
+def _counts(values: np.ndarray) -> Counter:
+    numbers, counts = np.unique(values, return_counts=True)
+    return Counter({int(v): int(n) for v, n in zip(numbers, counts, strict=True)})
+
+
+def _total(counters: Iterable[Counter]) -> Counter:
+    total: Counter = Counter()
+    for counter in counters:
+        total.update(counter)
+    return total
+
+
+def _keyed(counter: Counter) -> dict[str, int]:
+    """JSON keys are strings; sorted numerically for reading."""
+    return {str(k): n for k, n in sorted(counter.items())}
+

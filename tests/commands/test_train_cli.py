@@ -1,0 +1,133 @@
+"""`rvaed train`, `rvaed generate`, `rvaed map`: real files in, model/MIDI/PNG out."""
+
+import csv
+import json
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import zlib
+
+import pytest
+from checks import DATA
+
+from rvaed.cli import main
+from rvaed.commands.train import attribution, gmd_files, text_plot
+from rvaed.core.kit import load_kit
+from rvaed.core.pattern import Grid
+from rvaed.core.patternfile import load_pattern
+from rvaed.model.modeldir import read_manifest
+
+FUNK = DATA / "groove/drummer1/session1/1_funk_80_beat_4-4.mid"
+CLI = [sys.executable, "-m", "rvaed.cli"]
+
+
+def png_size(path) -> tuple[int, int]:
+    """Width and height of a PNG, after checking its signature and image data."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    start = data.index(b"IDAT") + 4
+    length = struct.unpack(">I", data[start - 8:start - 4])[0]
+    pixels = zlib.decompress(data[start:start + length])
+    assert len(pixels) == height * (1 + 3 * width)
+    return width, height
+
+
+def test_train_writes_a_model_and_shows_the_loss_curve(tmp_path, capsys):
+    out, plot = tmp_path / "funk", tmp_path / "loss.png"
+    assert main(["train", str(FUNK), "-o", str(out), "--epochs", "4", "--threads", "1",
+                 "--seed", "3", "--hidden", "64", "32", "--plot", str(plot)]) == 0
+    printed = capsys.readouterr().out
+    assert f"model written to {out} (completed; kept epoch" in printed
+    assert "loss ('.' training, 'o' validation)" in printed and "epochs 1-4" in printed
+    assert png_size(plot) == (600, 300)
+    manifest = read_manifest(out)
+    assert manifest.training["options"]["seed"] == 3 and len(manifest.history) == 4
+    assert manifest.architecture["encoder_hidden"] == [64, 32]
+    assert manifest.architecture["decoder_hidden"] == [32, 64]
+
+
+def run_cli(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True,
+                          timeout=120, **kwargs)
+
+
+def test_training_on_nothing_usable_is_one_line(tmp_path):
+    (tmp_path / "songs").mkdir()
+    shutil.copy(DATA / "groove/drummer1/session2/4_jazz_120_beat_3-4.mid", tmp_path / "songs")
+    done = run_cli("train", tmp_path / "songs", "-o", tmp_path / "model")
+    assert done.returncode == 2
+    assert done.stderr.startswith("rvaed train: error: ") and done.stderr.count("\n") == 1
+    assert "Traceback" not in done.stderr and not (tmp_path / "model").exists()
+
+
+def test_ctrl_c_writes_the_best_model_so_far(tmp_path):
+    out = tmp_path / "model"
+    proc = subprocess.Popen([*CLI, "train", str(FUNK), "-o", str(out), "--epochs", "100000",
+                             "--patience", "0", "--threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if line.startswith("epoch 10/"):
+                break
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "stopping after this batch" in stderr and "(cancelled; kept epoch" in stdout
+    manifest = read_manifest(out)
+    assert manifest.training["stopped"] == "cancelled" and len(manifest.history) >= 10
+
+
+def test_generate_writes_the_decoded_pattern(tmp_path, capsys):
+    out = tmp_path / "groove.mid"
+    assert main(["generate", "--xy", "0.2", "0.8", "--threshold", "0.4", "-o", str(out)]) == 0
+    hits = int(capsys.readouterr().out.split(": ")[1].split()[0])
+    pattern = load_pattern(out, load_kit("gmd"), Grid())
+    assert hits > 0 and len(pattern.hits()) == hits
+
+
+def test_generate_refuses_a_broken_model_in_one_line(tmp_path):
+    shutil.copytree(DATA.parent.parent / "rvaed/models/starter", tmp_path / "model")
+    manifest = tmp_path / "model/manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "format_version": 2}))
+    done = run_cli("generate", "--model", tmp_path / "model", "-o", tmp_path / "x.mid")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr == (f"rvaed generate: error: {manifest}: format_version 2 is not "
+                           "supported (this rvaed reads version 1)\n")
+    assert not (tmp_path / "x.mid").exists()
+
+
+def test_map_draws_a_grid_of_patterns(tmp_path):
+    assert main(["map", "--size", "3", "-o", str(tmp_path / "map.png")]) == 0
+    # 3 tiles of 32 steps x 3 px and 9 voices x 4 px, 8 px gaps
+    assert png_size(tmp_path / "map.png") == (3 * 96 + 4 * 8, 3 * 36 + 4 * 8)
+
+
+def test_gmd_split_picks_the_4_4_beats_and_credits_them(tmp_path):
+    rows = [("a/1_funk_80_beat_4-4.mid", "train", "beat", "4-4"),
+            ("a/2_funk_80_fill_4-4.mid", "train", "fill", "4-4"),
+            ("a/3_jazz_120_beat_3-4.mid", "train", "beat", "3-4"),
+            ("a/4_rock_120_beat_4-4.mid", "validation", "beat", "4-4")]
+    with open(tmp_path / "info.csv", "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["midi_filename", "split", "beat_type", "time_signature"])
+        writer.writerows(rows)
+    assert gmd_files([str(tmp_path)], "train") == [tmp_path / rows[0][0]]
+    assert gmd_files([str(tmp_path)], "validation") == [tmp_path / rows[3][0]]
+    text = attribution([tmp_path / rows[0][0]], [str(tmp_path)], "train")
+    assert "CC BY 4.0" in text and "- a/1_funk_80_beat_4-4.mid" in text and "1 files" in text
+    with pytest.raises(Exception, match="no 4/4 beats in the test split"):
+        gmd_files([str(tmp_path)], "test")
+
+
+def test_text_plot_draws_both_curves():
+    history = [{"loss": 10.0 - e, "val_loss": 12.0 - e} for e in range(8)]
+    lines = text_plot(history).splitlines()
+    assert len(lines) == 12 and lines[-1].endswith("epochs 1-8")
+    plot = [line.split("|", 1)[1] for line in lines[1:-1]]
+    assert plot[0][0] == "o" and plot[-1][-1] == "."  # validation starts high, training ends low
+    assert all(len(row) == 8 for row in plot)

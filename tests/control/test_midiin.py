@@ -1,0 +1,75 @@
+"""Controller MIDI through a private JACK server: a virtual "nanoKONTROL2" made with
+python-rtmidi drives the state; system messages are ignored; the port is waited for,
+lost and found again."""
+
+import asyncio
+import time
+
+import pytest
+from test_performance import make_performance, model_dir  # noqa: F401  (fixture)
+
+from rvaed.control.controls import Controls
+from rvaed.control.mapfile import load_mapping
+from rvaed.control.midiin import MidiControlInput
+from rvaed.core.kit import load_kit
+from rvaed.engine import midiapi
+
+SETTLE = 0.3  # JACK applies a new connection at a later process cycle: let it settle
+
+
+def controller():
+    """A JACK MIDI source that looks like a Korg nanoKONTROL2 to port matching."""
+    port = midiapi.open_client("jack", "output", "fake-korg")
+    port.open_virtual_port("nanoKONTROL2 MIDI 1")
+    return port
+
+
+async def until(condition, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.usefixtures("jack_server")
+def test_controller_midi_through_jack_with_hot_plug(model_dir):  # noqa: F811
+    async def scenario():
+        perf = make_performance(model_dir)
+        await perf.start()
+        controls = Controls(perf, [load_mapping("nanokontrol2", load_kit())])
+        midi_in = MidiControlInput(controls, api="jack", poll=0.05)
+        await midi_in.start()
+        assert midi_in.connected == []  # waiting for the device
+        device = controller()
+        await until(lambda: midi_in.connected)
+        await asyncio.sleep(SETTLE)
+        device.send_message([0xB0, 0, 64])  # slider 1 meets x (soft takeover) ...
+        device.send_message([0xB0, 0, 127])  # ... and moves it
+        device.send_message([0xB0, 48, 127])  # M1 toggles the kick's mute
+        device.send_message([0xB0, 48, 0])
+        await until(lambda: perf.state.x == 1.0 and perf.state.mutes == {0})
+        assert perf.pattern == perf.decoder.decode_xy(1.0, perf.state.y)
+        assert perf.latency.count >= 1
+
+        received = midi_in.received
+        for message in ([0xF0, 0x7E, 0x7F, 0x06, 0x01, 0xF7], [0xF8], [0xFE], [0xFA]):
+            device.send_message(message)
+        device.send_message([0xB0, 1, 0])  # slider 2 (y) far from 0.5: soft takeover waits
+        device.send_message([0xB0, 1, 63])
+        await until(lambda: perf.state.y == pytest.approx(63 / 127))
+        assert midi_in.received == received + 2  # the system messages never arrived
+        assert midi_in.rejected.count == 0
+
+        device.close_port()
+        device.delete()
+        await until(lambda: not midi_in.connected)
+        device = controller()
+        await until(lambda: midi_in.connected)
+        await asyncio.sleep(SETTLE)
+        device.send_message([0xB0, 0, 120])
+        await until(lambda: perf.state.x == pytest.approx(120 / 127))
+        device.close_port()
+        device.delete()
+        await midi_in.close()
+        await perf.stop()
+    asyncio.run(scenario())

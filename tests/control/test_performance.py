@@ -1,0 +1,159 @@
+"""The performance: one decode of the newest value per burst, freeze, mute, presets, noise.
+
+Real parts: an ONNX model decoded by onnxruntime (the shipped starter model, or a small one
+exported here when the starter is absent), the real schedule builder and the real sequencer's
+install (no MIDI output is needed to prove what gets installed).
+"""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from rvaed.control.performance import Performance
+from rvaed.core.drummachine import load_drum_machine
+from rvaed.engine.clock import InternalClock
+from rvaed.engine.sequencer import Sequencer
+from rvaed.model.modeldir import starter_model
+from rvaed.model.runtime import Decoder
+
+
+@pytest.fixture(scope="session")
+def model_dir():
+    """The shipped starter model: a real trained model, the one the daemon starts with."""
+    return starter_model()
+
+
+def make_performance(model_dir, clock=None, outputs=(), seed=1) -> Performance:
+    decoder = Decoder(model_dir)
+    clock = clock or InternalClock()
+    sequencer = Sequencer(clock, list(outputs), decoder.grid)
+    return Performance(decoder, sequencer, load_drum_machine("gm", decoder.kit), clock,
+                       seed=seed)
+
+
+def run(coroutine_function, *args):
+    """Run ``coroutine_function(*args)`` on a fresh event loop (tests are plain functions)."""
+    return asyncio.run(coroutine_function(*args))
+
+
+def voices_played(schedule) -> set[int]:
+    return {event.voice for event in schedule.events}
+
+
+def test_a_burst_of_changes_is_one_decode_of_the_newest_value(model_dir):
+    async def scenario():
+        perf = make_performance(model_dir)
+        await perf.start()
+        decodes, installs = perf.decodes, perf.installs
+        rng = np.random.default_rng(0)
+        for x, y in rng.random((500, 2)):
+            perf.set_xy(x, y)
+        perf.set_xy(0.9, 0.1)
+        await asyncio.sleep(0)  # the queued update runs
+        await asyncio.sleep(0)
+        assert perf.decodes == decodes + 1
+        assert perf.installs == installs + 1
+        assert perf.pattern == perf.decoder.decode_xy(0.9, 0.1)
+        assert perf.sequencer.schedule is perf.schedule
+        assert perf.latency.count == 1
+        await perf.stop()
+    run(scenario)
+
+
+def test_playback_changes_rebuild_the_schedule_without_decoding(model_dir):
+    async def scenario():
+        perf = make_performance(model_dir)
+        await perf.start()
+        decodes = perf.decodes
+        perf.set("threshold", 0.05)
+        perf.flush()
+        busy = len(perf.schedule.events)
+        perf.set("threshold", 0.95)
+        perf.flush()
+        assert len(perf.schedule.events) < busy
+        assert perf.decodes == decodes
+        perf.set("threshold", 0.95)  # no change: nothing queued
+        assert perf.installs == 3
+        await perf.stop()
+    run(scenario)
+
+
+def test_mute_silences_a_voice_and_freeze_keeps_its_hits(model_dir):
+    async def scenario():
+        perf = make_performance(model_dir)
+        await perf.start()
+        perf.set("threshold", 0.3)
+        perf.set_xy(0.1, 0.1)
+        perf.flush()
+        kick = perf.pattern.onsets[0] > 0.3
+        perf.set_voice("freezes", 0, 1)
+        perf.set_voice("mutes", 1, 1)
+        perf.flush()
+        assert 1 not in voices_played(perf.schedule)
+        for x in np.linspace(0, 1, 7):
+            perf.set_xy(x, 1 - x)
+            perf.flush()
+            assert np.array_equal(perf.pattern.onsets[0] > 0.3, kick)
+        perf.set_voice("freezes", 0, 0)
+        perf.set_voice("mutes", 1, 0)
+        perf.flush()
+        assert perf.pattern == perf.decoder.decode_xy(1.0, 0.0)
+        await perf.stop()
+    run(scenario)
+
+
+def test_preset_recall_glides_over_the_transition_time(model_dir):
+    async def scenario():
+        perf = make_performance(model_dir)
+        await perf.start()
+        perf.set_xy(0.0, 0.0)
+        perf.store_preset(1)
+        perf.set_xy(1.0, 1.0)
+        perf.store_preset(2)
+        assert not perf.recall_preset(5)  # empty slot
+        perf.set_transition(300, "ms")
+        perf.recall_preset(1)
+        await asyncio.sleep(0.15)
+        assert 0.2 < perf.state.x < 0.8
+        await asyncio.sleep(0.3)
+        assert (perf.state.x, perf.state.y) == (0.0, 0.0)
+        assert perf.pattern == perf.decoder.decode_xy(0.0, 0.0)
+        perf.recall_preset(2)
+        await asyncio.sleep(0.05)
+        perf.set("x", 0.5)  # the performer takes over: the glide stops
+        await asyncio.sleep(0.1)
+        assert perf.state.x == 0.5
+        await perf.stop()
+    run(scenario)
+
+
+def test_noise_jitters_z_once_per_bar_and_stops_when_off(model_dir):
+    async def scenario():
+        clock = InternalClock(tempo=999)  # a bar every 0.24 s
+        clock.set_playing(True)
+        perf = make_performance(model_dir, clock)
+        await perf.start()
+        plain = perf.pattern
+        perf.set("noise", 1.0)
+        decodes = perf.decodes
+        await asyncio.sleep(0.8)
+        assert 2 <= perf.decodes - decodes <= 5
+        assert perf.pattern != plain
+        perf.set("noise", 0.0)
+        await asyncio.sleep(0.3)
+        assert perf.pattern == plain
+        await perf.stop()
+    run(scenario)
+
+
+def test_tempo_and_transport_go_to_the_clock(model_dir):
+    perf = make_performance(model_dir)
+    perf.set("tempo", 5000)
+    perf.set("playing", 1)
+    assert perf.clock.tempo == 999 and perf.clock.playing
+    with pytest.raises(ValueError):
+        perf.set("tempo", float("nan"))
+    with pytest.raises(ValueError):
+        perf.set("colour", 1)
+    assert perf.clock.tempo == 999

@@ -1,0 +1,104 @@
+"""The performance state: every assignment is clamped or refused, so the state stays playable."""
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rvaed.core.state import PRESETS, RANGES, PerformanceState, Transition, preset_slot
+
+anything = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(),
+                     st.text(max_size=3), st.none(), st.booleans())
+
+
+@given(name=st.sampled_from(sorted(RANGES)), value=anything)
+def test_a_value_field_is_clamped_into_its_range_or_refused(name, value):
+    state = PerformanceState()
+    before = getattr(state, name)
+    try:
+        setattr(state, name, value)
+    except ValueError as error:
+        assert name in str(error)
+        assert getattr(state, name) == before
+    low, high = RANGES[name]
+    assert math.isfinite(getattr(state, name))
+    assert low <= getattr(state, name) <= high
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, "0.5", None, True])
+def test_non_finite_and_non_numbers_are_refused(value):
+    state = PerformanceState()
+    with pytest.raises(ValueError, match="threshold"):
+        state.threshold = value
+    assert state.threshold == 0.5
+
+
+def test_out_of_range_values_are_clamped():
+    state = PerformanceState()
+    state.x, state.y, state.swing, state.tempo, state.timing = -3, 7, 0.1, 5000, 9
+    assert (state.x, state.y, state.swing, state.tempo, state.timing) == (0.0, 1.0, 0.5, 999.0,
+                                                                         2.0)
+
+
+def test_fixed_velocity_is_off_or_a_midi_velocity():
+    state = PerformanceState()
+    state.fixed_velocity = 300
+    assert state.fixed_velocity == 127
+    state.fixed_velocity = 0.2
+    assert state.fixed_velocity == 1
+    state.fixed_velocity = None
+    assert state.fixed_velocity is None
+    with pytest.raises(ValueError):
+        state.fixed_velocity = math.nan
+
+
+def test_voice_sets_accept_only_voices_of_the_kit():
+    state = PerformanceState(voices=9)
+    state.mutes = state.with_voice("mutes", 3, 1)
+    assert state.mutes == {3}
+    assert state.with_voice("mutes", 3, 0.0) == frozenset()
+    for bad in (9, -1, True, 2.5):
+        with pytest.raises(ValueError, match="mutes"):
+            state.with_voice("mutes", bad, 1)
+    with pytest.raises(ValueError):
+        state.freezes = {0, 12}
+    assert state.freezes == frozenset()
+
+
+def test_presets_are_eight_clamped_slots():
+    state = PerformanceState()
+    assert state.presets == (None,) * PRESETS
+    state.presets = ((2.0, -1.0), *(None,) * 7)
+    assert state.presets[0] == (1.0, 0.0)
+    with pytest.raises(ValueError):
+        state.presets = ((0.5, 0.5),)
+    assert [preset_slot(n) for n in (1, 8.0)] == [0, 7]
+    for bad in (0, 9, 1.5, math.nan, "3"):
+        with pytest.raises(ValueError, match="preset"):
+            preset_slot(bad)
+
+
+def test_transition_time_in_ms_or_bars_follows_the_tempo_only_in_bars():
+    assert Transition(500, "ms").seconds(60, 4) == 0.5
+    assert Transition(2, "bars").seconds(120, 4) == 4.0
+    assert Transition(1e9, "ms").amount == 60000
+    assert Transition(-1, "bars").amount == 0
+    with pytest.raises(ValueError, match="unit"):
+        Transition(1, "beats")
+    with pytest.raises(ValueError):
+        Transition(math.inf, "ms")
+    with pytest.raises(ValueError, match="transition"):
+        PerformanceState().transition = 3
+
+
+def test_unknown_fields_and_playing_values():
+    state = PerformanceState()
+    with pytest.raises(AttributeError):
+        state.colour = "red"
+    state.playing = 1.0
+    assert state.playing is True
+    state.playing = 0
+    assert state.playing is False
+    with pytest.raises(ValueError):
+        state.playing = math.nan

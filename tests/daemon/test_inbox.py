@@ -1,0 +1,175 @@
+"""The inbox: settled drops of real MIDI files are taken; garbage is reported once, left alone."""
+
+import asyncio
+import os
+import shutil
+import time
+from pathlib import Path
+
+from rvaed.daemon.inbox import TAKEN, Batch, Inbox
+from rvaed.daemon.policy import FilePolicy
+
+GROOVES = sorted((Path(__file__).resolve().parents[1] / "data" / "groove").rglob("*.mid"))
+SETTLE = 0.3
+
+
+def policy(root: Path, max_file: int = 1 << 20, max_request: int = 64 << 20) -> FilePolicy:
+    return FilePolicy((root,), (), max_file, max_request)
+
+
+def drop(inbox: Path, grooves: list[Path], folder: str = "") -> list[bytes]:
+    (inbox / folder).mkdir(parents=True, exist_ok=True)
+    for groove in grooves:
+        shutil.copy(groove, inbox / folder / groove.name)
+    return [groove.read_bytes() for groove in grooves]
+
+
+def run_until_batches(inbox: Inbox, count: int, during=None, timeout: float = 5.0):
+    """Run the inbox's own polling loop until ``count`` batches came (async callback)."""
+    batches: list[tuple[float, Batch]] = []
+
+    async def on_batch(batch: Batch) -> None:
+        batches.append((time.monotonic(), batch))
+
+    async def main():
+        inbox.on_batch = on_batch
+        task = asyncio.create_task(inbox.run())
+        if during is not None:
+            await asyncio.to_thread(during)
+        deadline = time.monotonic() + timeout
+        while len(batches) < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        task.cancel()
+
+    asyncio.run(main())
+    return batches
+
+
+def make_inbox(folder: Path, **limits) -> Inbox:
+    return Inbox(folder, SETTLE, policy(folder, **limits), on_batch=lambda batch: None,
+                 poll_seconds=0.02)
+
+
+def test_dropped_files_and_folders_are_taken_once_settled(tmp_path):
+    folder = tmp_path / "inbox"
+    inbox = make_inbox(folder)
+    contents = drop(folder, GROOVES[:3]) + drop(folder, GROOVES[3:6], "my grooves/funk")
+    dropped_at = time.monotonic()
+    [(when, batch)] = run_until_batches(inbox, 1)
+    assert when - dropped_at >= SETTLE
+    assert len(batch.files) == 6 and not batch.refused
+    assert sorted(p.read_bytes() for p in batch.files) == sorted(contents)
+    (taken,) = (folder / TAKEN).iterdir()
+    assert all(p.is_relative_to(taken) for p in batch.files)
+    assert (taken / "my grooves" / "funk" / GROOVES[4].name).is_file()
+    assert os.listdir(folder) == [TAKEN]  # the emptied folder of grooves went too
+
+
+def test_nothing_is_taken_while_a_file_is_still_being_copied(tmp_path):
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    inbox = make_inbox(folder)
+    data = GROOVES[-1].read_bytes()
+    written = []
+
+    def slow_copy():
+        with open(folder / "slow.mid", "wb") as file:
+            for start in range(0, len(data), len(data) // 8):
+                file.write(data[start:start + len(data) // 8])
+                file.flush()
+                written.append(time.monotonic())
+                time.sleep(0.1)  # a third of the settle time: never settled in between
+
+    [(when, batch)] = run_until_batches(inbox, 1, during=slow_copy)
+    assert len(written) >= 8 and when - written[-1] >= SETTLE
+    assert [p.read_bytes() for p in batch.files] == [data]
+
+
+def test_garbage_is_reported_once_and_left_where_it_is(tmp_path):
+    folder = tmp_path / "inbox"
+    inbox = make_inbox(folder, max_file=10_000)
+    small = [g for g in GROOVES if g.stat().st_size <= 10_000][:2]
+    big = next(g for g in GROOVES if g.stat().st_size > 10_000)
+    drop(folder, small)
+    shutil.copy(big, folder / "big.mid")
+    (folder / "notes.txt").write_text("my drum notes")
+    (folder / "fake.mid").write_bytes(b"RIFF....WAVEfmt ")
+    (folder / "empty.midi").write_bytes(b"")
+    (folder / "escape.mid").symlink_to("/etc/hostname")
+    [(_, batch)] = run_until_batches(inbox, 1)
+    assert sorted(p.name for p in batch.files) == sorted(g.name for g in small)
+    reasons = {r.path.name: r.reason for r in batch.refused}
+    assert set(reasons) == {"big.mid", "notes.txt", "fake.mid", "empty.midi", "escape.mid"}
+    assert "more than limits.max_file_bytes (10000)" in reasons["big.mid"]
+    assert "not a MIDI file" in reasons["notes.txt"]
+    assert "does not start with MThd" in reasons["fake.mid"]
+    assert "does not start with MThd" in reasons["empty.midi"]
+    assert "not a regular file" in reasons["escape.mid"]
+    assert sorted(os.listdir(folder)) == sorted([TAKEN, *reasons])
+
+    (folder / "more.txt").write_text("again")
+    [(_, batch)] = run_until_batches(inbox, 1)
+    assert batch.files == () and [r.path.name for r in batch.refused] == ["more.txt"]
+    assert inbox.poll() is None
+
+
+def test_a_request_over_the_limit_takes_what_fits(tmp_path):
+    folder = tmp_path / "inbox"
+    sizes = sorted(g.stat().st_size for g in GROOVES[:4])
+    inbox = make_inbox(folder, max_request=sum(sizes) - 1)
+    drop(folder, GROOVES[:4])
+    [(_, batch)] = run_until_batches(inbox, 1)
+    assert len(batch.files) == 3 and len(batch.refused) == 1
+    assert "exceed limits.max_request_bytes" in batch.refused[0].reason
+    assert sum(p.stat().st_size for p in batch.files) <= sum(sizes) - 1
+
+
+def test_a_plain_function_callback_and_a_missing_folder_work(tmp_path):
+    folder = tmp_path / "not" / "yet"
+    received = []
+    inbox = Inbox(folder, SETTLE, policy(folder), received.append, poll_seconds=0.02)
+
+    async def main():
+        task = asyncio.create_task(inbox.run())
+        await asyncio.sleep(0.1)
+        assert folder.is_dir()
+        drop(folder, GROOVES[:1])
+        while not received:
+            await asyncio.sleep(0.02)
+        task.cancel()
+
+    asyncio.run(asyncio.wait_for(main(), 5))
+    assert [p.name for p in received[0].files] == [GROOVES[0].name]
+
+
+def test_an_unusable_inbox_is_a_warning_not_a_crash(tmp_path, caplog):
+    folder = tmp_path / "inbox"
+    folder.write_text("a file where the folder should be")
+    assert make_inbox(folder).poll() is None
+    assert "cannot read" in caplog.text
+
+
+def test_a_failing_callback_is_logged_and_the_inbox_keeps_watching(tmp_path, caplog):
+    folder = tmp_path / "inbox"
+    calls = []
+
+    def on_batch(batch: Batch) -> None:
+        calls.append(batch)
+        if len(calls) == 1:
+            raise RuntimeError("training could not start")
+
+    inbox = Inbox(folder, SETTLE, policy(folder), on_batch, poll_seconds=0.02)
+
+    async def main():
+        task = asyncio.create_task(inbox.run())
+        drop(folder, GROOVES[:1])
+        while not calls:
+            await asyncio.sleep(0.02)
+        drop(folder, GROOVES[1:2])
+        while len(calls) < 2:
+            await asyncio.sleep(0.02)
+        task.cancel()
+
+    asyncio.run(asyncio.wait_for(main(), 5))
+    assert "training could not start" in caplog.text
+    assert [p.name for p in calls[1].files] == [GROOVES[1].name]

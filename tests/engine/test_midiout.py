@@ -1,0 +1,75 @@
+"""MIDI ports through JACK: API names, port matching, the virtual port, waiting for a port,
+and `rvaed ports`. (A port vanishing mid-note and coming back: tests/engine/test_sequencer.py.)"""
+
+import logging
+import time
+
+import pytest
+from jackmidi import Receiver
+
+from rvaed.cli import main
+from rvaed.core.errors import RvaedError
+from rvaed.engine import midiapi
+from rvaed.engine.midiout import Output
+
+
+def test_api_names_and_port_matching():
+    import rtmidi
+
+    assert midiapi.api("JACK") == rtmidi.API_UNIX_JACK
+    assert midiapi.api("auto") == rtmidi.API_UNSPECIFIED
+    with pytest.raises(RvaedError, match="unknown MIDI API 'oss': expected one of auto, alsa"):
+        midiapi.api("oss")
+    ports = ["Midi Through:0", "TR-8S:TR-8S MIDI 1", "rvaed:out"]
+    assert midiapi.match_port(ports, "tr-8s") == 1
+    assert midiapi.match_port(ports, "volca") is None
+
+
+def test_the_virtual_port_is_there_at_once(jack_server):
+    output = Output(api="jack")
+    output.open()
+    receiver = Receiver("rx-virtual")
+    try:
+        assert output.connected and output.name == "rvaed"
+        receiver.connect_from("rvaed:")
+        time.sleep(0.05)
+        assert output.send((0x99, 36, 100))
+        assert receiver.wait_for(lambda m: (0x99, 36, 100) in [x[1] for x in m])
+    finally:
+        output.close()
+        receiver.close()
+
+
+def test_a_missing_port_is_waited_for_then_connected(jack_server, caplog):
+    caplog.set_level(logging.WARNING, logger="rvaed.engine.midiout")
+    output = Output("late-box", api="jack", poll=0.05)
+    output.open()
+    receiver = None
+    try:
+        time.sleep(0.2)
+        assert not output.connected
+        assert not output.send((0x99, 36, 100))  # dropped, not blocked, while away
+        assert "no port matching 'late-box' yet" in caplog.text
+        receiver = Receiver("late-box")
+        deadline = time.monotonic() + 3
+        while not output.connected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert output.connected and "connected to 'late-box:late-box'" in caplog.text
+        time.sleep(0.05)  # JACK makes a new connection live within a few periods
+        assert output.send((0x99, 38, 90))
+        assert receiver.wait_for(lambda m: (0x99, 38, 90) in [x[1] for x in m])
+    finally:
+        output.close()
+        if receiver is not None:
+            receiver.close()
+
+
+def test_rvaed_ports_lists_jack_ports(jack_server, capsys):
+    receiver = Receiver("listed-box")
+    try:
+        assert main(["ports", "--api", "jack"]) == 0
+    finally:
+        receiver.close()
+    out = capsys.readouterr().out
+    assert "MIDI outputs (rvaed sends to):" in out
+    assert "listed-box:listed-box" in out.split("MIDI inputs")[0]

@@ -1,0 +1,98 @@
+"""Pattern hits -> loop events: microtiming, swing, wrap across the loop start, notes, velocity."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rvaed.core.drummachine import Destination, DrumMachine, load_drum_machine
+from rvaed.core.kit import load_kit
+from rvaed.core.pattern import Grid, Hit, Pattern
+from rvaed.engine.schedule import MAX_PULL_STEPS, Playback, build_schedule, swing_delay
+
+KIT = load_kit()
+GM = load_drum_machine("gm", KIT)
+GRID = Grid()
+
+
+def schedule_of(hits, playback: Playback | None = None):
+    pattern = Pattern.from_hits(hits, KIT.size, GRID.steps)
+    return build_schedule(pattern, GRID, playback or Playback(), GM)
+
+
+@pytest.mark.parametrize(("offset", "timing", "beat"), [
+    (0.0, 1.0, 1.0), (0.5, 1.0, 1.0 + 0.25 / 4), (-0.5, 1.0, 1.0 - 0.25 / 4),
+    (0.5, 0.0, 1.0), (0.5, 2.0, 1.0 + 0.5 / 4),
+])
+def test_step_time_plus_offset_times_half_a_step_times_timing(offset, timing, beat):
+    (event,) = schedule_of([Hit(0, 4, 100, offset)], Playback(timing=timing)).events
+    assert event.beat == pytest.approx(beat)
+    assert event.step == 4 and event.shift == pytest.approx(beat - 1.0)
+
+
+def test_swing_delays_the_odd_sixteenths_only():
+    hits = [Hit(0, step, 100, 0.0) for step in range(4)]
+    beats = [e.beat for e in schedule_of(hits, Playback(swing=0.75)).events]
+    assert beats == pytest.approx([0.0, 0.25 + 0.125, 0.5, 0.75 + 0.125])
+    assert swing_delay(1, Grid(steps_per_beat=4), 2 / 3) == pytest.approx(1 / 3)  # triplet feel
+    assert swing_delay(1, Grid(steps_per_beat=3), 0.75) == 0.0  # no swing in triplet grids
+
+
+def test_a_hit_pulled_before_the_loop_start_wraps_to_the_loop_end():
+    (event,) = schedule_of([Hit(0, 0, 100, -1.0)]).events
+    assert event.beat == pytest.approx(GRID.beats - 0.125)
+    assert event.step == 0 and event.shift == pytest.approx(-0.125)
+
+
+def test_notes_channels_velocities_mutes_threshold_gate():
+    machine = DrumMachine("box", "", KIT, (Destination(60, 2), None, *GM.destinations[2:]))
+    pattern = Pattern.from_hits([Hit(0, 0, 64, 0.0), Hit(1, 2, 100, 0.0), Hit(2, 4, 127, 0.0),
+                                 Hit(3, 6, 20, 0.0)], KIT.size, GRID.steps)
+    schedule = build_schedule(pattern, GRID, Playback(velocity_scale=1.5, mutes={3}, gate=2),
+                              machine)
+    assert [(e.voice, e.velocity, e.destination) for e in schedule.events] == [
+        (0, 96, Destination(60, 2)), (1, 127, None), (2, 127, Destination(42, 10))]
+    assert schedule.gate == pytest.approx(0.5)
+    fixed = build_schedule(pattern, GRID, Playback(fixed_velocity=90, threshold=0.99), machine)
+    assert {e.velocity for e in fixed.events} == {90}
+    empty = Pattern.empty(KIT.size, GRID.steps)
+    assert build_schedule(empty, GRID, Playback(), machine).events == ()
+
+
+def test_playback_values_are_made_safe():
+    playback = Playback(threshold=math.nan, timing=9, swing=0.1, velocity_scale=-1,
+                        fixed_velocity=300, gate=math.inf)
+    assert (playback.threshold, playback.timing, playback.swing, playback.velocity_scale,
+            playback.fixed_velocity, playback.gate) == (0.5, 2.0, 0.5, 0.0, 127, 0.5)
+    assert playback.velocity(100) == 127 and Playback(velocity_scale=0).velocity(100) == 1
+
+
+def test_a_pattern_with_nan_schedules_finite_events():
+    nan = np.full((KIT.size, GRID.steps), np.nan, dtype=np.float32)
+    onsets = np.ones_like(nan)
+    schedule = build_schedule(Pattern(onsets, nan, nan), GRID, Playback(), GM)
+    assert len(schedule.events) == KIT.size * GRID.steps
+    assert all(math.isfinite(e.beat) and 1 <= e.velocity <= 127 for e in schedule.events)
+
+
+def test_shapes_must_match():
+    with pytest.raises(ValueError, match="16 steps"):
+        build_schedule(Pattern.empty(KIT.size, 16), GRID, Playback(), GM)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 8), st.integers(0, 31), st.integers(1, 127),
+                          st.floats(-1, 0.999)), max_size=30),
+       st.floats(0, 2), st.floats(0.5, 0.75))
+def test_events_are_in_play_order_in_the_loop_and_near_their_step(cells, timing, swing):
+    hits = [Hit(*cell) for cell in cells]
+    events = schedule_of(hits, Playback(timing=timing, swing=swing)).events
+    sounding = [e.step / GRID.steps_per_beat + e.shift for e in events]
+    assert sounding == sorted(sounding)
+    assert all(0 <= e.beat < GRID.beats for e in events)
+    pull = MAX_PULL_STEPS / GRID.steps_per_beat
+    assert all(-pull <= e.shift <= pull + 0.5 / GRID.steps_per_beat for e in events)
+    for e in events:
+        assert (e.step / GRID.steps_per_beat + e.shift) % GRID.beats == pytest.approx(e.beat)
