@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from rvaed.control.mapfile import SMOOTHING_TICK, TAKEOVER_CATCH, Binding, Mapping, Target
 from rvaed.core.midi import CONTROL_CHANGE as CC
 from rvaed.core.midi import NOTE_OFF, NOTE_ON, PITCHBEND, PROGRAM
+from rvaed.core.state import PARAMETERS
 from rvaed.core.state import number as finite_number
 
 
@@ -53,9 +54,6 @@ class Controls:
         return sorted({m.port for m in self.mappings if any(b.source != "osc"
                                                              for b in m.bindings)},
                       key=lambda p: p or "")
-
-    def osc_addresses(self) -> set[str]:
-        return set(self._osc)
 
     def midi(self, port: str | None, message: bytes | list[int], at: int | None = None) -> bool:
         """Apply one MIDI message from input ``port``; False when nothing is bound to it."""
@@ -176,21 +174,17 @@ class Controls:
         state = self.performance.state
         if target.name in ("mutes", "freezes"):
             return float(target.index in getattr(state, target.name))
-        if target.name == "fixed_velocity":
-            return float(state.fixed_velocity or 0)
         if target.name.startswith("transition."):
             unit = target.name[11:]
             return state.transition.amount if state.transition.unit == unit else 0.0
-        return float(getattr(state, target.name))
+        return float(PARAMETERS[target.name].outward(getattr(state, target.name)))
 
     def _set(self, target: Target, value: float, at: int | None) -> None:
         perf = self.performance
-        if target.name == "fixed_velocity":
-            perf.set("fixed_velocity", None if value < 1 else value, at)
-        elif target.name.startswith("transition."):
+        if target.name.startswith("transition."):
             perf.set_transition(value, target.name[11:])
         else:
-            perf.set(target.name, value, at)
+            perf.set(target.name, PARAMETERS[target.name].inward(value), at)
 
     # -- smoothing: a slew task on the loop moves the targets towards their goals ---------
 

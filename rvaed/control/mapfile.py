@@ -24,10 +24,12 @@ twos-complement (1 = +1, 127 = -1), signed-bit (1 = +1, 65 = -1), signed-bit-2 (
 ``program`` (a program number fires the target like a button); ``osc`` address with ``arg``
 index (default 0).
 
-Targets: x, y, threshold, noise, velocity_scale, fixed_velocity (0 = off), timing, swing,
-tempo, transition.ms, transition.bars (continuous); playing, mute.VOICE, freeze.VOICE
-(switches, ``mode: momentary`` (default) or ``toggle``); preset.recall.N, preset.store.N
-(N 1-8, fired when the control goes past half way).
+Targets: every performance parameter by its name in the state's parameter table
+(`rvaed.core.state.PARAMETERS`, listed with its range in the README's OSC table): a number is
+continuous over its range ("off" included: fixed_velocity 0 = off), a switch (playing) is
+``mode: momentary`` (default) or ``toggle``; and transition.ms, transition.bars (continuous),
+mute.VOICE, freeze.VOICE (switches) and preset.recall.N, preset.store.N (N 1-8, fired when the
+control goes past half way).
 
 Transforms, applied in this order to the control's 0..1 value: ``deadzone`` (0..0.45: that
 much at each end reads as the end), ``curve`` (exponent > 0: 2 gives finer control low down),
@@ -47,11 +49,13 @@ from pathlib import Path
 from rvaed.core import yamlfile
 from rvaed.core.kit import Kit
 from rvaed.core.resources import resolve, shipped
-from rvaed.core.state import PRESETS, RANGES, TRANSITION_UNITS
+from rvaed.core.state import PARAMETERS, PRESETS, TRANSITION_UNITS
 
 SOURCES = ("cc", "note", "pitchbend", "program", "osc")
 RELATIVE = ("twos-complement", "signed-bit", "signed-bit-2", "binary-offset")
-VALUE_TARGETS = (*RANGES, "fixed_velocity", "transition.ms", "transition.bars")
+VALUE_TARGETS = (*(name for name, row in PARAMETERS.items() if row.kind is not bool),
+                 *(f"transition.{unit}" for unit in TRANSITION_UNITS))
+SWITCH_TARGETS = tuple(name for name, row in PARAMETERS.items() if row.kind is bool)
 FIELDS = {"target", "channel", "lsb", "relative", "step", "mode", "arg", "range", "invert",
           "curve", "deadzone", "smoothing", "takeover", *SOURCES}
 SMOOTHING_TICK = 0.01  # seconds between slew steps
@@ -114,10 +118,6 @@ class Mapping:
     path: Path
     port: str | None
     bindings: tuple[Binding, ...]
-
-    @property
-    def osc_addresses(self) -> frozenset[str]:
-        return frozenset(b.address for b in self.bindings if b.source == "osc")
 
 
 def shipped_mappings() -> dict[str, Path]:
@@ -282,20 +282,18 @@ def _transforms(doc, key: tuple, entry: dict, binding: Binding) -> Binding:
 
 
 def _target(doc, key: tuple, value: object, swap: bool, kit: Kit) -> Target:
-    expected = (f"expected one of {', '.join(VALUE_TARGETS)}, playing, mute.VOICE, "
+    expected = (f"expected one of {', '.join((*VALUE_TARGETS, *SWITCH_TARGETS))}, mute.VOICE, "
                 f"freeze.VOICE, preset.recall.N, preset.store.N")
     if not isinstance(value, str):
         raise doc.error(key, expected)
     if swap and value in ("x", "y"):
         value = {"x": "y", "y": "x"}[value]
-    if value in RANGES:
-        return Target("value", value, 0, *RANGES[value])
-    if value == "fixed_velocity":
-        return Target("value", value, 0, 0.0, 127.0)
+    if value in SWITCH_TARGETS:
+        return Target("switch", value)
+    if value in PARAMETERS:
+        return Target("value", value, 0, *PARAMETERS[value].span)
     if value.startswith("transition.") and value[11:] in TRANSITION_UNITS:
         return Target("value", value, 0, 0.0, TRANSITION_UNITS[value[11:]])
-    if value == "playing":
-        return Target("switch", "playing")
     head, _, rest = value.partition(".")
     if head in ("mute", "freeze"):
         if rest not in kit.names:

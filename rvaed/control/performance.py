@@ -22,15 +22,18 @@ from collections.abc import Callable
 
 import numpy as np
 
+from rvaed.core import parameters
 from rvaed.core.pattern import ONSETS, Pattern
-from rvaed.core.state import PerformanceState, Transition, preset_slot
+from rvaed.core.state import PARAMETERS, PerformanceState, Transition, preset_slot
 from rvaed.engine.schedule import Playback, build_schedule
 
 log = logging.getLogger(__name__)
 
 DECODE, SCHEDULE = 1, 2
-PATTERN_FIELDS = {"x", "y", "noise"}
-PLAYBACK_FIELDS = {"threshold", "velocity_scale", "fixed_velocity", "timing", "swing"}
+PATTERN_FIELDS = {name for name, row in PARAMETERS.items()
+                  if row.invalidates == parameters.DECODE}
+PLAYBACK_FIELDS = {name for name, row in PARAMETERS.items()
+                   if row.invalidates == parameters.SCHEDULE}
 TRANSITION_STEP = 0.02  # seconds between x/y updates of a preset glide
 NOISE_LEAD = 0.05  # seconds before the bar at which the new jitter is installed
 
@@ -203,9 +206,8 @@ class Performance:
         """How the state says to play, remade only when one of its values changed (making
         and validating one is a measurable part of a fader move's path)."""
         state = self.state
-        values = {"threshold": state.threshold, "timing": state.timing, "swing": state.swing,
-                  "velocity_scale": state.velocity_scale,
-                  "fixed_velocity": state.fixed_velocity, "mutes": state.mutes}
+        values = {**{name: getattr(state, name) for name in PLAYBACK_FIELDS},
+                  "mutes": state.mutes}
         if values != self._playback_values:
             self._playback_values = values
             self._current_playback = Playback(**values)

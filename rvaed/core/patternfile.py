@@ -26,7 +26,10 @@ from rvaed.core.errors import RvaedError
 from rvaed.core.kit import Kit
 from rvaed.core.midifile import read_midi
 from rvaed.core.pattern import Grid, Pattern
+from rvaed.core.state import PARAMETERS
 from rvaed.core.windows import Hits, channel_mask, note_lookup
+
+TEMPO = PARAMETERS["tempo"]
 
 TICKS_PER_STEP = 240
 HALF_STEP = TICKS_PER_STEP // 2
@@ -42,8 +45,8 @@ def save_pattern(pattern: Pattern, path: str | Path, kit: Kit, grid: Grid, bpm: 
                  *, threshold: float = 0.5, channel: int = 10) -> None:
     """Write the hits of ``pattern`` (onsets above ``threshold``) atomically to ``path``."""
     _check_shape(pattern, kit, grid)
-    if not 20.0 <= bpm <= 999.0:
-        raise RvaedError(f"bpm: expected 20-999, got {bpm}")
+    if not TEMPO.low <= bpm <= TEMPO.high:
+        raise RvaedError(f"bpm: expected {TEMPO.low:g}-{TEMPO.high:g}, got {bpm}")
     if not 1 <= channel <= 16:
         raise RvaedError(f"channel: expected 1-16, got {channel}")
     loop = TICKS_PER_STEP * grid.steps

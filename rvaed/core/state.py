@@ -5,64 +5,31 @@ assignment goes through a validator: numbers are clamped to their range, NaN/inf
 types are refused with `ValueError` (the OSC and MIDI layers turn that into a rate-limited log
 line), so no controller, file or packet can put the daemon into a state it cannot play.
 
-Ranges (controller maps and the OSC API use the same ones):
-
-| field          | range / values                  | meaning                                   |
-| -------------- | ------------------------------- | ----------------------------------------- |
-| x, y           | 0 .. 1                          | position in the trained latent region     |
-| threshold      | 0 .. 1                          | onset probability to play (lower = busier)|
-| noise          | 0 .. 1                          | random jitter added to z once per bar     |
-| velocity_scale | 0 .. 2                          | multiplies the decoded velocities         |
-| fixed_velocity | None or 1 .. 127                | every hit at this velocity                |
-| timing         | 0 .. 2                          | 0 quantized, 1 as learned, 2 exaggerated  |
-| swing          | 0.5 .. 0.75                     | MPC-style swing of the off-beat 16ths     |
-| mutes, freezes | sets of voice indices           | muted: silent; frozen: keeps its hits     |
-| presets        | 8 slots of (x, y) or None       | stored positions                          |
-| transition     | 0..60000 "ms" or 0..64 "bars"   | glide time of a preset recall             |
-| tempo          | 20 .. 999 BPM                   | Link's tempo range                        |
-| playing        | bool                            | transport                                 |
+The parameters (x, threshold, tempo ...) are the rows of `PerformanceState`: each field made
+with `parameter` carries its range, default, what a change invalidates, OSC address, "off"
+value, whether it is restored at start and a one-line doc (see `rvaed.core.parameters`);
+`PARAMETERS` reads them. Validation, the OSC setters and feedback, controller-map targets,
+persistence and the README's OSC table all come from these rows, so a new parameter is one row
+here plus the code that gives it meaning. The other fields hold structured values: mutes and
+freezes (sets of voice indices), presets (8 slots of (x, y) or None) and the transition (the
+glide time of a preset recall, 0..60000 "ms" or 0..64 "bars").
 """
 
-import math
-from dataclasses import dataclass, field
-from numbers import Real
+from dataclasses import dataclass, field, fields
+
+from rvaed.core.parameters import (
+    CLOCK,
+    DECODE,
+    SCHEDULE,
+    Parameter,
+    boolean,
+    number,
+    parameter,
+    rows,
+)
 
 PRESETS = 8
 TRANSITION_UNITS = {"ms": 60000.0, "bars": 64.0}
-
-RANGES: dict[str, tuple[float, float]] = {
-    "x": (0.0, 1.0),
-    "y": (0.0, 1.0),
-    "threshold": (0.0, 1.0),
-    "noise": (0.0, 1.0),
-    "velocity_scale": (0.0, 2.0),
-    "timing": (0.0, 2.0),
-    "swing": (0.5, 0.75),
-    "tempo": (20.0, 999.0),
-}
-
-
-def number(value: object, name: str) -> float:
-    """``value`` as a finite float, or a `ValueError` naming the field and what was expected."""
-    result = value
-    if type(result) is not float:  # floats (what OSC and the mappings send) skip the ABC checks
-        if isinstance(value, bool) or not isinstance(value, Real):
-            raise ValueError(f"{name}: expected a number, got {value!r:.80}")
-        try:
-            result = float(value)
-        except OverflowError:  # an integer beyond any float
-            raise ValueError(f"{name}: expected a finite number, got a {value.bit_length()}-bit "
-                             "integer") from None
-    if not math.isfinite(result):
-        raise ValueError(f"{name}: expected a finite number, got {result}")
-    return result
-
-
-def clamp(value: object, name: str) -> float:
-    """A finite number for field ``name``, clamped into its range."""
-    low, high = RANGES[name]
-    return min(high, max(low, number(value, name)))
-
 
 @dataclass(frozen=True)
 class Transition:
@@ -103,61 +70,57 @@ def _voice_set(value: object, name: str, voices: int) -> frozenset[int]:
     return result
 
 
-def _fixed_velocity(value: object) -> int | None:
-    if value is None:
-        return None
-    velocity = number(value, "fixed_velocity")
-    return min(127, max(1, round(velocity)))
-
-
 def _presets(value: object) -> tuple[tuple[float, float] | None, ...]:
     slots = tuple(value)  # type: ignore[arg-type]
     if len(slots) != PRESETS:
         raise ValueError(f"presets: expected {PRESETS} slots, got {len(slots)}")
-    return tuple(None if slot is None else (clamp(slot[0], "x"), clamp(slot[1], "y"))
+    x, y = PARAMETERS["x"], PARAMETERS["y"]
+    return tuple(None if slot is None else (x.valid(slot[0]), y.valid(slot[1]))
                  for slot in slots)
-
-
-def _boolean(value: object, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    return number(value, name) >= 0.5
 
 
 @dataclass
 class PerformanceState:
-    """What the performer has set; assignments are validated (see the module table)."""
+    """What the performer has set; assignments are validated. The `parameter` fields are the
+    parameter table: default, range, what a change invalidates, OSC address, doc."""
 
     voices: int = 9
-    x: float = 0.5
-    y: float = 0.5
-    threshold: float = 0.5
-    noise: float = 0.0
-    velocity_scale: float = 1.0
-    fixed_velocity: int | None = None
-    timing: float = 1.0
-    swing: float = 0.5
+    x: float = parameter(0.5, 0.0, 1.0, DECODE, "/rvaed/x",
+                         "position along x in the trained latent region")
+    y: float = parameter(0.5, 0.0, 1.0, DECODE, "/rvaed/y",
+                         "position along y in the trained latent region")
+    threshold: float = parameter(0.5, 0.0, 1.0, SCHEDULE, "/rvaed/threshold",
+                                 "onset probability to play (lower = busier)")
+    noise: float = parameter(0.0, 0.0, 1.0, DECODE, "/rvaed/noise",
+                             "random jitter added to z once per bar")
+    velocity_scale: float = parameter(1.0, 0.0, 2.0, SCHEDULE, "/rvaed/velocity",
+                                      "multiplies the decoded velocities")
+    fixed_velocity: int | None = parameter(None, 1, 127, SCHEDULE, "/rvaed/fixed_velocity",
+                                           "every hit at this velocity", off=0)
+    timing: float = parameter(1.0, 0.0, 2.0, SCHEDULE, "/rvaed/timing",
+                              "microtiming: 0 quantized, 1 as learned, 2 exaggerated")
+    swing: float = parameter(0.5, 0.5, 0.75, SCHEDULE, "/rvaed/swing",
+                             "MPC-style swing of the off-beat 16ths")
+    tempo: float = parameter(120.0, 20.0, 999.0, CLOCK, "/rvaed/tempo",
+                             "tempo in BPM, Link's range (the Link session's, when Link is on)",
+                             persisted=False)
+    playing: bool = parameter(False, 0, 1, CLOCK, "/rvaed/play", "transport: stop / start")
     mutes: frozenset[int] = frozenset()
     freezes: frozenset[int] = frozenset()
     presets: tuple[tuple[float, float] | None, ...] = field(
         default_factory=lambda: (None,) * PRESETS)
     transition: Transition = field(default_factory=Transition)
-    tempo: float = 120.0
-    playing: bool = False
 
     def __setattr__(self, name: str, value: object) -> None:
-        if name in RANGES:
-            value = clamp(value, name)
-        elif name == "fixed_velocity":
-            value = _fixed_velocity(value)
+        row = PARAMETERS.get(name)
+        if row is not None:
+            value = row.valid(value)
         elif name in ("mutes", "freezes"):
             value = _voice_set(value, name, self.voices)
         elif name == "presets":
             value = _presets(value)
         elif name == "transition" and not isinstance(value, Transition):
             raise ValueError(f"transition: expected a Transition, got {value!r}")
-        elif name == "playing":
-            value = _boolean(value, name)
         elif name == "voices" and (isinstance(value, bool) or not isinstance(value, int)
                                    or value < 1):
             raise ValueError(f"voices: expected a positive integer, got {value!r}")
@@ -170,16 +133,24 @@ class PerformanceState:
         if isinstance(voice, bool) or not isinstance(voice, int) or not 0 <= voice < self.voices:
             raise ValueError(f"{name}: expected a voice 0-{self.voices - 1}, got {voice!r}")
         current: frozenset[int] = getattr(self, name)
-        return current | {voice} if _boolean(on, name) else current - {voice}
+        return current | {voice} if boolean(on, name) else current - {voice}
 
     def to_dict(self) -> dict:
         """Plain data (for the OSC state reply, persistence and logs)."""
         return {
-            "x": self.x, "y": self.y, "threshold": self.threshold, "noise": self.noise,
-            "velocity_scale": self.velocity_scale, "fixed_velocity": self.fixed_velocity,
-            "timing": self.timing, "swing": self.swing, "mutes": sorted(self.mutes),
-            "freezes": sorted(self.freezes),
+            **{name: getattr(self, name) for name in PARAMETERS},
+            "mutes": sorted(self.mutes), "freezes": sorted(self.freezes),
             "presets": [list(p) if p else None for p in self.presets],
             "transition": {"amount": self.transition.amount, "unit": self.transition.unit},
-            "tempo": self.tempo, "playing": self.playing,
         }
+
+
+PARAMETERS: dict[str, Parameter] = rows(fields(PerformanceState))
+RANGES: dict[str, tuple[float, float]] = {
+    name: (row.low, row.high) for name, row in PARAMETERS.items() if row.kind is float}
+# Fields set field by field from the state file at start: the persisted parameters but those of
+# the clock (the daemon hands the saved transport to the clock), and the structured fields
+# but the freezes (they hold hits of the last run).
+RESTORED = frozenset({*(name for name, row in PARAMETERS.items()
+                        if row.persisted and row.invalidates != CLOCK),
+                      "mutes", "presets", "transition"})

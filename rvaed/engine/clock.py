@@ -17,8 +17,11 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-MIN_TEMPO, MAX_TEMPO = 20.0, 999.0  # Ableton Link's range
-DEFAULT_TEMPO, DEFAULT_QUANTUM = 120.0, 4.0
+from rvaed.core.state import PARAMETERS
+
+TEMPO = PARAMETERS["tempo"]
+MIN_TEMPO, MAX_TEMPO = TEMPO.low, TEMPO.high  # Ableton Link's range
+DEFAULT_TEMPO, DEFAULT_QUANTUM = float(TEMPO.default), 4.0  # type: ignore[arg-type]
 START_LEAD = 0.02  # seconds between asking to play and the first beat, so it is not late
 
 if sys.platform.startswith("linux"):
@@ -30,7 +33,8 @@ else:
 
 
 def clamp_tempo(bpm: float) -> float:
-    """Tempo limited to Link's 20-999 BPM; a non-finite value is the default tempo."""
+    """Tempo limited to Link's range (MIN_TEMPO..MAX_TEMPO BPM); a non-finite value is the
+    default tempo."""
     if not math.isfinite(bpm):
         return DEFAULT_TEMPO
     return min(MAX_TEMPO, max(MIN_TEMPO, float(bpm)))

@@ -19,8 +19,13 @@ import numpy as np
 
 from rvaed.core.drummachine import Destination, DrumMachine
 from rvaed.core.pattern import Grid, Pattern
+from rvaed.core.state import PARAMETERS
 
-TIMING_MAX = 2.0  # the microtiming amount: 0 quantized, 1 as played, 2 exaggerated
+TIMING_MAX = PARAMETERS["timing"].high  # the microtiming amount: 0 quantized .. 2 exaggerated
+# the parameters a Playback holds as numbers: (name, default, low, high)
+NUMBERS = tuple((name, PARAMETERS[name].default, PARAMETERS[name].low, PARAMETERS[name].high)
+                for name in ("threshold", "timing", "swing", "velocity_scale"))
+VELOCITY = PARAMETERS["fixed_velocity"]
 MAX_PULL_STEPS = 0.5 * TIMING_MAX  # the earliest a hit can sound before its step, in steps
 
 
@@ -42,13 +47,11 @@ class Playback:
     gate: float = 0.5            # note length in steps (drum machines mostly ignore it)
 
     def __post_init__(self) -> None:
-        for name, default, low, high in (
-            ("threshold", 0.5, 0.0, 1.0), ("timing", 1.0, 0.0, TIMING_MAX),
-            ("swing", 0.5, 0.5, 0.75), ("velocity_scale", 1.0, 0.0, 2.0), ("gate", 0.5, 0.01, 16.0),
-        ):
+        for name, default, low, high in (*NUMBERS, ("gate", 0.5, 0.01, 16.0)):
             object.__setattr__(self, name, _finite(getattr(self, name), default, low, high))
         if self.fixed_velocity is not None:
-            object.__setattr__(self, "fixed_velocity", max(1, min(127, int(self.fixed_velocity))))
+            object.__setattr__(self, "fixed_velocity", max(VELOCITY.low, min(VELOCITY.high, int(
+                self.fixed_velocity))))
         object.__setattr__(self, "mutes", frozenset(int(v) for v in self.mutes))
 
     def velocity(self, velocity: int) -> int:
