@@ -8,26 +8,11 @@ the system has one, so the measured control latency includes any time spent in t
 buffer. Anything malformed is dropped with a rate-limited log line; the state never leaves
 its valid ranges (see rvaed.core.state).
 
-| address                 | arguments              | effect                                       |
-| ----------------------- | ---------------------- | -------------------------------------------- |
-| /rvaed/xy               | x y (0..1)             | move in the latent space                     |
-| /rvaed/x, /rvaed/y      | v (0..1)               | one axis                                     |
-| /rvaed/threshold        | v (0..1)               | onset threshold (density)                    |
-| /rvaed/noise            | v (0..1)               | per-bar z jitter                             |
-| /rvaed/velocity         | v (0..2)               | velocity scale                               |
-| /rvaed/fixed_velocity   | v (1..127, 0 = off)    | every hit at one velocity                    |
-| /rvaed/timing           | v (0..2)               | microtiming amount                           |
-| /rvaed/swing            | v (0.5..0.75)          | swing                                        |
-| /rvaed/tempo            | bpm (20..999)          | tempo (the Link session's, when Link is on)  |
-| /rvaed/play             | 0 or 1                 | stop / start                                 |
-| /rvaed/mute             | VOICE 0/1              | mute a voice (VOICE: name or number 1..9)    |
-| /rvaed/freeze           | VOICE 0/1              | freeze a voice's hits                        |
-| /rvaed/preset/store     | N (1..8)               | store x/y in preset N                        |
-| /rvaed/preset/recall    | N (1..8)               | glide to preset N                            |
-| /rvaed/transition       | amount [ms or bars]    | preset glide time (default unit ms)          |
-| /rvaed/state            | (none)                 | reply: every feedback message, to the sender |
-| /rvaed/subscribe        | [port]                 | send feedback to the sender's IP (at port)   |
-| /rvaed/unsubscribe      | [port]                 | stop that feedback                           |
+Every input address is a `Route`: its arguments, its effect in one line, whether it touches
+files (then only allowed senders may send it) and its handler, all with one signature. The
+performance's routes are `ROUTES` below (one per parameter of the state's table, and the rest);
+the daemon adds its commands and the tools' (the whole registry: `rvaed.daemon.routes.ROUTES`,
+which renders the README's OSC tables).
 
 Feedback (to subscribers, at most every 50 ms when something changed, and in reply to
 /rvaed/state) uses the same addresses, so a TouchOSC control bound to /rvaed/threshold shows
@@ -52,7 +37,9 @@ import logging
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from pythonosc.osc_message_builder import build_msg
 from pythonosc.osc_packet import OscPacket
@@ -60,7 +47,8 @@ from pythonosc.osc_packet import OscPacket
 from rvaed.control.controls import Controls
 from rvaed.control.ratelimit import RateLimitedLog
 from rvaed.core.errors import RvaedError
-from rvaed.core.state import number
+from rvaed.core.parameters import CLOCK, Parameter
+from rvaed.core.state import PARAMETERS, PRESETS, number
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +57,21 @@ DRAIN_LIMIT = 512  # datagrams read per wake-up before giving the loop back
 MAX_SUBSCRIBERS = 16
 FEEDBACK_INTERVAL = 0.05
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux
-FIELDS = {"/rvaed/x": "x", "/rvaed/y": "y", "/rvaed/threshold": "threshold",
-          "/rvaed/noise": "noise", "/rvaed/velocity": "velocity_scale",
-          "/rvaed/timing": "timing", "/rvaed/swing": "swing", "/rvaed/tempo": "tempo"}
-# Addresses that only set state: of a burst of them, the newest value is all that counts.
-SETTERS = frozenset(a.encode() for a in [*FIELDS, "/rvaed/xy", "/rvaed/fixed_velocity"])
+Handler = Callable[[Any, tuple, tuple, int], None]  # (owner, sender, args, arrival_ns)
+Allowed = Callable[[str], bool]  # may this host send what touches files?
+
+
+@dataclass(frozen=True)
+class Route:
+    """One input address. ``handler(owner, sender, args, arrival_ns)`` gets the object the
+    route is served for; a ValueError or RvaedError is bad input (logged, rate-limited)."""
+
+    address: str
+    arguments: str  # as documented ("" for none)
+    effect: str  # one line
+    handler: Handler
+    files: bool = False  # touches files: obeyed only from allowed senders (osc.allow)
+    latest: bool = False  # only sets state: of a burst of them, the newest is all that counts
 
 
 def numbers(address: str, args: tuple, count: int) -> list[float]:
@@ -101,25 +99,26 @@ class OscServer:
         self._dirty = True
         self._sent_clock: tuple = ()
         self._feedback: asyncio.Task | None = None
-        self._handlers: dict[str, Callable[[tuple, tuple, int], None]] = {
-            "/rvaed/xy": self._xy, "/rvaed/play": self._play,
-            "/rvaed/fixed_velocity": self._fixed_velocity,
-            "/rvaed/mute": self._voice("mutes"), "/rvaed/freeze": self._voice("freezes"),
-            "/rvaed/preset/store": self._preset(store=True),
-            "/rvaed/preset/recall": self._preset(store=False),
-            "/rvaed/transition": self._transition, "/rvaed/state": self._state,
-            "/rvaed/subscribe": self._subscribe, "/rvaed/unsubscribe": self._unsubscribe,
-            **{address: self._field(name) for address, name in FIELDS.items()},
-        }
+        self._routes: dict[str, tuple[Route, object, Allowed | None]] = {}
+        self._setters: set[bytes] = set()
+        self.serve(ROUTES, self)
 
     @property
     def addresses(self) -> list[str]:
-        return sorted(self._handlers)
+        return sorted(self._routes)
 
-    def route(self, address: str, handler: Callable[[tuple, tuple, int], None]) -> None:
-        """Serve one more address: ``handler(sender, args, arrival_ns)``; ValueError = bad
-        input (logged, rate-limited). For the daemon's own commands (train, load, ...)."""
-        self._handlers[address] = handler
+    def serve(self, routes: Iterable[Route], owner: object, allowed: Allowed | None = None,
+              ) -> None:
+        """Serve ``routes`` for ``owner`` (their handlers' first argument); those that touch
+        files only from the hosts ``allowed`` says yes to (required for them)."""
+        for route in routes:
+            if route.files and allowed is None:
+                raise ValueError(f"{route.address}: touches files, served without a sender check")
+            if route.address in self._routes:
+                raise ValueError(f"{route.address}: served twice")
+            self._routes[route.address] = (route, owner, allowed)
+            if route.latest:
+                self._setters.add(route.address.encode())
 
     def reply(self, sender: tuple, address: str, args: list) -> None:
         """Send one message back to ``sender`` (answers to the daemon's own commands)."""
@@ -201,7 +200,7 @@ class OscServer:
         for i in range(len(burst) - 1, -1, -1):
             data = burst[i][0]
             address = data[:data.find(b"\0")]
-            if address not in SETTERS:
+            if address not in self._setters:
                 newest.clear()
             elif address in newest:
                 skip[i] = True
@@ -228,39 +227,23 @@ class OscServer:
                 self.rejected(f"{exc} (from {sender[0]})")
 
     def message(self, address: str, args: tuple, sender: tuple, at: int) -> None:
-        handler = self._handlers.get(address)
-        if handler is not None:
-            handler(sender, args, at)
+        served = self._routes.get(address)
+        if served is not None:
+            route, owner, allowed = served
+            if route.files and not allowed(sender[0]):  # type: ignore[misc]
+                raise ValueError(f"{address}: refused from {sender[0]} (not in osc.allow)")
+            try:
+                route.handler(owner, sender, args, at)
+            except RvaedError as exc:
+                raise ValueError(f"{address}: {exc}") from None
         elif self.controls is None or not self.controls.osc(address, args, at):
             raise ValueError(f"unknown address {address[:80]!r}")
 
     # -- handlers (ValueError = bad input, logged by the caller) --------------------------
 
-    def _field(self, name: str) -> Callable:
-        def handler(sender, args, at):
-            self.performance.set(name, numbers(f"/rvaed/{name}", args, 1)[0], at)
-        return handler
-
     def _xy(self, sender, args, at) -> None:
         x, y = numbers("/rvaed/xy", args, 2)
         self.performance.set_xy(x, y, at)
-
-    def _play(self, sender, args, at) -> None:
-        self.performance.set("playing", numbers("/rvaed/play", args, 1)[0], at)
-
-    def _fixed_velocity(self, sender, args, at) -> None:
-        value = numbers("/rvaed/fixed_velocity", args, 1)[0]
-        self.performance.set("fixed_velocity", None if value < 1 else value, at)
-
-    def _voice(self, name: str) -> Callable:
-        address = "/rvaed/" + name[:-2]
-
-        def handler(sender, args, at):
-            if len(args) != 2:
-                raise ValueError(f"{address}: expected VOICE and 0/1, got {len(args)} arguments")
-            voice = self._voice_index(address, args[0])
-            self.performance.set_voice(name, voice, numbers(address, args[1:], 1)[0], at)
-        return handler
 
     def _voice_index(self, address: str, value: object) -> int:
         names = self.performance.decoder.kit.names
@@ -270,18 +253,6 @@ class OscServer:
         if number != int(number) or not 1 <= number <= len(names):
             raise ValueError(f"{address}: expected a voice name or number 1-{len(names)}")
         return int(number) - 1
-
-    def _preset(self, store: bool) -> Callable:
-        address = "/rvaed/preset/" + ("store" if store else "recall")
-
-        def handler(sender, args, at):
-            number = numbers(address, args, 1)[0]
-            if store:
-                self.performance.store_preset(number)
-            elif not self.performance.recall_preset(number, at):
-                raise ValueError(f"{address}: preset {number:g} is empty")
-            self._dirty = True
-        return handler
 
     def _transition(self, sender, args, at) -> None:
         unit = args[1] if len(args) == 2 else "ms"
@@ -344,12 +315,10 @@ class OscServer:
                                [float(c > 0) for c in cells[v * steps:(v + 1) * steps]])
                      for v in range(voices)]
         messages += [build_msg("/rvaed/xy", [state.x, state.y])]
-        messages += [build_msg(address, getattr(state, name)) for address, name in FIELDS.items()
-                     if name != "tempo"]
-        messages += [build_msg("/rvaed/fixed_velocity", state.fixed_velocity or 0),
-                     build_msg("/rvaed/tempo", float(clock.tempo)),
-                     build_msg("/rvaed/play", int(clock.playing)),
-                     build_msg("/rvaed/peers", int(clock.peers)),
+        messages += [build_msg(row.address, row.outward(
+                         getattr(clock if row.invalidates == CLOCK else state, row.name)))
+                     for row in PARAMETERS.values()]
+        messages += [build_msg("/rvaed/peers", int(clock.peers)),
                      build_msg("/rvaed/model", self.model_name),
                      build_msg("/rvaed/transition", [state.transition.amount,
                                                      state.transition.unit]),
@@ -365,6 +334,63 @@ class OscServer:
             self._sock.sendto(datagram, client)  # type: ignore[union-attr]
         except OSError as exc:  # a full buffer or a vanished client must not stop anything
             log.debug("OSC: feedback to %s:%d: %s", client[0], client[1], exc)
+
+
+def _setter(row: Parameter) -> Handler:
+    def handler(server: OscServer, sender: tuple, args: tuple, at: int) -> None:
+        value = numbers(row.address, args, 1)[0]
+        server.performance.set(row.name, row.inward(value), at)
+    return handler
+
+
+def _voice(name: str) -> Handler:
+    address = "/rvaed/" + name[:-2]
+
+    def handler(server: OscServer, sender: tuple, args: tuple, at: int) -> None:
+        if len(args) != 2:
+            raise ValueError(f"{address}: expected VOICE and 0/1, got {len(args)} arguments")
+        voice = server._voice_index(address, args[0])
+        server.performance.set_voice(name, voice, numbers(address, args[1:], 1)[0], at)
+    return handler
+
+
+def _preset(store: bool) -> Handler:
+    address = "/rvaed/preset/" + ("store" if store else "recall")
+
+    def handler(server: OscServer, sender: tuple, args: tuple, at: int) -> None:
+        number = numbers(address, args, 1)[0]
+        if store:
+            server.performance.store_preset(number)
+        elif not server.performance.recall_preset(number, at):
+            raise ValueError(f"{address}: preset {number:g} is empty")
+        server._dirty = True
+    return handler
+
+
+X = PARAMETERS["x"]
+# The performance's routes: a setter per parameter (a switch, playing, is an event: a stop and
+# a start in one burst both count), then the rest.
+ROUTES = (
+    *(Route(row.address, row.arguments, row.doc, _setter(row), latest=row.kind is not bool)
+      for row in PARAMETERS.values()),
+    Route("/rvaed/xy", f"x y ({X.low:g}..{X.high:g})", "move in the latent space (both axes)",
+          OscServer._xy, latest=True),
+    Route("/rvaed/mute", "VOICE 0/1",
+          "mute a voice (VOICE: its name in the kit, or its number from 1)", _voice("mutes")),
+    Route("/rvaed/freeze", "VOICE 0/1", "freeze a voice: it keeps the hits it plays now",
+          _voice("freezes")),
+    Route("/rvaed/preset/store", f"N (1..{PRESETS})", "store x/y in preset N", _preset(True)),
+    Route("/rvaed/preset/recall", f"N (1..{PRESETS})", "glide to preset N",
+          _preset(False)),
+    Route("/rvaed/transition", "amount [ms or bars]",
+          "glide time of a preset recall (default unit ms)", OscServer._transition),
+    Route("/rvaed/state", "", "reply with every feedback message, to the sender",
+          OscServer._state),
+    Route("/rvaed/subscribe", "[port]",
+          "send feedback to the sender's IP (at port): pattern grid, state, model, training",
+          OscServer._subscribe),
+    Route("/rvaed/unsubscribe", "[port]", "stop that feedback", OscServer._unsubscribe),
+)
 
 
 def _arrival(ancillary: list) -> int:

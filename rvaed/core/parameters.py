@@ -73,7 +73,7 @@ class Parameter:
         """The state's value as a control or a feedback message shows it (off as ``off``)."""
         if value is None:
             return self.off  # type: ignore[return-value]
-        return int(value) if self.kind is bool else value  # type: ignore[return-value]
+        return int(value) if self.kind is bool else self.kind(value)  # type: ignore[operator]
 
     @property
     def span(self) -> tuple[float, float]:

@@ -148,9 +148,8 @@ class PerformanceState:
 PARAMETERS: dict[str, Parameter] = rows(fields(PerformanceState))
 RANGES: dict[str, tuple[float, float]] = {
     name: (row.low, row.high) for name, row in PARAMETERS.items() if row.kind is float}
-# Fields set field by field from the state file at start: the persisted parameters but those of
-# the clock (the daemon hands the saved transport to the clock), and the structured fields
-# but the freezes (they hold hits of the last run).
-RESTORED = frozenset({*(name for name, row in PARAMETERS.items()
-                        if row.persisted and row.invalidates != CLOCK),
-                      "mutes", "presets", "transition"})
+# Saved fields not restored field by field at start: the parameters not persisted, those of
+# the clock (the daemon hands the saved transport to the clock itself) and the freezes (they
+# hold hits of the last run).
+NOT_RESTORED = frozenset({"freezes", *(name for name, row in PARAMETERS.items()
+                                       if not row.persisted or row.invalidates == CLOCK)})

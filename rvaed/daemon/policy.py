@@ -9,7 +9,7 @@ resolve — after following symlinks — inside one of the configured data direc
 
 import ipaddress
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,19 +78,6 @@ class FilePolicy:
         if real.is_file():
             self.check_size(real)
         return real
-
-    def guard(self, address: str, handler: Callable[[tuple, tuple], None],
-              ) -> Callable[[tuple, tuple, int], None]:
-        """An OSC handler for a command that touches files: obeyed only from allowed senders,
-        its `RvaedError` turned into the ValueError that OscServer logs (rate-limited)."""
-        def guarded(sender: tuple, args: tuple, at: int) -> None:
-            if not self.sender_allowed(sender[0]):
-                raise ValueError(f"{address}: refused from {sender[0]} (not in osc.allow)")
-            try:
-                handler(sender, args)
-            except RvaedError as exc:
-                raise ValueError(f"{address}: {exc}") from None
-        return guarded
 
     def check_size(self, path: Path) -> int:
         """The size of ``path``; over ``max_file_bytes`` is an error."""

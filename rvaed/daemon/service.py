@@ -27,7 +27,7 @@ from rvaed.control.osc import OscServer
 from rvaed.control.performance import Performance
 from rvaed.core.drummachine import load_drum_machine
 from rvaed.core.errors import RvaedError
-from rvaed.core.state import PerformanceState, Transition
+from rvaed.core.state import NOT_RESTORED, PerformanceState, Transition
 from rvaed.daemon.config import DaemonConfig, load_config
 from rvaed.daemon.inbox import Batch, Inbox
 from rvaed.daemon.persist import StateStore
@@ -43,7 +43,6 @@ from rvaed.model.runtime import Decoder
 from rvaed.tools.automation import Automation, Automator
 from rvaed.tools.capture import Capture
 from rvaed.tools.groove import GrooveInput
-from rvaed.tools.groove import osc_routes as groove_routes
 
 log = logging.getLogger(__name__)
 
@@ -231,13 +230,9 @@ class Daemon:
             log.error("%s: OSC is off", exc)
             return
         self.osc = server
-        from rvaed.daemon.routes import route_commands
+        from rvaed.daemon import routes
 
-        route_commands(self, server)
-        routes = {**self.automator.osc_routes(), **self.capture.osc_routes(self.policy),
-                  **groove_routes(self.performance, self.policy, self.config.dirs.captures)}
-        for address, handler in routes.items():
-            server.route(address, handler)
+        routes.serve(self, server)
 
     async def _start_inputs(self, controls: Controls) -> None:
         midi = self.config.midi
@@ -389,8 +384,8 @@ def _restore_state(saved: dict | None, decoder: Decoder) -> PerformanceState:
     """The saved performance state, field by field; a bad field keeps its default."""
     state = PerformanceState(voices=decoder.kit.size)
     for name, value in (saved or {}).items():
-        if name in ("freezes", "tempo", "playing"):
-            continue  # freezes hold hits of the last run; tempo and transport follow Link
+        if name in NOT_RESTORED:
+            continue
         try:
             setattr(state, name, _state_value(name, value))
         except (ValueError, TypeError, AttributeError) as exc:

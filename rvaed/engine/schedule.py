@@ -12,7 +12,7 @@ steps.
 import functools
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import NamedTuple
 
 import numpy as np
@@ -22,9 +22,6 @@ from rvaed.core.pattern import Grid, Pattern
 from rvaed.core.state import PARAMETERS
 
 TIMING_MAX = PARAMETERS["timing"].high  # the microtiming amount: 0 quantized .. 2 exaggerated
-# the parameters a Playback holds as numbers: (name, default, low, high)
-NUMBERS = tuple((name, PARAMETERS[name].default, PARAMETERS[name].low, PARAMETERS[name].high)
-                for name in ("threshold", "timing", "swing", "velocity_scale"))
 VELOCITY = PARAMETERS["fixed_velocity"]
 MAX_PULL_STEPS = 0.5 * TIMING_MAX  # the earliest a hit can sound before its step, in steps
 
@@ -65,6 +62,13 @@ class Playback:
         if self.velocity_scale == 1.0:
             return velocities
         return np.clip(np.rint(velocities * self.velocity_scale), 1, 127).astype(int)
+
+
+# the numbers of a Playback that are parameters, clamped as the state clamps them:
+# (name, default, low, high)
+NUMBERS = tuple((f.name, PARAMETERS[f.name].default, PARAMETERS[f.name].low,
+                 PARAMETERS[f.name].high) for f in fields(Playback)
+                if f.name in PARAMETERS and PARAMETERS[f.name].kind is float)
 
 
 class Event(NamedTuple):

@@ -33,7 +33,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from rvaed.control.osc import numbers
+from rvaed.control.osc import Handler, Route, numbers
 from rvaed.engine.clock import next_bar
 
 log = logging.getLogger(__name__)
@@ -194,19 +194,6 @@ class Automator:
                 await self._task
             self._task = None
 
-    def osc_routes(self) -> dict[str, Callable[[tuple, tuple, int], None]]:
-        """OSC addresses for `OscServer.route`: no argument, or a button's 1 (its 0, the
-        release, is ignored)."""
-        def route(address: str, command: Callable[[], object]) -> Callable:
-            def handler(sender, args, at):
-                if not args or numbers(address, args, 1)[0] >= 0.5:
-                    command()
-            return handler
-        commands = {"record": self.record, "play": self.play, "stop": self.stop,
-                    "clear": self.clear}
-        return {f"/rvaed/automation/{name}": route(f"/rvaed/automation/{name}", command)
-                for name, command in commands.items()}
-
     # -- the task ----------------------------------------------------------------------------
 
     def _finish_at_bar(self, play_after: bool) -> None:
@@ -273,3 +260,20 @@ class Automator:
         self.performance.set_xy(x, y)
         self._placed = (state.x, state.y)
 
+
+def _button(address: str, command: Callable[[Automator], object]) -> Handler:
+    """An OSC command: no argument, or a button's 1 (its 0, the release, is ignored)."""
+    def handler(automator: Automator, sender: tuple, args: tuple, at: int) -> None:
+        if not args or numbers(address, args, 1)[0] >= 0.5:
+            command(automator)
+    return handler
+
+
+ROUTES = tuple(Route(f"/rvaed/automation/{name}", "[1]", effect,
+                     _button(f"/rvaed/automation/{name}", command))
+               for name, command, effect in (
+                   ("record", Automator.record, "record the x/y movement from the next bar line"),
+                   ("play", Automator.play, "loop the recording from the next bar line (a touch "
+                    "on x/y stops it)"),
+                   ("stop", Automator.stop, "end a recording at the next bar line, or stop"),
+                   ("clear", Automator.clear, "stop and forget the recording")))

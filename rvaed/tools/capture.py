@@ -25,12 +25,11 @@ import os
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from rvaed.control.osc import numbers
+from rvaed.control.osc import Route, numbers
 from rvaed.core.errors import RvaedError
 from rvaed.core.pattern import Grid, Hit, Pattern
 from rvaed.core.patternfile import save_pattern
@@ -176,16 +175,13 @@ class Capture:
         log.info("capture: saved %s", path)
         return path
 
-    def osc_routes(self, policy) -> dict[str, Callable[[tuple, tuple, int], None]]:
-        """``/rvaed/capture [bars]`` for `OscServer.route`, obeyed from allowed senders
-        (``policy``: a `rvaed.daemon.policy.FilePolicy`); the result is logged."""
-        def handler(sender, args):
-            count = numbers("/rvaed/capture", args, 1)[0] if args else None
-            if count is not None and count != int(count):
-                raise RvaedError("expected a whole number of bars")
-            asyncio.get_running_loop().create_task(
-                self._capture_logged(None if count is None else int(count)))
-        return {"/rvaed/capture": policy.guard("/rvaed/capture", handler)}
+    def _osc(self, sender: tuple, args: tuple, at: int) -> None:
+        """``/rvaed/capture [bars]`` (see `ROUTES`); the result is logged."""
+        count = numbers("/rvaed/capture", args, 1)[0] if args else None
+        if count is not None and count != int(count):
+            raise RvaedError("expected a whole number of bars")
+        asyncio.get_running_loop().create_task(
+            self._capture_logged(None if count is None else int(count)))
 
     async def _capture_logged(self, bars: int | None) -> None:
         try:
@@ -220,3 +216,7 @@ def _save_new(pattern: Pattern, directory: Path, label: str, kit, grid: Grid,
         raise RvaedError(f"{directory}: no free name for {stem}.mid")
     finally:
         Path(temp).unlink(missing_ok=True)
+
+
+ROUTES = (Route("/rvaed/capture", "[bars]", "save the current loop, or the last N bars played, "
+                "as a MIDI file in the captures folder", Capture._osc, files=True),)

@@ -21,12 +21,13 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rvaed.control.midiin import MidiControlInput
+from rvaed.control.osc import Route
 from rvaed.core.errors import RvaedError
 from rvaed.core.midi import NOTE_ON
 from rvaed.core.pattern import Pattern
@@ -151,12 +152,20 @@ class GrooveInput:
         return Pattern.from_array(window)
 
 
-def osc_routes(performance, policy, base: Path) -> dict[str, Callable[[tuple, tuple, int], None]]:
-    """``/rvaed/groove PATH`` for `OscServer.route`: PATH relative to ``base`` (or absolute),
-    inside the data directories of ``policy`` (a `rvaed.daemon.policy.FilePolicy`), from allowed
-    senders only."""
-    def handler(sender, args):
+@dataclass(frozen=True)
+class GrooveFiles:
+    """Where ``/rvaed/groove PATH`` finds its MIDI file: PATH relative to ``base`` (or
+    absolute), inside the data directories of ``policy`` (a `rvaed.daemon.policy.FilePolicy`)."""
+
+    performance: object
+    policy: object
+    base: Path
+
+    def _osc(self, sender: tuple, args: tuple, at: int) -> None:
         if len(args) != 1 or not isinstance(args[0], str):
             raise RvaedError("expected one argument, a MIDI file's path")
-        groove_from_file(performance, policy.resolve(args[0], base))
-    return {"/rvaed/groove": policy.guard("/rvaed/groove", handler)}
+        groove_from_file(self.performance, self.policy.resolve(args[0], self.base))
+
+
+ROUTES = (Route("/rvaed/groove", "PATH", "\"find my groove\": jump to where the model places "
+                "this MIDI file's first loop", GrooveFiles._osc, files=True),)

@@ -11,6 +11,7 @@ from rvaed.control.mapfile import load_mapping, shipped_mappings
 from rvaed.core.drummachine import load_drum_machine, shipped_drum_machines
 from rvaed.core.errors import RvaedError
 from rvaed.core.kit import load_kit
+from rvaed.core.state import PARAMETERS
 
 KIT = load_kit()
 READY_MAPS = {"generic", "touchosc", "touchosc-new", "open-stage-control", "nanokontrol2",
@@ -202,3 +203,20 @@ def test_a_wrong_map_is_one_line_naming_file_line_and_field(tmp_path, text, expe
 def test_unknown_map_name_lists_the_shipped_ones():
     with pytest.raises(RvaedError, match="nanokontrol2"):
         load_mapping("no-such-controller", KIT)
+
+
+def test_every_parameter_is_a_target_over_its_whole_range(tmp_path, model_dir):  # noqa: F811
+    numbers = [name for name, row in PARAMETERS.items() if row.kind is not bool]
+    bindings = "".join(f"  - {{cc: {cc}, target: {name}}}\n" for cc, name in enumerate(numbers))
+    controls, perf = controls_for(tmp_path, model_dir, "bindings:\n" + bindings + """\
+  - {note: 36, target: playing, mode: toggle}
+""")
+    for cc, name in enumerate(numbers):
+        controls.midi(None, [0xB0, cc, 127])
+        assert getattr(perf.state, name) == PARAMETERS[name].high, name
+    controls.midi(None, [0xB0, numbers.index("fixed_velocity"), 0])
+    assert perf.state.fixed_velocity is None  # the bottom of the fader is "off"
+    assert controls.get(controls.mappings[0].bindings[0].target) == 1.0
+    playing = perf.state.playing
+    controls.midi(None, [0x90, 36, 100])
+    assert perf.state.playing is not playing  # a switch target

@@ -4,22 +4,27 @@ dropped with rate-limited logging and the state stays valid."""
 
 import asyncio
 import logging
+import re
 import socket
 import sys
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
-from checks import require_tools
+from checks import assert_one_line, require_tools
 from pythonosc.osc_message_builder import build_msg
 from pythonosc.osc_packet import OscPacket
 from test_performance import make_performance, model_dir  # noqa: F401  (fixture)
 
 from rvaed.control.controls import Controls
 from rvaed.control.mapfile import load_mapping
-from rvaed.control.osc import OscServer
+from rvaed.control.osc import ROUTES, OscServer, Route
+from rvaed.core.errors import RvaedError
 from rvaed.core.kit import load_kit
 from rvaed.core.state import RANGES
+from rvaed.daemon import routes
 
 
 async def serve(model_dir, maps=()):  # noqa: F811
@@ -210,12 +215,47 @@ def test_a_burst_keeps_each_setters_newest_value_and_every_other_message(
 
 
 def test_every_address_in_the_documented_table_is_served(model_dir):  # noqa: F811
-    import re
-
-    import rvaed.control.osc
-
-    table = rvaed.control.osc.__doc__.split("Feedback")[0]
-    documented = {a for row in re.findall(r"^\| (/rvaed/[^|]+?)\s+\|", table, re.M)
-                  for a in row.split(", ")}
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    documented = set(re.findall(r"^\| `(/rvaed/[^`]+)` \|", routes.tables_in(readme), re.M))
     server = OscServer(make_performance(model_dir), None)
-    assert documented == set(server.addresses)
+    assert set(server.addresses) < documented
+    assert documented == {route.address for route in routes.ROUTES}
+    assert "/rvaed/bend" in documented
+
+
+def test_a_route_is_served_once_and_one_touching_files_only_with_a_sender_check(
+        model_dir):  # noqa: F811
+    server = OscServer(make_performance(model_dir), None)
+    touches = Route("/test/save", "", "save a file", lambda owner, sender, args, at: None,
+                    files=True)
+    with pytest.raises(ValueError, match="/test/save: touches files"):
+        server.serve([touches], None)
+    with pytest.raises(ValueError, match="/rvaed/x: served twice"):
+        server.serve(ROUTES[:1], server)
+    saved = []
+    server.serve([replace(touches, handler=lambda owner, sender, args, at: saved.append(owner))],
+                 "owner", lambda host: host == "127.0.0.1")
+    server.message("/test/save", (), ("127.0.0.1", 9), 0)
+    with pytest.raises(ValueError, match=r"/test/save: refused from 10\.0\.0\.1"):
+        server.message("/test/save", (), ("10.0.0.1", 9), 0)
+    assert saved == ["owner"]
+
+
+def test_the_readme_osc_tables_are_the_route_registry():
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    assert routes.tables_in(readme.read_text()) == routes.readme_tables(), (
+        "README.md's OSC tables differ from the route registry: update them with "
+        "`python -m rvaed.daemon.routes README.md`")
+
+
+def test_updating_the_readme_rewrites_only_its_osc_tables(tmp_path):
+    readme = tmp_path / "README.md"
+    stale = routes.readme_tables().replace("| `/rvaed/bend` |", "| `/rvaed/bent` |")
+    readme.write_text(f"# rvaed\n\n{stale}\n\nthe rest\n")
+    assert routes.update_readme(readme)
+    assert readme.read_text() == f"# rvaed\n\n{routes.readme_tables()}\n\nthe rest\n"
+    assert not routes.update_readme(readme)
+    readme.write_text("# rvaed\n")
+    with pytest.raises(RvaedError) as error:
+        routes.update_readme(readme)
+    assert_one_line(str(error.value), "no generated OSC tables")

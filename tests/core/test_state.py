@@ -6,7 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rvaed.core.state import PRESETS, RANGES, PerformanceState, Transition, preset_slot
+from rvaed.core.parameters import CLOCK, DECODE, SCHEDULE
+from rvaed.core.state import (
+    NOT_RESTORED,
+    PARAMETERS,
+    PRESETS,
+    RANGES,
+    PerformanceState,
+    Transition,
+    preset_slot,
+)
 
 anything = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(),
                      st.text(max_size=3), st.none(), st.booleans())
@@ -102,3 +111,35 @@ def test_unknown_fields_and_playing_values():
     assert state.playing is False
     with pytest.raises(ValueError):
         state.playing = math.nan
+
+
+def test_every_parameter_row_is_complete_and_its_default_valid():
+    assert list(PARAMETERS)[:3] == ["x", "y", "threshold"]
+    assert {"fixed_velocity", "tempo", "playing"} <= set(PARAMETERS)
+    for name, row in PARAMETERS.items():
+        assert row.name == name and row.kind in (float, int, bool), name
+        assert row.invalidates in (DECODE, SCHEDULE, CLOCK), name
+        assert row.address.startswith("/rvaed/") and " " not in row.address, name
+        assert row.doc and "\n" not in row.doc, name
+        assert row.low < row.high and row.valid(row.default) == row.default, name
+        assert getattr(PerformanceState(), name) == row.default, name
+    assert len({row.address for row in PARAMETERS.values()}) == len(PARAMETERS)
+
+
+def test_off_is_none_in_the_state_and_its_value_on_the_wire():
+    velocity, x = PARAMETERS["fixed_velocity"], PARAMETERS["x"]
+    assert (velocity.inward(0.0), velocity.inward(0.9), velocity.inward(64.0)) == (None, None, 64)
+    assert (velocity.outward(None), velocity.outward(90)) == (0, 90)
+    assert velocity.span == (0.0, 127.0) and velocity.arguments == "v (1..127, 0 = off)"
+    assert x.inward(0.0) == 0.0 and x.span == RANGES["x"]
+    assert PARAMETERS["playing"].outward(True) == 1 and PARAMETERS["playing"].arguments == "0 or 1"
+
+
+def test_the_saved_state_holds_every_parameter_and_restores_the_persisted_ones():
+    state = PerformanceState()
+    state.threshold, state.fixed_velocity, state.tempo = 0.25, 100, 90
+    saved = state.to_dict()
+    assert {name: saved[name] for name in PARAMETERS} == {
+        name: getattr(state, name) for name in PARAMETERS}
+    assert saved["fixed_velocity"] == 100 and saved["tempo"] == 90.0
+    assert {"freezes", "tempo", "playing"} == NOT_RESTORED  # the clock's, and last run's hits

@@ -13,7 +13,16 @@ from test_performance import make_performance, model_dir  # noqa: F401  (fixture
 
 from rvaed.control.osc import OscServer
 from rvaed.engine.clock import InternalClock
-from rvaed.tools.automation import ARMED, IDLE, PLAYING, RECORDING, Automation, Automator, thin
+from rvaed.tools.automation import (
+    ARMED,
+    IDLE,
+    PLAYING,
+    RECORDING,
+    ROUTES,
+    Automation,
+    Automator,
+    thin,
+)
 
 TEMPO = 480.0  # a bar every 0.5 s
 BAR = 4
@@ -159,8 +168,7 @@ def test_the_automation_commands_over_osc(model_dir):  # noqa: F811
         perf = await started(model_dir)
         automator = Automator(perf)
         server = OscServer(perf, host="127.0.0.1", port=0)
-        for address, handler in automator.osc_routes().items():
-            server.route(address, handler)
+        server.serve(ROUTES, automator)
         await server.start()
         port = str(server.port)
         await shell("oscsend", "127.0.0.1", port, "/rvaed/automation/record", "f", "0")

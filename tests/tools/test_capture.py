@@ -4,6 +4,7 @@ private JACK server while the pattern changed mid-bar."""
 
 import asyncio
 import os
+from dataclasses import replace
 
 import mido
 import numpy as np
@@ -22,7 +23,7 @@ from rvaed.core.patternfile import load_pattern
 from rvaed.daemon.policy import FilePolicy, parse_allowlist
 from rvaed.engine.clock import InternalClock
 from rvaed.engine.midiout import Output
-from rvaed.tools.capture import Capture
+from rvaed.tools.capture import ROUTES, Capture
 
 TEMPO = 300.0  # a bar every 0.8 s, a step every 50 ms
 BAR = 4
@@ -179,8 +180,8 @@ def test_capture_over_osc_only_from_allowed_senders(model_dir, tmp_path):  # noq
             policy = FilePolicy((tmp_path,), parse_allowlist(allow), 1 << 20, 1 << 22)
             captures[name] = Capture(perf, tmp_path / name)
             await captures[name].start()
-            for address, handler in captures[name].osc_routes(policy).items():
-                server.route(address + "/" + name, handler)
+            server.serve([replace(route, address=f"{route.address}/{name}") for route in ROUTES],
+                         captures[name], policy.sender_allowed)
         await server.start()
         port = str(server.port)
         await at_beat(clock, 3 * BAR + 1)

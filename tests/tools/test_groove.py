@@ -18,7 +18,7 @@ from rvaed.core.patternfile import load_pattern
 from rvaed.daemon.policy import FilePolicy, parse_allowlist
 from rvaed.engine import midiapi
 from rvaed.engine.clock import InternalClock
-from rvaed.tools.groove import GrooveInput, groove_from_file, osc_routes
+from rvaed.tools.groove import ROUTES, GrooveFiles, GrooveInput, groove_from_file
 
 TEMPO = 200.0  # a bar every 1.2 s; half a step is 37.5 ms
 BAR = 4
@@ -147,8 +147,7 @@ def test_groove_over_osc_stays_inside_the_data_directories(model_dir, tmp_path):
         beat_file(tmp_path / "elsewhere.mid", groove(2))
         policy = FilePolicy((data,), parse_allowlist(["127.0.0.0/8"]), 1 << 20, 1 << 22)
         server = OscServer(perf, host="127.0.0.1", port=0)
-        for address, handler in osc_routes(perf, policy, data).items():
-            server.route(address, handler)
+        server.serve(ROUTES, GrooveFiles(perf, policy, data), policy.sender_allowed)
         await server.start()
         port = str(server.port)
         for refused in ("../elsewhere.mid", str(tmp_path / "elsewhere.mid"), "missing.mid"):
