@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rvaed.control.hub import Hub
 from rvaed.control.midiin import MidiControlInput
 from rvaed.core.errors import RvaedError
 from rvaed.core.midi import NOTE_ON
@@ -40,7 +41,7 @@ MAX_NOTES = 4096  # note-ons kept (a 2-bar window of 32nd-note rolls on every vo
 POLL = 0.02  # seconds between pause checks while notes are waiting
 
 
-def jump_to(performance, pattern: Pattern) -> tuple[float, float]:
+def jump_to(performance: Hub, pattern: Pattern) -> tuple[float, float]:
     """Move the pad to where the model encodes ``pattern``; the new x/y."""
     x, y = performance.decoder.encode_xy(pattern)
     performance.set_xy(x, y)
@@ -48,7 +49,7 @@ def jump_to(performance, pattern: Pattern) -> tuple[float, float]:
     return x, y
 
 
-def groove_from_file(performance, path: str | Path, channel: int | None = None
+def groove_from_file(performance: Hub, path: str | Path, channel: int | None = None
                      ) -> tuple[float, float]:
     """Jump to a MIDI file's first loop (read with the model's kit and grid); RvaedError for a
     file that cannot be read."""
@@ -63,8 +64,9 @@ class GrooveInput:
     1-16 or None for all.
     """
 
-    def __init__(self, performance, port: str, *, api: str = "auto", channel: int | None = None,
-                 min_onsets: int = MIN_ONSETS, poll: float = 1.0) -> None:
+    def __init__(self, performance: Hub, port: str, *, api: str = "auto",
+                 channel: int | None = None, min_onsets: int = MIN_ONSETS,
+                 poll: float = 1.0) -> None:
         self.performance = performance
         self.channel = channel
         self.min_onsets = min_onsets
@@ -151,7 +153,8 @@ class GrooveInput:
         return Pattern.from_array(window)
 
 
-def osc_routes(performance, policy, base: Path) -> dict[str, Callable[[tuple, tuple, int], None]]:
+def osc_routes(performance: Hub, policy,
+               base: Path) -> dict[str, Callable[[tuple, tuple, int], None]]:
     """``/rvaed/groove PATH`` for `OscServer.route`: PATH relative to ``base`` (or absolute),
     inside the data directories of ``policy`` (a `rvaed.daemon.policy.FilePolicy`), from allowed
     senders only."""
