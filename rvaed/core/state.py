@@ -24,6 +24,7 @@ Ranges (controller maps and the OSC API use the same ones):
 """
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from numbers import Real
 
@@ -50,8 +51,9 @@ def number(value: object, name: str) -> float:
             raise ValueError(f"{name}: expected a number, got {value!r:.80}")
         try:
             result = float(value)
-        except OverflowError:  # an integer beyond any float
-            raise ValueError(f"{name}: expected a finite number, got a {value.bit_length()}-bit "
+        except OverflowError:  # an integer (or a fraction of integers) beyond any float
+            bits = int(math.trunc(value)).bit_length()  # noqa: RUF046 (typed as no int)
+            raise ValueError(f"{name}: expected a finite number, got a {bits}-bit "
                              "integer") from None
     if not math.isfinite(result):
         raise ValueError(f"{name}: expected a finite number, got {result}")
@@ -94,9 +96,9 @@ def preset_slot(value: object) -> int:
 
 
 def _voice_set(value: object, name: str, voices: int) -> frozenset[int]:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise ValueError(f"{name}: expected a set of voice indices, got {value!r}")
-    result = frozenset(value)  # type: ignore[arg-type]
+    result = frozenset(value)
     for voice in result:
         if isinstance(voice, bool) or not isinstance(voice, int) or not 0 <= voice < voices:
             raise ValueError(f"{name}: expected voice indices 0-{voices - 1}, got {voice!r}")
@@ -111,7 +113,9 @@ def _fixed_velocity(value: object) -> int | None:
 
 
 def _presets(value: object) -> tuple[tuple[float, float] | None, ...]:
-    slots = tuple(value)  # type: ignore[arg-type]
+    if not isinstance(value, Iterable):
+        raise ValueError(f"presets: expected {PRESETS} slots, got {value!r:.80}")
+    slots = tuple(value)
     if len(slots) != PRESETS:
         raise ValueError(f"presets: expected {PRESETS} slots, got {len(slots)}")
     return tuple(None if slot is None else (clamp(slot[0], "x"), clamp(slot[1], "y"))

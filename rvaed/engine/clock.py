@@ -87,6 +87,7 @@ class Clock(Protocol):
     def time_at(self, beat: float) -> float: ...
     def set_tempo(self, bpm: float) -> None: ...
     def set_playing(self, playing: bool) -> None: ...
+    def close(self) -> None: ...
 
 
 class TimelineClock:
@@ -103,6 +104,9 @@ class TimelineClock:
 
     def time_at(self, beat: float) -> float:
         return self.timeline().time_at(beat)
+
+    def close(self) -> None:
+        """Nothing to leave (Link's clock leaves its session)."""
 
 
 class InternalClock(TimelineClock):
