@@ -182,15 +182,20 @@ def _growth(phase: str) -> Callable[[dict], float | None]:
     return value
 
 
+def _figure(*path: str) -> Callable[[dict], float | None]:
+    """A reader of one figure at ``path`` (see `_get`)."""
+    return lambda benchmarks: _get(benchmarks, *path)
+
+
 def _timing_targets() -> list[Target]:
     targets = []
     for condition in ("idle", "training", "osc flood"):
         targets += [
             Target(4, f"send-time error p99, {condition}", "<= 0.5 ms",
-                   lambda b, c=condition: _get(b, "timing", "conditions", c, "p99_ms"),
+                   _figure("timing", "conditions", condition, "p99_ms"),
                    lambda v: v <= 0.5, "ms"),
             Target(4, f"send-time error max, {condition}", "<= 2 ms",
-                   lambda b, c=condition: _get(b, "timing", "conditions", c, "max_ms"),
+                   _figure("timing", "conditions", condition, "max_ms"),
                    lambda v: v <= 2.0, "ms")]
     targets.append(Target(
         4, "sequencer CPU, dense pattern at 200 BPM, idle", "reported; far from a whole core "

@@ -135,7 +135,7 @@ def decoder_process_figures(model_dir) -> dict:
             status = dict(line.split(":", 1) for line in stream if ":" in line)
     except OSError:
         pass  # not Linux: fall back to the peak from getrusage below
-    figures = {"torch_imported": "torch" in sys.modules}
+    figures: dict[str, bool | float] = {"torch_imported": "torch" in sys.modules}
     if "VmRSS" in status:
         figures["rss_mb"] = round(int(status["VmRSS"].split()[0]) / 1024, 1)
         figures["peak_rss_mb"] = round(int(status["VmHWM"].split()[0]) / 1024, 1)

@@ -80,7 +80,8 @@ def run(args) -> dict:
             contextlib.closing(conditions(loop)) as loads:  # closed on errors too: loads end
         sinks = (f"peers-sink-{n}" for n in itertools.count())
         for name, note in loads:
-            row = figures["conditions"][name] = {}
+            row: dict[str, object] = {}
+            figures["conditions"][name] = row
             for scheduler, play in players.items():
                 row[scheduler] = _measure(play, next(sinks), schedule, machine, loop, args)
             if note:

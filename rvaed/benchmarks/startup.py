@@ -94,14 +94,14 @@ def _start(root: Path, sink: Sink, link: bool) -> tuple[subprocess.Popen, float,
     try:
         wait_for(lambda: daemon.poll() is not None or _first_note(sink) is not None, 30,
                  "rvaed run played no note within 30 s")
-        if daemon.poll() is not None:
+        if daemon.poll() is not None or (first := _first_note(sink)) is None:
             tail = (root / "daemon.log").read_text(errors="replace").strip().splitlines()[-3:]
             raise RvaedError(f"rvaed run exited with {daemon.returncode}: {' | '.join(tail)}")
         marked = max(t for t, message in sink.messages() if message == PROBE)  # the last one
     except BaseException:
         _stop(daemon)
         raise
-    return daemon, spawned, _first_note(sink) - marked
+    return daemon, spawned, first - marked
 
 
 def _first_note(sink: Sink) -> float | None:

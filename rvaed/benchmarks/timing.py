@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +108,8 @@ def control_loop() -> Iterator[asyncio.AbstractEventLoop]:
         loop.close()
 
 
-def conditions(loop: asyncio.AbstractEventLoop) -> Iterator[tuple[str, object]]:
+def conditions(loop: asyncio.AbstractEventLoop
+               ) -> Generator[tuple[str, Callable[[], str] | None], None, None]:
     """Yield (name, note) for idle, training and OSC flood (served on ``loop``), each load
     running while the caller measures; ``note()`` describes the load (None when idle)."""
     loads = (("idle", contextlib.nullcontext), ("training", _training),
@@ -260,6 +261,8 @@ class Sink:
             probe.delete()
 
     def __exit__(self, *_exc) -> None:
+        if self._process is None:  # never entered
+            return
         self._process.terminate()  # it flushes what it printed on SIGTERM
         try:
             self._process.wait(5)
@@ -382,7 +385,8 @@ def _osc_flood(loop: asyncio.AbstractEventLoop):
 
     dispatcher = Dispatcher()
     dispatcher.set_default_handler(handle)
-    server = AsyncIOOSCUDPServer(("127.0.0.1", 0), dispatcher, loop)
+    # python-osc asks for a BaseEventLoop where any asyncio loop does
+    server = AsyncIOOSCUDPServer(("127.0.0.1", 0), dispatcher, loop)  # type: ignore[arg-type]
     transport, _ = asyncio.run_coroutine_threadsafe(server.create_serve_endpoint(),
                                                     loop).result(10)
     port = transport.get_extra_info("sockname")[1]

@@ -5,6 +5,7 @@ with too few onsets). Exits 1 when nothing usable was found, saying what was."""
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 
 from rvaed.core.kit import DEFAULT_KIT
 
@@ -80,7 +81,7 @@ def render(report) -> str:
     return "\n".join(lines)
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]],
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]],
            text_last: bool = True) -> list[str]:
     """First column left-aligned, numbers right-aligned, a last text column left free."""
     numbers = len(header) - 1 - text_last

@@ -9,6 +9,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
+from rvaed.control.hub import Hub
 from rvaed.control.mapfile import SMOOTHING_TICK, TAKEOVER_CATCH, Binding, Mapping, Target
 from rvaed.core.midi import CONTROL_CHANGE as CC
 from rvaed.core.midi import NOTE_OFF, NOTE_ON, PITCHBEND, PROGRAM
@@ -30,7 +31,7 @@ class _Live:
 class Controls:
     """The active mappings routed to a `Performance`: MIDI bytes and OSC messages in."""
 
-    performance: object
+    performance: Hub
     mappings: list[Mapping]
     _midi: dict[tuple, list[Binding]] = field(default_factory=dict)
     _osc: dict[str, list[Binding]] = field(default_factory=dict)
@@ -217,7 +218,7 @@ class Controls:
 
 def _midi_keys(binding: Binding) -> list[tuple[int, int | None]]:
     if binding.source == "cc":
-        keys = [(CC, binding.number)]
+        keys: list[tuple[int, int | None]] = [(CC, binding.number)]
         return [*keys, (CC, binding.lsb)] if binding.lsb is not None else keys
     if binding.source == "note":
         return [(NOTE_ON, binding.number)]

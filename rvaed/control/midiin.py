@@ -16,8 +16,9 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
+from typing import Protocol
 
-from rvaed.control.controls import Controls
 from rvaed.control.ratelimit import RateLimitedLog
 from rvaed.engine import midiapi
 
@@ -62,13 +63,21 @@ class _Port:
         self.rtmidi.delete()
 
 
+class Receiver(Protocol):
+    """Where the messages go: `rvaed.control.controls.Controls`, or the groove input."""
+
+    @property
+    def ports(self) -> Sequence[str | None]: ...
+    def midi(self, port: str | None, message: list[int], at: int) -> bool: ...
+
+
 class MidiControlInput:
     """Feeds controller MIDI from the ports the mappings name into ``controls``.
 
     Mappings without a ``port`` use ``default_port``; with none, they get no MIDI input.
     """
 
-    def __init__(self, controls: Controls, api: str = "auto", default_port: str | None = None,
+    def __init__(self, controls: Receiver, api: str = "auto", default_port: str | None = None,
                  client_name: str = "rvaed-control", poll: float = POLL) -> None:
         self.controls = controls
         self.api = api

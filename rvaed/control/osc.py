@@ -45,6 +45,7 @@ from pythonosc.osc_message_builder import build_msg
 from pythonosc.osc_packet import OscPacket
 
 from rvaed.control.controls import Controls
+from rvaed.control.hub import Hub
 from rvaed.control.ratelimit import RateLimitedLog
 from rvaed.core.errors import RvaedError
 from rvaed.core.parameters import CLOCK, Parameter
@@ -84,7 +85,7 @@ def numbers(address: str, args: tuple, count: int) -> list[float]:
 class OscServer:
     """UDP OSC endpoint of the daemon, bound to ``host:port`` (port 0 picks a free one)."""
 
-    def __init__(self, performance, controls: Controls | None = None, *,
+    def __init__(self, performance: Hub, controls: Controls | None = None, *,
                  host: str = "127.0.0.1", port: int = 9000, model_name: str = "") -> None:
         self.performance = performance
         self.controls = controls
@@ -286,7 +287,7 @@ class OscServer:
 
     # -- feedback --------------------------------------------------------------------------
 
-    def _pattern_changed(self, performance) -> None:
+    def _pattern_changed(self, performance: Hub) -> None:
         self._dirty = True
 
     async def _feedback_loop(self) -> None:

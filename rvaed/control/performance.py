@@ -19,13 +19,18 @@ import math
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from rvaed.core import parameters
+from rvaed.core.drummachine import DrumMachine
 from rvaed.core.pattern import ONSETS, Pattern
 from rvaed.core.state import PARAMETERS, PerformanceState, Transition, preset_slot
-from rvaed.engine.schedule import Playback, build_schedule
+from rvaed.engine.clock import Clock
+from rvaed.engine.schedule import Playback, Schedule, build_schedule
+from rvaed.engine.sequencer import Sequencer
+from rvaed.model.runtime import Decoder
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +73,8 @@ class LatencyLog:
 class Performance:
     """The single owner of the performance state and of what the sequencer plays."""
 
-    def __init__(self, decoder, sequencer, drum_machine, clock, *,
+    def __init__(self, decoder: Decoder, sequencer: Sequencer, drum_machine: DrumMachine,
+                 clock: Clock, *,
                  state: PerformanceState | None = None, seed: int | None = None) -> None:
         self.decoder = decoder
         self.sequencer = sequencer
@@ -84,9 +90,9 @@ class Performance:
         self.installs = 0
         self.listeners: list[Callable[[Performance], None]] = []
         self.pattern: Pattern = Pattern.empty(decoder.kit.size, self.grid.steps)
-        self.schedule = None
+        self.schedule: Schedule | None = None
         self._decoded = self.pattern
-        self._playback_values: dict = {}
+        self._playback_values: dict[str, Any] = {}
         self._current_playback = Playback()
         self._frozen: dict[int, np.ndarray] = {}
         self._jitter = (0.0, 0.0)
@@ -122,11 +128,11 @@ class Performance:
         if name in ("x", "y"):
             self._stop_glide()
         if name == "tempo":
-            self.state.tempo = value
+            setattr(self.state, name, value)  # by name, as below: the state converts it
             self.clock.set_tempo(self.state.tempo)
             return
         if name == "playing":
-            self.state.playing = value
+            setattr(self.state, name, value)
             self.clock.set_playing(self.state.playing)
             return
         if name not in PATTERN_FIELDS | PLAYBACK_FIELDS:
@@ -136,7 +142,7 @@ class Performance:
         if getattr(self.state, name) != before:
             self._changed(DECODE if name in PATTERN_FIELDS else SCHEDULE, at)
 
-    def set_xy(self, x: object, y: object, at: int | None = None) -> None:
+    def set_xy(self, x: float, y: float, at: int | None = None) -> None:
         self._stop_glide()
         self._move(x, y, at)
 
@@ -152,8 +158,8 @@ class Performance:
         setattr(self.state, name, voices)
         self._changed(SCHEDULE, at)
 
-    def set_transition(self, amount: object, unit: str = "ms") -> None:
-        self.state.transition = Transition(amount, unit)  # type: ignore[arg-type]
+    def set_transition(self, amount: float, unit: str = "ms") -> None:
+        self.state.transition = Transition(amount, unit)
 
     def store_preset(self, number: object) -> None:
         """Store the current x/y in preset ``number`` (1-8)."""
@@ -175,7 +181,7 @@ class Performance:
             self._glide = self._loop.create_task(self._glide_to(target, seconds))
         return True
 
-    def use_decoder(self, decoder) -> None:
+    def use_decoder(self, decoder: Decoder) -> None:
         """Play another model (same grid and voices) from the next step not yet queued."""
         self.decoder = decoder
         self._changed(DECODE, None)
@@ -206,7 +212,7 @@ class Performance:
         """How the state says to play, remade only when one of its values changed (making
         and validating one is a measurable part of a fader move's path)."""
         state = self.state
-        values = {**{name: getattr(state, name) for name in PLAYBACK_FIELDS},
+        values: dict[str, Any] = {**{name: getattr(state, name) for name in PLAYBACK_FIELDS},
                   "mutes": state.mutes}
         if values != self._playback_values:
             self._playback_values = values
@@ -224,7 +230,7 @@ class Performance:
             self._queued = True
             self._loop.call_soon(self.flush)
 
-    def _move(self, x: object, y: object, at: int | None) -> None:
+    def _move(self, x: float, y: float, at: int | None) -> None:
         before = (self.state.x, self.state.y)
         self.state.x = x
         self.state.y = y

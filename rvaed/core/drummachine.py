@@ -16,6 +16,7 @@ rather than silence on stage.
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeGuard
 
 from rvaed.core import yamlfile
 from rvaed.core.kit import Kit
@@ -113,7 +114,7 @@ def load_drum_machine(name_or_path: str | Path, kit: Kit) -> DrumMachine:
 
 def _destination(doc: yamlfile.Document, voice: str, entry: object,
                  channel: int) -> Destination | None:
-    key = ("voices", voice)
+    key: yamlfile.Key = ("voices", voice)
     if entry is None:
         return None
     if isinstance(entry, dict):
@@ -131,6 +132,6 @@ def _destination(doc: yamlfile.Document, voice: str, entry: object,
     return Destination(entry, channel)
 
 
-def _in_range(value: object, low: int, high: int) -> bool:
+def _in_range(value: object, low: int, high: int) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 

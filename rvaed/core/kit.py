@@ -12,6 +12,7 @@ together (the model manifest stores the kit).
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 from rvaed.core import yamlfile
 from rvaed.core.errors import RvaedError
@@ -131,5 +132,5 @@ def _voice(doc: yamlfile.Document, index: int, entry: object) -> Voice:
     return Voice(name, tuple(inputs), output)
 
 
-def _is_note(value: object) -> bool:
+def _is_note(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 127

@@ -11,7 +11,7 @@ whether it is restored at start, and a one-line doc.
 import math
 from dataclasses import Field, dataclass, field, replace
 from numbers import Real
-from typing import get_args
+from typing import Any, get_args
 
 DECODE = "decode"  # a change needs a new decode (a new pattern)
 SCHEDULE = "schedule"  # a change needs only a new schedule of the same pattern
@@ -26,8 +26,9 @@ def number(value: object, name: str) -> float:
             raise ValueError(f"{name}: expected a number, got {value!r:.80}")
         try:
             result = float(value)
-        except OverflowError:  # an integer beyond any float
-            raise ValueError(f"{name}: expected a finite number, got a {value.bit_length()}-bit "
+        except OverflowError:  # an integer (or a fraction of integers) beyond any float
+            bits = int(math.trunc(value)).bit_length()  # noqa: RUF046 (typed as no int)
+            raise ValueError(f"{name}: expected a finite number, got a {bits}-bit "
                              "integer") from None
     if not math.isfinite(result):
         raise ValueError(f"{name}: expected a finite number, got {result}")
@@ -45,7 +46,7 @@ def boolean(value: object, name: str) -> bool:
 class Parameter:
     """One row of the parameter table; `name` and `kind` come from the state's field."""
 
-    default: object
+    default: Any
     low: float
     high: float
     invalidates: str  # DECODE, SCHEDULE or CLOCK
@@ -56,7 +57,7 @@ class Parameter:
     name: str = ""
     kind: type = float  # float, int or bool
 
-    def valid(self, value: object) -> object:
+    def valid(self, value: object) -> Any:
         """``value`` as the state holds it: clamped into the range, or a `ValueError`."""
         if self.kind is bool:
             return boolean(value, self.name)
@@ -65,15 +66,15 @@ class Parameter:
         result = min(self.high, max(self.low, number(value, self.name)))
         return round(result) if self.kind is int else result
 
-    def inward(self, value: float) -> object:
+    def inward(self, value: float) -> Any:
         """A number from a control or a message as the state takes it (below range = off)."""
         return None if self.off is not None and value < self.low else value
 
-    def outward(self, value: object) -> float | int:
+    def outward(self, value: Any) -> float | int:
         """The state's value as a control or a feedback message shows it (off as ``off``)."""
         if value is None:
-            return self.off  # type: ignore[return-value]
-        return int(value) if self.kind is bool else self.kind(value)  # type: ignore[operator]
+            return self.off if self.off is not None else 0
+        return int(value) if self.kind in (bool, int) else float(value)
 
     @property
     def span(self) -> tuple[float, float]:
@@ -91,7 +92,7 @@ class Parameter:
 
 
 def parameter(default: object, low: float, high: float, invalidates: str, address: str,
-              doc: str, *, off: float | None = None, persisted: bool = True) -> object:
+              doc: str, *, off: float | None = None, persisted: bool = True) -> Any:
     """A state field that is a parameter: its default, with the row in the field's metadata."""
     row = Parameter(default, low, high, invalidates, address, doc, off, persisted)
     return field(default=default, metadata={"parameter": row})

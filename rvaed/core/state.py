@@ -15,6 +15,7 @@ freezes (sets of voice indices), presets (8 slots of (x, y) or None) and the tra
 glide time of a preset recall, 0..60000 "ms" or 0..64 "bars").
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 
 from rvaed.core.parameters import (
@@ -61,9 +62,9 @@ def preset_slot(value: object) -> int:
 
 
 def _voice_set(value: object, name: str, voices: int) -> frozenset[int]:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise ValueError(f"{name}: expected a set of voice indices, got {value!r}")
-    result = frozenset(value)  # type: ignore[arg-type]
+    result = frozenset(value)
     for voice in result:
         if isinstance(voice, bool) or not isinstance(voice, int) or not 0 <= voice < voices:
             raise ValueError(f"{name}: expected voice indices 0-{voices - 1}, got {voice!r}")
@@ -71,7 +72,9 @@ def _voice_set(value: object, name: str, voices: int) -> frozenset[int]:
 
 
 def _presets(value: object) -> tuple[tuple[float, float] | None, ...]:
-    slots = tuple(value)  # type: ignore[arg-type]
+    if not isinstance(value, Iterable):
+        raise ValueError(f"presets: expected {PRESETS} slots, got {value!r:.80}")
+    slots = tuple(value)
     if len(slots) != PRESETS:
         raise ValueError(f"presets: expected {PRESETS} slots, got {len(slots)}")
     x, y = PARAMETERS["x"], PARAMETERS["y"]

@@ -231,7 +231,7 @@ def _value(hint, doc: yamlfile.Document, key: yamlfile.Key, raw: object):
         (hint,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
     if raw is None:
         return _DEFAULT
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, doc, key, raw)
     if typing.get_origin(hint) is tuple:
         item = typing.get_args(hint)[0]

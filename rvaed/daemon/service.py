@@ -17,6 +17,7 @@ import ctypes
 import logging
 import signal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from rvaed.control.mapfile import load_mappings
 from rvaed.control.midiin import MidiControlInput
 from rvaed.control.osc import OscServer
 from rvaed.control.performance import Performance
-from rvaed.core.drummachine import load_drum_machine
+from rvaed.core.drummachine import DrumMachine, load_drum_machine
 from rvaed.core.errors import RvaedError
 from rvaed.core.state import NOT_RESTORED, PerformanceState, Transition
 from rvaed.daemon.config import DaemonConfig, load_config
@@ -34,7 +35,7 @@ from rvaed.daemon.persist import StateStore
 from rvaed.daemon.policy import FilePolicy
 from rvaed.daemon.supervisor import Trainer
 from rvaed.daemon.systemd import Notifier
-from rvaed.engine.clock import InternalClock
+from rvaed.engine.clock import Clock, InternalClock
 from rvaed.engine.midiout import VIRTUAL, Output
 from rvaed.engine.sequencer import Sequencer
 from rvaed.model.library import ModelLibrary
@@ -63,7 +64,7 @@ class Daemon:
         self.library = ModelLibrary(config.dirs.models)
         self.store = StateStore(config.dirs.state / STATE_FILE)
         self.model: Path = starter_model()
-        self.clock = None
+        self.clock: Clock | None = None
         self.sequencer: Sequencer | None = None
         self.performance: Performance | None = None
         self.trainer: Trainer | None = None
@@ -97,11 +98,12 @@ class Daemon:
         self.library.discard_scratch()
         saved = self.store.load() or {}
         decoder = self._first_decoder(saved.get("model"))
+        machines = [load_drum_machine(spec.drum_machine, decoder.kit)
+                    for spec in config.midi.outputs]
         self.clock = self._clock()
-        self.sequencer = Sequencer(self.clock, self._outputs(decoder), grid=decoder.grid)
+        self.sequencer = Sequencer(self.clock, self._outputs(machines), grid=decoder.grid)
         self.sequencer.start()
-        self.performance = Performance(decoder, self.sequencer,
-                                       self.sequencer.outputs[0].drum_machine, self.clock,
+        self.performance = Performance(decoder, self.sequencer, machines[0], self.clock,
                                        state=_restore_state(saved.get("state"), decoder))
         await self.performance.start()
         self.performance.set("playing", (saved.get("state") or {}).get("playing", True))
@@ -138,17 +140,18 @@ class Daemon:
                     await part.close()
         if self.performance is not None:
             await asyncio.to_thread(self.store.save, self._snapshot())
-        with contextlib.suppress(AttributeError):
-            self.clock.close()  # Link leaves the session; the internal clock has nothing to close
+        if self.clock is not None:
+            self.clock.close()  # Link leaves the session
         self.notifier.close()
         log.info("rvaed: stopped")
 
     def sequencer_alive(self) -> bool:
-        return self.sequencer.running
+        return self.sequencer is not None and self.sequencer.running
 
     async def reload(self) -> None:
         """SIGHUP: read the config and mappings again without stopping the music."""
         self.notifier.reloading()
+        assert self.performance is not None  # started
         try:
             config = await asyncio.to_thread(load_config, self.config_path)
             mappings = load_mappings(config.mappings, self.performance.decoder.kit)
@@ -190,7 +193,7 @@ class Daemon:
             log.error("config model: %s", exc)
             return None
 
-    def _clock(self):
+    def _clock(self) -> Clock:
         link = self.config.link
         if not link.enabled:
             return InternalClock(quantum=link.quantum)
@@ -202,10 +205,10 @@ class Daemon:
             log.error("Ableton Link unavailable (%s): using the internal clock", exc)
             return InternalClock(quantum=link.quantum)
 
-    def _outputs(self, decoder: Decoder) -> list[Output]:
+    def _outputs(self, machines: list[DrumMachine]) -> list[Output]:
+        """One output per configured MIDI output, each with its drum machine."""
         outputs = []
-        for spec in self.config.midi.outputs:
-            machine = load_drum_machine(spec.drum_machine, decoder.kit)
+        for spec, machine in zip(self.config.midi.outputs, machines, strict=True):
             outputs.append(Output(VIRTUAL if spec.virtual else spec.port, machine,
                                   latency_ms=spec.latency_ms, clock_out=spec.clock_out,
                                   api=self.config.midi.api))
@@ -222,6 +225,7 @@ class Daemon:
         osc = self.config.osc
         if not osc.enabled:
             return
+        assert self.performance is not None  # started
         server = OscServer(self.performance, controls, host=osc.bind, port=osc.port,
                            model_name=self.model.name)
         try:
@@ -236,8 +240,10 @@ class Daemon:
 
     async def _start_inputs(self, controls: Controls) -> None:
         midi = self.config.midi
-        inputs = [MidiControlInput(controls, api=midi.api, default_port=spec)
-                  for spec in (list(midi.inputs) or [None])]
+        assert self.performance is not None  # started
+        inputs: list[MidiControlInput | GrooveInput] = [
+            MidiControlInput(controls, api=midi.api, default_port=spec)
+            for spec in (midi.inputs or (None,))]
         if midi.groove_input:
             inputs.append(GrooveInput(self.performance, midi.groove_input, api=midi.api))
         for part in inputs:
@@ -246,6 +252,7 @@ class Daemon:
 
     async def _start_tools(self, saved_automation: dict | None) -> None:
         """Latent automation (restored from the state file) and capture."""
+        assert self.performance is not None  # started
         automator = Automator(self.performance)
         if saved_automation:
             try:
@@ -271,6 +278,7 @@ class Daemon:
 
     def train(self, files: list[Path], name: str | None = None) -> None:
         """Start training on ``files`` (already checked against the file policy)."""
+        assert self.trainer is not None  # started
         try:
             self.trainer.request(files, name)
         except RvaedError as exc:
@@ -294,6 +302,7 @@ class Daemon:
             log.error("model %s not loaded, the current one keeps playing: %s", model, exc)
             return
         await asyncio.sleep(self._until_swap())
+        assert self.performance is not None  # started
         self.performance.use_decoder(decoder)
         await asyncio.to_thread(_give_back_memory)
         self.model = Path(model)
@@ -311,6 +320,7 @@ class Daemon:
             self._bender = asyncio.get_running_loop().create_task(self._apply_bends())
 
     async def _apply_bends(self) -> None:
+        assert self.performance is not None  # started
         while self._bend_wanted is not None:
             (amount, seed), self._bend_wanted = self._bend_wanted, None
             decoder = await asyncio.to_thread(self.performance.decoder.bent, amount, seed)
@@ -319,6 +329,7 @@ class Daemon:
             log.info("bending %.2f (seed %d)", amount, seed)
 
     def _check_compatible(self, decoder: Decoder) -> None:
+        assert self.performance is not None  # started
         current = self.performance.decoder
         if decoder.grid != current.grid or decoder.kit.names != current.kit.names:
             raise RvaedError(f"kit {decoder.kit.name} / {decoder.grid.steps} steps does not "
@@ -327,6 +338,7 @@ class Daemon:
 
     def _until_swap(self) -> float:
         """Seconds until just before the next loop boundary (0 when stopped)."""
+        assert self.clock is not None and self.performance is not None  # started
         if not self.clock.playing:
             return 0.0
         grid = self.performance.grid
@@ -340,6 +352,7 @@ class Daemon:
 
     async def _log_timing(self) -> None:
         """Every minute, the sequencer's own record: send time minus scheduled time."""
+        assert self.sequencer is not None  # started
         while True:
             await asyncio.sleep(TIMING_EVERY)
             rows = self.sequencer.timing.rows()
@@ -350,6 +363,7 @@ class Daemon:
     # -- persistence -------------------------------------------------------------------------
 
     def _snapshot(self) -> dict:
+        assert self.performance is not None  # started
         automation = self.automator.automation
         return {"model": str(self.model), "state": self.performance.state.to_dict(),
                 "automation": automation.to_dict() if automation else None}
@@ -393,11 +407,12 @@ def _restore_state(saved: dict | None, decoder: Decoder) -> PerformanceState:
     return state
 
 
-def _state_value(name: str, value: object) -> object:
+def _state_value(name: str, value: Any) -> object:
+    """A field of the state file's JSON as the state takes it (it checks the rest)."""
     if name == "mutes":
-        return frozenset(value)  # type: ignore[arg-type]
+        return frozenset(value)
     if name == "presets":
-        return tuple(None if slot is None else tuple(slot) for slot in value)  # type: ignore
+        return tuple(None if slot is None else tuple(slot) for slot in value)
     if name == "transition":
-        return Transition(value["amount"], value["unit"])  # type: ignore[index]
+        return Transition(value["amount"], value["unit"])
     return value

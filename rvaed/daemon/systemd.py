@@ -34,7 +34,7 @@ class Notifier:
 
     def notify(self, *lines: str) -> bool:
         """Send ``KEY=VALUE`` lines as one message; True when systemd got it."""
-        if self._socket is None:
+        if self._socket is None or self.address is None:
             return False
         try:
             self._socket.sendto("\n".join(lines).encode(), self.address)

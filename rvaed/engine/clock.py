@@ -21,7 +21,7 @@ from rvaed.core.state import PARAMETERS
 
 TEMPO = PARAMETERS["tempo"]
 MIN_TEMPO, MAX_TEMPO = TEMPO.low, TEMPO.high  # Ableton Link's range
-DEFAULT_TEMPO, DEFAULT_QUANTUM = float(TEMPO.default), 4.0  # type: ignore[arg-type]
+DEFAULT_TEMPO, DEFAULT_QUANTUM = float(TEMPO.default), 4.0
 START_LEAD = 0.02  # seconds between asking to play and the first beat, so it is not late
 
 if sys.platform.startswith("linux"):
@@ -91,6 +91,7 @@ class Clock(Protocol):
     def time_at(self, beat: float) -> float: ...
     def set_tempo(self, bpm: float) -> None: ...
     def set_playing(self, playing: bool) -> None: ...
+    def close(self) -> None: ...
 
 
 class TimelineClock:
@@ -107,6 +108,9 @@ class TimelineClock:
 
     def time_at(self, beat: float) -> float:
         return self.timeline().time_at(beat)
+
+    def close(self) -> None:
+        """Nothing to leave (Link's clock leaves its session)."""
 
 
 class InternalClock(TimelineClock):

@@ -44,7 +44,7 @@ import numpy as np
 from rvaed.core.midi import NOTE_OFF
 from rvaed.core.pattern import Grid
 from rvaed.engine.clock import Clock, Timeline, now
-from rvaed.engine.midiclock import MidiClock
+from rvaed.engine.midiclock import Message, MidiClock
 from rvaed.engine.midiout import Output
 from rvaed.engine.schedule import MAX_PULL_STEPS, Event, Schedule
 
@@ -81,11 +81,11 @@ class _Lane:
 
     def __init__(self, output: Output) -> None:
         self.output = output
-        self.queue: list[tuple[float, int, int, object]] = []  # message or _Note
+        self.queue: list[tuple[float, int, int, _Note | Message]] = []
         self.sounding: dict[tuple[int, int], float] = {}  # (status, note) -> its note-off beat
         self.clock: MidiClock | None = None
 
-    def push(self, beat: float, kind: int, seq: int, message: object) -> None:
+    def push(self, beat: float, kind: int, seq: int, message: _Note | Message) -> None:
         heapq.heappush(self.queue, (beat, kind, seq, message))
 
     def notes(self, events: tuple[Event, ...]) -> list[_Note]:
@@ -138,7 +138,8 @@ class Sequencer:
         self.clock = clock
         self.outputs = list(outputs)
         self.grid = grid
-        self.spin = spin  # None: SPIN_REALTIME under SCHED_FIFO, else SPIN_NORMAL
+        self.spin = SPIN_NORMAL if spin is None else spin
+        self._spin_auto = spin is None  # SPIN_REALTIME under SCHED_FIFO, else SPIN_NORMAL
         self.poll = poll
         self.switch_interval = switch_interval
         self.timing = Timing(records)
@@ -208,7 +209,7 @@ class Sequencer:
 
     def _run(self) -> None:
         self.realtime = _ask_realtime()
-        if self.spin is None:
+        if self._spin_auto:
             self.spin = SPIN_REALTIME if self.realtime else SPIN_NORMAL
         try:
             while not self._quit.is_set():
@@ -284,7 +285,7 @@ class Sequencer:
         output, queue = lane.output, lane.queue
         while queue and (scheduled := line.time_at(queue[0][0]) - output.latency) <= now():
             beat, kind, _, item = heapq.heappop(queue)
-            if kind == ON:
+            if isinstance(item, _Note):  # kind ON
                 self._note_on(line, lane, beat, item, scheduled)
             elif kind == OFF:
                 key = (item[0], item[1])

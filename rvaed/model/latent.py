@@ -23,7 +23,8 @@ class LatentRegion:
         """The percentile box of encoded means (N, 2), widened to at least ``min_span``."""
         low, high = np.percentile(np.asarray(means, dtype=np.float64), percentiles, axis=0)
         centre, half = (low + high) / 2, np.maximum(high - low, min_span) / 2
-        return cls(tuple(map(float, centre - half)), tuple(map(float, centre + half)))
+        (lx, ly), (hx, hy) = centre - half, centre + half
+        return cls((float(lx), float(ly)), (float(hx), float(hy)))
 
     def z_of(self, x: float, y: float) -> tuple[float, float]:
         """Controller position (0..1 each) -> latent point."""

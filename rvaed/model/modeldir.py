@@ -10,6 +10,7 @@ module uses onnxruntime and numpy, never torch.
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -146,7 +147,9 @@ def parse_manifest(path: Path) -> Manifest:
 
 
 def _pair(values: object) -> tuple[float, float]:
-    low, high = values  # type: ignore[misc]
+    if not isinstance(values, Iterable):
+        raise ValueError("expected [low, high]")
+    low, high = values
     pair = (float(low), float(high))
     if not np.isfinite(pair).all():
         raise ValueError("expected finite numbers")

@@ -26,13 +26,14 @@ note if that is longer), and none runs when idle.
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import pairwise
 
 import numpy as np
 
+from rvaed.control.hub import Hub
 from rvaed.control.osc import Handler, Route, numbers
 from rvaed.engine.clock import next_bar
 
@@ -72,8 +73,9 @@ class Automation:
 
     @cached_property
     def _curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return tuple(np.array(column, dtype=np.float64) for column in zip(*self.points,
-                                                                            strict=True))
+        beats, xs, ys = (np.array(column, dtype=np.float64) for column in zip(*self.points,
+                                                                              strict=True))
+        return beats, xs, ys
 
     def at(self, beat: float) -> tuple[float, float]:
         """x/y at ``beat`` from the loop start (any beat: it wraps), interpolated; the
@@ -99,7 +101,7 @@ class Automation:
 
 
 def _point(value: object, length: float) -> Point:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 3:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Collection) or len(value) != 3:
         raise ValueError(f"automation point: expected [beat, x, y], got {value!r}")
     beat, x, y = numbers("automation point", tuple(value), 3)
     if not 0.0 <= beat < length:
@@ -121,7 +123,7 @@ class Automator:
     changes, so the daemon can save the state and send feedback.
     """
 
-    def __init__(self, performance, *, tick: float = TICK, max_bars: int = MAX_BARS) -> None:
+    def __init__(self, performance: Hub, *, tick: float = TICK, max_bars: int = MAX_BARS) -> None:
         self.performance = performance
         self.tick = tick
         self.max_bars = max_bars

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rvaed.control.hub import Hub
 from rvaed.control.osc import Route, numbers
 from rvaed.core.errors import RvaedError
 from rvaed.core.pattern import Grid, Hit, Pattern
@@ -54,7 +55,8 @@ def played_array(schedule, voices: int) -> np.ndarray:
 class Capture:
     """Follows one `Performance` bar by bar and writes captures into ``directory``."""
 
-    def __init__(self, performance, directory: str | Path, *, max_bars: int = MAX_BARS) -> None:
+    def __init__(self, performance: Hub, directory: str | Path, *,
+                 max_bars: int = MAX_BARS) -> None:
         self.performance = performance
         self.directory = Path(directory)
         self.max_bars = max_bars
@@ -113,28 +115,31 @@ class Capture:
             # a start, a restart, a jump or a long stall: wait for the next whole bar
             self._bar = max(next_bar(beat, bar_beats), clock.timeline().start_beat)
             self._cells = None
-        if self._cells is None:
+        cells = self._cells
+        if cells is None:
             if beat < self._bar:
                 return
-            self._begin_bar()
+            cells = self._begin_bar()
         while beat >= self._bar + bar_beats:
-            self.bars.append(self._cells)
+            self.bars.append(cells)
             self._bar += bar_beats
-            self._begin_bar()
+            cells = self._begin_bar()
 
-    def _begin_bar(self) -> None:
+    def _begin_bar(self) -> np.ndarray:
+        """Start filling a new bar; its cells."""
         shape = (3, self.performance.decoder.kit.size, self.grid.steps_per_bar)
         if self.bars and self.bars[-1].shape != shape:  # another model's kit or grid
             self.bars.clear()
-        self._cells = np.zeros(shape, dtype=np.float32)
+        self._cells = cells = np.zeros(shape, dtype=np.float32)
         self._fill(0)
+        return cells
 
-    def _changed(self, performance) -> None:
+    def _changed(self, performance: Hub) -> None:
         """A new schedule was installed: it plays from the first step the sequencer has not
         queued yet, and it queues each step up to ``MAX_PULL_STEPS`` before it is due."""
         beat = performance.clock.beat_at(performance.clock.now())
         self._catch_up(beat)
-        if self._cells is not None and beat >= self._bar:
+        if self._cells is not None and self._bar is not None and beat >= self._bar:
             step = math.ceil((beat - self._bar) * self.grid.steps_per_beat + MAX_PULL_STEPS)
             if step < self.grid.steps_per_bar:
                 self._fill(step)

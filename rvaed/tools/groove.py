@@ -23,9 +23,11 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
+from rvaed.control.hub import Hub
 from rvaed.control.midiin import MidiControlInput
 from rvaed.control.osc import Route
 from rvaed.core.errors import RvaedError
@@ -41,7 +43,7 @@ MAX_NOTES = 4096  # note-ons kept (a 2-bar window of 32nd-note rolls on every vo
 POLL = 0.02  # seconds between pause checks while notes are waiting
 
 
-def jump_to(performance, pattern: Pattern) -> tuple[float, float]:
+def jump_to(performance: Hub, pattern: Pattern) -> tuple[float, float]:
     """Move the pad to where the model encodes ``pattern``; the new x/y."""
     x, y = performance.decoder.encode_xy(pattern)
     performance.set_xy(x, y)
@@ -49,7 +51,7 @@ def jump_to(performance, pattern: Pattern) -> tuple[float, float]:
     return x, y
 
 
-def groove_from_file(performance, path: str | Path, channel: int | None = None
+def groove_from_file(performance: Hub, path: str | Path, channel: int | None = None
                      ) -> tuple[float, float]:
     """Jump to a MIDI file's first loop (read with the model's kit and grid); RvaedError for a
     file that cannot be read."""
@@ -64,8 +66,9 @@ class GrooveInput:
     1-16 or None for all.
     """
 
-    def __init__(self, performance, port: str, *, api: str = "auto", channel: int | None = None,
-                 min_onsets: int = MIN_ONSETS, poll: float = 1.0) -> None:
+    def __init__(self, performance: Hub, port: str, *, api: str = "auto",
+                 channel: int | None = None, min_onsets: int = MIN_ONSETS,
+                 poll: float = 1.0) -> None:
         self.performance = performance
         self.channel = channel
         self.min_onsets = min_onsets
@@ -152,13 +155,19 @@ class GrooveInput:
         return Pattern.from_array(window)
 
 
+class PathPolicy(Protocol):
+    """What groove needs of the daemon's file policy: a user's path checked and resolved."""
+
+    def resolve(self, user_path: str, base: Path, must_exist: bool = True) -> Path: ...
+
+
 @dataclass(frozen=True)
 class GrooveFiles:
     """Where ``/rvaed/groove PATH`` finds its MIDI file: PATH relative to ``base`` (or
     absolute), inside the data directories of ``policy`` (a `rvaed.daemon.policy.FilePolicy`)."""
 
-    performance: object
-    policy: object
+    performance: Hub
+    policy: PathPolicy
     base: Path
 
     def _osc(self, sender: tuple, args: tuple, at: int) -> None:

@@ -118,7 +118,8 @@ def _blocks(nodes: list, blocks: torch.nn.Sequential, prefix: str, x: str, slope
             helper.make_node("BatchNormalization",
                              [f"{p}.gemm", f"{p}.norm.weight", f"{p}.norm.bias",
                               f"{p}.norm.running_mean", f"{p}.norm.running_var"],
-                             [f"{p}.norm"], epsilon=block.norm.eps),
+                             # torch types a submodule as Tensor | Module
+                             [f"{p}.norm"], epsilon=block.norm.eps),  # type: ignore[union-attr]
             helper.make_node("LeakyRelu", [f"{p}.norm"], [f"{p}.out"], alpha=slope),
         ]
         x = f"{p}.out"

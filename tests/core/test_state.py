@@ -1,8 +1,10 @@
 """The performance state: every assignment is clamped or refused, so the state stays playable."""
 
 import math
+from fractions import Fraction
 
 import pytest
+from checks import assert_one_line
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -143,3 +145,20 @@ def test_the_saved_state_holds_every_parameter_and_restores_the_persisted_ones()
         name: getattr(state, name) for name in PARAMETERS}
     assert saved["fixed_velocity"] == 100 and saved["tempo"] == 90.0
     assert {"freezes", "tempo", "playing"} == NOT_RESTORED  # the clock's, and last run's hits
+
+
+@pytest.mark.parametrize("value", [10**400, Fraction(10**400, 3)])
+def test_a_number_beyond_any_float_is_refused_in_one_line(value):
+    state = PerformanceState()
+    with pytest.raises(ValueError) as caught:
+        state.threshold = value
+    assert_one_line(str(caught.value), "threshold", "-bit integer")
+    assert state.threshold == 0.5
+
+
+@pytest.mark.parametrize("value", [7, None])
+def test_presets_that_are_no_slots_at_all_are_refused(value):
+    state = PerformanceState()
+    with pytest.raises(ValueError, match="presets"):
+        state.presets = value
+    assert state.presets == (None,) * PRESETS

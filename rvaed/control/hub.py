@@ -1,0 +1,43 @@
+"""The hub: what the controls and tools use of the `Performance` they drive.
+
+The OSC server, the controller mappings, capture, automation and "find my groove" each take
+the performance they move and read. They are typed against this protocol rather than the
+class, so what they depend on is written down in one place and kept small: the model and the
+clock playing, the state and the pattern, a few setters (all validated by the state, ValueError
+on bad input) and the listeners called after every install. `Performance` satisfies it.
+"""
+
+from collections.abc import Callable
+from typing import Protocol, Self
+
+from rvaed.core.pattern import Grid, Pattern
+from rvaed.core.state import PerformanceState
+from rvaed.engine.clock import Clock
+from rvaed.engine.schedule import Schedule
+from rvaed.model.runtime import Decoder
+
+
+class Hub(Protocol):
+    """The members of `rvaed.control.performance.Performance` its drivers use."""
+
+    @property
+    def decoder(self) -> Decoder: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def grid(self) -> Grid: ...
+    @property
+    def state(self) -> PerformanceState: ...
+    @property
+    def pattern(self) -> Pattern: ...
+    @property
+    def schedule(self) -> Schedule | None: ...
+    @property
+    def listeners(self) -> list[Callable[[Self], None]]: ...
+
+    def set(self, name: str, value: object, at: int | None = None) -> None: ...
+    def set_xy(self, x: float, y: float, at: int | None = None) -> None: ...
+    def set_voice(self, name: str, voice: int, on: object, at: int | None = None) -> None: ...
+    def set_transition(self, amount: float, unit: str = "ms") -> None: ...
+    def store_preset(self, number: object) -> None: ...
+    def recall_preset(self, number: object, at: int | None = None) -> bool: ...
