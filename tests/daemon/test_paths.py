@@ -1,5 +1,6 @@
 """File-touching commands: only allowed senders, only paths inside the data directories."""
 
+import dataclasses
 import socket
 
 import pytest
@@ -119,3 +120,16 @@ def test_policy_from_config_covers_every_data_directory():
     assert policy.roots == config.dirs.all()
     assert policy.sender_allowed("::1") and not policy.sender_allowed("10.0.0.1")
     assert policy.max_file_bytes == config.limits.max_file_bytes
+
+
+def test_an_updated_policy_guards_with_the_new_allowlist_at_once(tmp_path):
+    policy = FilePolicy.from_config(DaemonConfig())
+    obeyed = []
+    guarded = policy.guard("/rvaed/train", lambda sender, args: obeyed.append(sender))
+    guarded(("127.0.0.1", 5000), (), 0)
+    config = DaemonConfig(osc=dataclasses.replace(DaemonConfig().osc, allow=("::1",)))
+    policy.update(config)
+    with pytest.raises(ValueError, match=r"refused from 127\.0\.0\.1 \(not in osc\.allow\)"):
+        guarded(("127.0.0.1", 5000), (), 0)
+    guarded(("::1", 5000), (), 0)
+    assert obeyed == [("127.0.0.1", 5000), ("::1", 5000)]
