@@ -81,6 +81,7 @@ class Daemon:
         self._saved: dict | None = None
         self._bend_wanted: tuple[float, int] | None = None
         self._bender: asyncio.Task | None = None
+        self._reloading = asyncio.Lock()  # two quick SIGHUPs apply one after the other
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -160,17 +161,17 @@ class Daemon:
         if self.inbox is None:
             log.warning("reload ignored: rvaed is still starting (send SIGHUP again)")
             return
-        self.notifier.reloading()
-        try:
-            config = await asyncio.to_thread(load_config, self.config_path)
-            kit = self.performance.decoder.kit
-            mappings = load_mappings(config.mappings, kit)
-            outputs = self._outputs(self.performance.decoder, config)
-        except RvaedError as exc:
-            log.error("reload refused, the running configuration stays: %s", exc)
-        else:
-            await self._apply(config, mappings, outputs)
-        self.notifier.ready(f"playing {self.model.name}")
+        async with self._reloading:
+            self.notifier.reloading()
+            try:
+                config = await asyncio.to_thread(load_config, self.config_path)
+                mappings = load_mappings(config.mappings, self.performance.decoder.kit)
+                outputs = self._outputs(self.performance.decoder, config)
+            except RvaedError as exc:
+                log.error("reload refused, the running configuration stays: %s", exc)
+            else:
+                await self._apply(config, mappings, outputs)
+            self.notifier.ready(f"playing {self.model.name}")
 
     async def _apply(self, config: DaemonConfig, mappings: list, outputs: list[Output]) -> None:
         """Hand every part its section of ``config``; log what changed in one line."""
@@ -209,7 +210,11 @@ class Daemon:
     async def _reload_outputs(self, outputs: list[Output]) -> None:
         """Open the new outputs, retune the kept ones, swap them in, close the ones gone."""
         outputs = await asyncio.to_thread(carry_over, self.sequencer.outputs, outputs)
-        removed = await asyncio.to_thread(self.sequencer.use_outputs, outputs)
+        try:
+            removed = await asyncio.to_thread(self.sequencer.use_outputs, outputs)
+        except RuntimeError as exc:  # the sequencer thread is gone (the watchdog says so)
+            log.error("outputs not changed: %s", exc)
+            return
         if outputs[0].drum_machine != self.performance.drum_machine:
             self.performance.use_drum_machine(outputs[0].drum_machine)
         for output in removed:
