@@ -1,7 +1,9 @@
 """Routing live input: the active mappings applied to the performance, MIDI bytes and OSC in.
 
 The file format and its checks are in `rvaed.control.mapfile`; this is what happens when a
-control moves: transforms, soft takeover, smoothing, switches and triggers.
+control moves: transforms, soft takeover, smoothing, switches and triggers. On SIGHUP the
+daemon hands the same `Controls` its new mappings (`use_mappings`), so every input routing
+through it follows at once.
 """
 
 import asyncio
@@ -40,6 +42,18 @@ class Controls:
     _slewing: asyncio.Task | None = None
 
     def __post_init__(self) -> None:
+        self._index()
+
+    def use_mappings(self, mappings: list[Mapping]) -> None:
+        """Route through ``mappings`` from the next message on (SIGHUP): the old bindings are
+        forgotten, a glide under way still reaches its goal."""
+        self.mappings = list(mappings)
+        self._midi.clear()
+        self._osc.clear()
+        self._live.clear()
+        self._index()
+
+    def _index(self) -> None:
         for mapping in self.mappings:
             for binding in mapping.bindings:
                 if binding.source == "osc":

@@ -8,7 +8,9 @@ flood the buffer keeps the newest messages (the oldest are dropped), so memory s
 
 SysEx, MIDI clock, active sensing and every other system message are ignored (filtered by
 rtmidi and again here). A missing port is waited for, a vanished one is reconnected when it
-returns; each of these is one log line.
+returns; each of these is one log line. After a SIGHUP the ports follow the new mappings:
+new ones are opened, those no mapping names any more are closed (`follow_inputs` does the same
+for the configured default inputs).
 """
 
 import asyncio
@@ -94,15 +96,33 @@ class MidiControlInput:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self.follow_mappings()
+        self._watch = self._loop.create_task(self._watch_ports())
+
+    def follow_mappings(self) -> None:
+        """Open the ports the mappings ask for now and close those they no longer name."""
+        wanted = self._wanted()
+        for port in [p for p in self._ports if (p.mapping_port, p.spec) not in wanted]:
+            port.close()
+            self._ports.remove(port)
+            log.info("MIDI in: closed %s (no mapping names it now)", port.connected or port.spec)
+        have = {(p.mapping_port, p.spec) for p in self._ports}
+        for mapping_port, spec in wanted:
+            if (mapping_port, spec) not in have:
+                self._ports.append(_Port(spec, mapping_port, self.api, self.client_name))
+                log.info("MIDI in: waiting for a port named like %r", spec)
+        self._check()
+
+    def _wanted(self) -> list[tuple[str | None, str]]:
+        """(mapping port, port spec) of every input the mappings need."""
+        wanted = []
         for mapping_port in self.controls.ports:
             spec = mapping_port or self.default_port
             if spec is None:
                 log.info("MIDI in: mappings without a port and no default input: no MIDI")
                 continue
-            self._ports.append(_Port(spec, mapping_port, self.api, self.client_name))
-            log.info("MIDI in: waiting for a port named like %r", spec)
-        self._check()
-        self._watch = self._loop.create_task(self._watch_ports())
+            wanted.append((mapping_port, spec))
+        return wanted
 
     async def close(self) -> None:
         if self._watch is not None:
@@ -149,3 +169,23 @@ class MidiControlInput:
                 self.controls.midi(mapping_port, message, at)
             except ValueError as exc:
                 self.rejected(str(exc))
+
+
+async def follow_inputs(running: list[MidiControlInput], controls: Receiver,
+                        specs: tuple[str | None, ...], api: str) -> list[MidiControlInput]:
+    """The controller inputs for the default ports ``specs`` (none: one without a default),
+    following the mappings of ``controls``: an input whose spec stays is kept and follows
+    them, the others are closed, new ones started."""
+    by_spec = {part.default_port: part for part in running}
+    inputs = []
+    for spec in list(specs) or [None]:
+        part = by_spec.pop(spec, None)
+        if part is None:
+            part = MidiControlInput(controls, api=api, default_port=spec)
+            await part.start()
+        else:
+            part.follow_mappings()
+        inputs.append(part)
+    for part in by_spec.values():
+        await part.close()
+    return inputs

@@ -186,6 +186,11 @@ class Performance:
         self.decoder = decoder
         self._changed(DECODE, None)
 
+    def use_drum_machine(self, drum_machine) -> None:
+        """Schedule on another drum machine's notes (the first output's, after a SIGHUP)."""
+        self.drum_machine = drum_machine
+        self._changed(SCHEDULE, None)
+
     # -- the update ------------------------------------------------------------------------
 
     def flush(self) -> None:

@@ -8,6 +8,10 @@ Validation is driven by the dataclasses themselves: each field's type says what 
 hold, and ``field(metadata=...)`` adds a range or a set of choices. A key left out, or set to
 null where null has no meaning of its own, takes its built-in default; an unknown key is an
 error naming file, line and field.
+
+On SIGHUP the daemon reads the file again: `changes` says which keys differ, and a key marked
+``restart`` in its metadata (the OSC socket, the MIDI API, Link, the state and model folders)
+keeps its running value (`keep_running`) until rvaed is restarted.
 """
 
 import contextlib
@@ -21,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from rvaed.core import yamlfile
 from rvaed.core.drummachine import DEFAULT_DRUM_MACHINE
@@ -32,6 +37,7 @@ SYSTEM_CONFIG = Path("/etc/rvaed") / CONFIG_NAME
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 Check = Callable[[typing.Any], str | None]
+RESTART = {"restart": True}  # field metadata: a change applies only after a restart
 
 
 def _within(low: float, high: float) -> dict[str, Check]:
@@ -95,7 +101,7 @@ class MidiOutput:
 
 @dataclass(frozen=True)
 class MidiConfig:
-    api: str = field(default="auto", metadata=_one_of(API_NAMES))
+    api: str = field(default="auto", metadata={**_one_of(API_NAMES), **RESTART})
     outputs: tuple[MidiOutput, ...] = (MidiOutput(),)
     inputs: tuple[str, ...] = ()
     groove_input: str | None = None
@@ -109,9 +115,9 @@ class LinkConfig:
 
 @dataclass(frozen=True)
 class OscConfig:
-    enabled: bool = True
-    bind: str = field(default="0.0.0.0", metadata={"check": _ip_address})
-    port: int = field(default=9000, metadata=_within(1, 65535))
+    enabled: bool = field(default=True, metadata=RESTART)
+    bind: str = field(default="0.0.0.0", metadata={"check": _ip_address, **RESTART})
+    port: int = field(default=9000, metadata={**_within(1, 65535), **RESTART})
     allow: tuple[str, ...] = field(default=("127.0.0.0/8", "::1"),
                                    metadata={"check": _ip_networks})
 
@@ -120,10 +126,10 @@ class OscConfig:
 class DataDirs:
     """Where rvaed keeps its state and the files it reads and writes (all must be absolute)."""
 
-    state: Path = field(default_factory=_default_state_dir)
-    models: Path = field(default_factory=_default_data_dir("models"))
+    state: Path = field(default_factory=_default_state_dir, metadata=RESTART)
+    models: Path = field(default_factory=_default_data_dir("models"), metadata=RESTART)
     inbox: Path = field(default_factory=_default_data_dir("inbox"))
-    captures: Path = field(default_factory=_default_data_dir("captures"))
+    captures: Path = field(default_factory=_default_data_dir("captures"), metadata=RESTART)
 
     def all(self) -> tuple[Path, ...]:
         return (self.state, self.models, self.inbox, self.captures)
@@ -156,7 +162,7 @@ class DaemonConfig:
     model: str = "starter"
     kit: str = DEFAULT_KIT
     midi: MidiConfig = MidiConfig()
-    link: LinkConfig = LinkConfig()
+    link: LinkConfig = field(default=LinkConfig(), metadata=RESTART)
     osc: OscConfig = OscConfig()
     mappings: tuple[str, ...] = ("touchosc", "generic")
     dirs: DataDirs = field(default_factory=DataDirs)
@@ -185,6 +191,57 @@ def load_config(path: str | Path | None = None) -> DaemonConfig:
     doc = yamlfile.load(path)
     config = _build(DaemonConfig, doc, (), doc.data)
     return dataclasses.replace(config, source=doc.path)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One key that differs between the running configuration and a reloaded one."""
+
+    key: str
+    old: object
+    new: object
+    restart: bool  # True: applies only after a restart
+
+    def __str__(self) -> str:
+        if isinstance(self.old, tuple) and isinstance(self.new, tuple) and any(
+                map(dataclasses.is_dataclass, self.old + self.new)):
+            return self.key
+        return f"{self.key} {_shown(self.old)} -> {_shown(self.new)}"
+
+
+def changes(old: Any, new: Any, prefix: str = "", restart: bool = False) -> list[Change]:
+    """Every key (dotted: training.epochs) whose value differs from ``old`` to ``new``."""
+    found = []
+    for f in dataclasses.fields(old):
+        if f.metadata.get("internal"):
+            continue
+        key, needs = prefix + f.name, restart or bool(f.metadata.get("restart"))
+        before, after = getattr(old, f.name), getattr(new, f.name)
+        if dataclasses.is_dataclass(before):
+            found += changes(before, after, key + ".", needs)
+        elif before != after:
+            found.append(Change(key, before, after, needs))
+    return found
+
+
+def keep_running(old, new):
+    """``new`` with every key that needs a restart at its value in ``old``."""
+    values = {}
+    for f in dataclasses.fields(old):
+        if f.metadata.get("internal"):
+            continue
+        before, after = getattr(old, f.name), getattr(new, f.name)
+        if f.metadata.get("restart"):
+            values[f.name] = before
+        elif dataclasses.is_dataclass(before):
+            values[f.name] = keep_running(before, after)
+    return dataclasses.replace(new, **values)
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "none"
+    return str(value)
 
 
 _TYPE_NAMES = {

@@ -4,7 +4,9 @@ Polled rather than watched (no inotify dependency, and it works on network share
 folder has settled — no file added, removed, grown or touched for ``settle_seconds`` — the MIDI
 files in it (folders of them too) are moved to ``taken/YYYYmmdd-HHMMSS/`` inside the inbox and
 handed to a callback, which starts training on them. Files that are not MIDI, too large, or
-unreadable are reported once and left where they are; they never stop anything.
+unreadable are reported once and left where they are; they never stop anything. `update`
+points it at another folder (SIGHUP); the switch happens at the start of the next poll, so
+one poll never mixes two folders.
 """
 
 import asyncio
@@ -51,7 +53,7 @@ class Inbox:
     def __init__(self, folder: Path, settle_seconds: float, policy: FilePolicy,
                  on_batch: Callable[[Batch], Awaitable[None] | None],
                  poll_seconds: float = 0.5) -> None:
-        self.folder = Path(folder)
+        self.folder = self._next_folder = Path(folder)
         self.settle_seconds = settle_seconds
         self.policy = policy
         self.on_batch = on_batch
@@ -74,13 +76,26 @@ class Inbox:
                     log.exception("inbox: handling %d file(s) failed", len(batch.files))
             await asyncio.sleep(self.poll_seconds)
 
+    def update(self, folder: Path, settle_seconds: float) -> None:
+        """Watch ``folder`` (from the next poll on) and wait ``settle_seconds`` from now on."""
+        self._next_folder = Path(folder)
+        self.settle_seconds = settle_seconds
+
     def poll(self) -> Batch | None:
         """Look once; a Batch when the folder has settled with something new in it."""
+        self._switch_folder()
         try:
             return self._poll()
         except OSError as exc:
             log.warning("inbox %s: cannot read: %s", self.folder, exc.strerror or exc)
             return None
+
+    def _switch_folder(self) -> None:
+        folder = self._next_folder
+        if folder != self.folder:
+            self.folder, self._seen, self._handled = folder, frozenset(), frozenset()
+            self._reported.clear()
+            log.info("inbox: now watching %s", folder)
 
     def _poll(self) -> Batch | None:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,9 @@ OSC listens on the network so a phone can play; anyone who reaches the port can 
 command that reads or writes files (train, load a model, save, capture) is only obeyed when the
 sender's address is on the allowlist (default: this machine), and every path it names must
 resolve — after following symlinks — inside one of the configured data directories, with no
-``..`` anywhere and within the size limits.
+``..`` anywhere and within the size limits. The daemon holds one policy for its whole run
+and `update` changes it in place on SIGHUP, so every guard made from it obeys the new
+allowlist at once.
 """
 
 import ipaddress
@@ -40,7 +42,7 @@ def sender_allowed(host: str, allow: Sequence[Network]) -> bool:
     return any(address.version == net.version and address in net for net in allow)
 
 
-@dataclass(frozen=True)
+@dataclass
 class FilePolicy:
     """Who may send file-touching commands, which directories they may use, how much."""
 
@@ -53,6 +55,10 @@ class FilePolicy:
     def from_config(cls, config: DaemonConfig) -> "FilePolicy":
         return cls(config.dirs.all(), parse_allowlist(config.osc.allow),
                    config.limits.max_file_bytes, config.limits.max_request_bytes)
+
+    def update(self, config: DaemonConfig) -> None:
+        """Take the allowlist, data directories and limits of ``config`` from now on."""
+        vars(self).update(vars(FilePolicy.from_config(config)))
 
     def sender_allowed(self, host: str) -> bool:
         return sender_allowed(host, self.allow)

@@ -8,7 +8,10 @@ What runs where (see DESIGN.md):
 
 Nothing a musician or the network does stops the music: a missing port is waited for, a
 failed model load or training keeps the current model playing, a broken config on SIGHUP keeps
-the running one. SIGTERM stops cleanly: every note gets its note-off, the state is saved.
+the running one. SIGHUP applies the file's every section to the parts that own it (mappings,
+controller inputs, file policy, training, inbox, outputs, model, log level); a key that needs a
+restart keeps its running value and is named in the log. SIGTERM stops cleanly: every note
+gets its note-off, the state is saved.
 """
 
 import asyncio
@@ -23,20 +26,20 @@ import numpy as np
 
 from rvaed.control.controls import Controls
 from rvaed.control.mapfile import load_mappings
-from rvaed.control.midiin import MidiControlInput
+from rvaed.control.midiin import follow_inputs
 from rvaed.control.osc import OscServer
 from rvaed.control.performance import Performance
 from rvaed.core.drummachine import DrumMachine, load_drum_machine
 from rvaed.core.errors import RvaedError
 from rvaed.core.state import NOT_RESTORED, PerformanceState, Transition
-from rvaed.daemon.config import DaemonConfig, load_config
+from rvaed.daemon.config import DaemonConfig, changes, keep_running, load_config
 from rvaed.daemon.inbox import Batch, Inbox
 from rvaed.daemon.persist import StateStore
 from rvaed.daemon.policy import FilePolicy
 from rvaed.daemon.supervisor import Trainer
 from rvaed.daemon.systemd import Notifier
 from rvaed.engine.clock import Clock, InternalClock
-from rvaed.engine.midiout import VIRTUAL, Output
+from rvaed.engine.midiout import VIRTUAL, Output, carry_over
 from rvaed.engine.sequencer import Sequencer
 from rvaed.model.library import ModelLibrary
 from rvaed.model.modeldir import model_path, starter_model
@@ -69,12 +72,16 @@ class Daemon:
         self.performance: Performance | None = None
         self.trainer: Trainer | None = None
         self.osc: OscServer | None = None
-        self.inputs: list = []  # controller inputs and the "find my groove" input
+        self.controls: Controls | None = None
+        self.inbox: Inbox | None = None
+        self.controllers: list = []  # controller MIDI inputs, one per configured default port
+        self.inputs: list = []  # the "find my groove" input
         self.tools: list = []  # automation and capture: closed on shutdown
         self._tasks: list[asyncio.Task] = []
         self._saved: dict | None = None
         self._bend_wanted: tuple[float, int] | None = None
         self._bender: asyncio.Task | None = None
+        self._reloading = asyncio.Lock()  # two quick SIGHUPs apply one after the other
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -101,7 +108,8 @@ class Daemon:
         machines = [load_drum_machine(spec.drum_machine, decoder.kit)
                     for spec in config.midi.outputs]
         self.clock = self._clock()
-        self.sequencer = Sequencer(self.clock, self._outputs(machines), grid=decoder.grid)
+        self.sequencer = Sequencer(self.clock, self._outputs(decoder, config, machines),
+                                   grid=decoder.grid)
         self.sequencer.start()
         self.performance = Performance(decoder, self.sequencer, machines[0], self.clock,
                                        state=_restore_state(saved.get("state"), decoder))
@@ -110,10 +118,11 @@ class Daemon:
         await self._start_tools(saved.get("automation"))
         self.trainer = Trainer(self.library, config.training, config.kit,
                                on_model=self._trained, on_progress=self._training_progress)
-        controls = Controls(self.performance, self._mappings(decoder))
+        self.controls = controls = Controls(self.performance, self._mappings(decoder))
         await self._start_osc(controls)
         await self._start_inputs(controls)
-        self._tasks += [asyncio.create_task(self._inbox().run(), name="inbox"),
+        self.inbox = self._inbox()
+        self._tasks += [asyncio.create_task(self.inbox.run(), name="inbox"),
                         asyncio.create_task(self._save_changes(), name="persist"),
                         asyncio.create_task(self._log_timing(), name="timing"),
                         asyncio.create_task(self.notifier.keep_alive(self.sequencer_alive),
@@ -134,7 +143,7 @@ class Daemon:
             self.sequencer.stop()
             offs, _, ons = self.sequencer.timing.sent
             log.info("MIDI out: %d note-ons and %d note-offs sent", ons, offs)
-        for part in [*self.inputs, *self.tools, self.osc, self.trainer]:
+        for part in [*self.controllers, *self.inputs, *self.tools, self.osc, self.trainer]:
             if part is not None:
                 with contextlib.suppress(Exception):
                     await part.close()
@@ -149,20 +158,73 @@ class Daemon:
         return self.sequencer is not None and self.sequencer.running
 
     async def reload(self) -> None:
-        """SIGHUP: read the config and mappings again without stopping the music."""
-        self.notifier.reloading()
-        assert self.performance is not None  # started
+        """SIGHUP: read the config and mappings again and apply them without stopping the
+        music; anything that fails to load refuses the whole file and the running one stays."""
+        if self.inbox is None or self.performance is None:
+            log.warning("reload ignored: rvaed is still starting (send SIGHUP again)")
+            return
+        async with self._reloading:
+            self.notifier.reloading()
+            try:
+                config = await asyncio.to_thread(load_config, self.config_path)
+                mappings = load_mappings(config.mappings, self.performance.decoder.kit)
+                outputs = self._outputs(self.performance.decoder, config)
+            except RvaedError as exc:
+                log.error("reload refused, the running configuration stays: %s", exc)
+            else:
+                await self._apply(config, mappings, outputs)
+            self.notifier.ready(f"playing {self.model.name}")
+
+    async def _apply(self, config: DaemonConfig, mappings: list, outputs: list[Output]) -> None:
+        """Hand every part its section of ``config``; log what changed in one line."""
+        assert self.trainer is not None and self.inbox is not None  # started
+        assert self.controls is not None  # started
+        changed = changes(self.config, config)
+        for change in (c for c in changed if c.restart):
+            log.warning("reload: %s needs a restart of rvaed; it stays %s until then",
+                        change, change.old)
+        old, self.config = self.config, keep_running(self.config, config)
+        if old.logging != self.config.logging:
+            logging.getLogger().setLevel(self.config.logging.level.upper())
+        self.policy.update(self.config)
+        self.trainer.update(self.config.training, self.config.kit)
+        self.inbox.update(self.config.dirs.inbox, self.config.training.settle_seconds)
+        done = [str(c) for c in changed if not c.restart]
+        if mappings != self.controls.mappings:
+            self.controls.use_mappings(mappings)
+            done += [] if old.mappings != config.mappings else ["mapping files"]
+        await self._reload_inputs(old)
+        await self._reload_outputs(outputs)
+        if old.model != self.config.model and (model := self._configured_model()):
+            asyncio.get_running_loop().create_task(self.switch_model(model))
+        log.info("reloaded %s: %s", config.source or "built-in defaults",
+                 ", ".join(done) or "nothing changed")
+
+    async def _reload_inputs(self, old: DaemonConfig) -> None:
+        """Controller inputs follow the new mappings and ports; the groove input its port."""
+        assert self.controls is not None  # started
+        midi = self.config.midi
+        self.controllers = await follow_inputs(self.controllers, self.controls, midi.inputs,
+                                               midi.api)
+        if midi.groove_input != old.midi.groove_input:
+            for part in self.inputs:
+                await part.close()
+            self.inputs = []
+            await self._start_groove_input()
+
+    async def _reload_outputs(self, outputs: list[Output]) -> None:
+        """Open the new outputs, retune the kept ones, swap them in, close the ones gone."""
+        assert self.sequencer is not None and self.performance is not None  # started
+        outputs = await asyncio.to_thread(carry_over, self.sequencer.outputs, outputs)
         try:
-            config = await asyncio.to_thread(load_config, self.config_path)
-            mappings = load_mappings(config.mappings, self.performance.decoder.kit)
-        except RvaedError as exc:
-            log.error("reload refused, the running configuration stays: %s", exc)
-        else:
-            self.osc.controls.mappings[:] = mappings  # type: ignore[union-attr]
-            self.config = config
-            log.info("reloaded %s: %d mapping(s)", config.source or "built-in defaults",
-                     len(mappings))
-        self.notifier.ready(f"playing {self.model.name}")
+            removed = await asyncio.to_thread(self.sequencer.use_outputs, outputs)
+        except RuntimeError as exc:  # the sequencer thread is gone (the watchdog says so)
+            log.error("outputs not changed: %s", exc)
+            return
+        if outputs[0].drum_machine != self.performance.drum_machine:
+            self.performance.use_drum_machine(outputs[0].drum_machine)
+        for output in removed:
+            await asyncio.to_thread(output.close)
 
     # -- building the parts ----------------------------------------------------------------
 
@@ -205,10 +267,14 @@ class Daemon:
             log.error("Ableton Link unavailable (%s): using the internal clock", exc)
             return InternalClock(quantum=link.quantum)
 
-    def _outputs(self, machines: list[DrumMachine]) -> list[Output]:
+    def _outputs(self, decoder: Decoder, config: DaemonConfig,
+                 machines: list[DrumMachine] | None = None) -> list[Output]:
         """One output per configured MIDI output, each with its drum machine."""
+        if machines is None:
+            machines = [load_drum_machine(spec.drum_machine, decoder.kit)
+                        for spec in config.midi.outputs]
         outputs = []
-        for spec, machine in zip(self.config.midi.outputs, machines, strict=True):
+        for spec, machine in zip(config.midi.outputs, machines, strict=True):
             outputs.append(Output(VIRTUAL if spec.virtual else spec.port, machine,
                                   latency_ms=spec.latency_ms, clock_out=spec.clock_out,
                                   api=self.config.midi.api))
@@ -240,13 +306,14 @@ class Daemon:
 
     async def _start_inputs(self, controls: Controls) -> None:
         midi = self.config.midi
+        self.controllers = await follow_inputs([], controls, midi.inputs, midi.api)
+        await self._start_groove_input()
+
+    async def _start_groove_input(self) -> None:
+        midi = self.config.midi
         assert self.performance is not None  # started
-        inputs: list[MidiControlInput | GrooveInput] = [
-            MidiControlInput(controls, api=midi.api, default_port=spec)
-            for spec in (midi.inputs or (None,))]
         if midi.groove_input:
-            inputs.append(GrooveInput(self.performance, midi.groove_input, api=midi.api))
-        for part in inputs:
+            part = GrooveInput(self.performance, midi.groove_input, api=midi.api)
             await part.start()
             self.inputs.append(part)
 

@@ -40,6 +40,10 @@ class Trainer:
         self.last_result: str = "idle"
         self._task: asyncio.Task | None = None
 
+    def update(self, config: TrainingConfig, kit: str) -> None:
+        """Train with these settings from the next request on (a running job keeps its own)."""
+        self.config, self.kit = config, kit
+
     @property
     def busy(self) -> bool:
         return self.job is not None

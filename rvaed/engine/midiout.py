@@ -5,7 +5,9 @@ that finds the port, notices when it vanishes and reconnects when it returns (a 
 time), and hands the sequencer a ready port by swapping one reference. The sequencer's `send`
 takes an uncontended lock (the watcher holds it only for that swap) and drops messages while no
 port is there. On reconnecting, All Notes Off goes to the channels played so far, so a note cut
-off by an unplugged cable cannot hang once the device is back.
+off by an unplugged cable cannot hang once the device is back. On SIGHUP `carry_over` keeps
+every output whose port is already open (a virtual port cannot be opened twice under one name)
+and retunes it to the new drum machine, latency and MIDI clock setting.
 """
 
 import logging
@@ -102,6 +104,11 @@ class Output:
             self._watcher.join()
         self._detach()
 
+    def retune(self, other: "Output") -> None:
+        """Play as ``other`` says (drum machine, latency, MIDI clock), on this open port."""
+        self.drum_machine, self.latency = other.drum_machine, other.latency
+        self.clock_out = other.clock_out
+
     def _attach(self, port, name: str) -> None:
         with self._lock:
             self._port, self._port_name = port, name
@@ -151,3 +158,18 @@ class Output:
         self._attach(port, name)
         if reconnect:
             self.all_notes_off()
+
+
+def carry_over(running: list[Output], wanted: list[Output]) -> list[Output]:
+    """``wanted`` (not opened yet), where each output on a port already open in ``running``
+    is that running output retuned; the rest are opened."""
+    by_spec = {output.spec: output for output in running}
+    outputs = []
+    for output in wanted:
+        kept = by_spec.pop(output.spec, None)
+        if kept is None:
+            output.open()
+        else:
+            kept.retune(output)
+        outputs.append(kept or output)
+    return outputs

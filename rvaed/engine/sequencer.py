@@ -22,6 +22,12 @@ events are committed and play from the schedule they came from; `install` swaps 
 and the first step not yet queued onwards plays the new schedule. Nothing is sent twice, nothing
 is dropped, and the hot path takes no lock.
 
+How the outputs change while it plays (SIGHUP): `use_outputs` hands the thread a new list of
+open outputs and waits until the thread has taken it at the top of a cycle. An output in both
+lists keeps its queue and sounding notes; one that is gone is silenced there and then (its
+note-offs, All Notes Off) and handed back for the caller to close; a new one is played from
+the next step queued.
+
 How no note is left hanging: a note-off is queued the moment its note-on is sent, and stays
 queued whatever happens to the schedule or the tempo; stopping the transport sends every
 pending note-off at once, and the thread's `finally` does the same plus All Notes Off (CC 123),
@@ -151,6 +157,8 @@ class Sequencer:
         self._next_step = 0                # steps counted from the anchor, not yet queued
         self._floor = 0.0                  # no event is placed before this beat
         self._quit = threading.Event()
+        self._next_outputs: list[Output] | None = None
+        self._outputs_taken = threading.Event()
         self._thread: threading.Thread | None = None
         self._previous_switch_interval = sys.getswitchinterval()
 
@@ -161,6 +169,18 @@ class Sequencer:
         if schedule.grid != self.grid:
             raise ValueError(f"schedule grid {schedule.grid} is not the sequencer's {self.grid}")
         self._prepared = self._prepare(schedule)
+
+    def use_outputs(self, outputs: list[Output], timeout: float = 2.0) -> list[Output]:
+        """Play to ``outputs`` (open already) from the thread's next cycle; blocks until then.
+        Returns the outputs no longer played to, silenced, for the caller to close."""
+        removed = [output for output in self.outputs if output not in outputs]
+        self._outputs_taken.clear()
+        self._next_outputs = list(outputs)
+        if not self.running:
+            self._take_outputs()
+        elif not self._outputs_taken.wait(timeout):
+            raise RuntimeError(f"the sequencer did not take the new outputs in {timeout} s")
+        return removed
 
     @property
     def schedule(self) -> Schedule:
@@ -221,6 +241,8 @@ class Sequencer:
 
     def _cycle(self) -> None:
         """One wake-up: follow the transport, queue steps, then wait for or send what is due."""
+        if self._next_outputs is not None:
+            self._take_outputs()
         line = self.clock.timeline()
         if not line.playing or line.start_beat != self._anchor:
             if self._anchor is not None:
@@ -239,6 +261,29 @@ class Sequencer:
             pass
         for lane in self._lanes:
             self._send_due(line, lane)
+
+    def _take_outputs(self) -> None:
+        """The thread (or a stopped sequencer): swap in the outputs `use_outputs` was given."""
+        outputs, self._next_outputs = self._next_outputs or [], None
+        lanes = {id(lane.output): lane for lane in self._lanes}
+        kept = [lanes.pop(id(output)) if id(output) in lanes else _Lane(output)
+                for output in outputs]
+        for lane in lanes.values():
+            self._silence_lane(lane, all_notes_off=True)
+        if self._anchor is not None:
+            line = self.clock.timeline()
+            for lane in kept:
+                self._follow_clock_out(lane, line)
+        self._lanes, self.outputs = kept, outputs
+        self._outputs_taken.set()
+
+    def _follow_clock_out(self, lane: _Lane, line: Timeline) -> None:
+        """Start or stop the MIDI clock of a playing lane whose output turned it on or off."""
+        if lane.output.clock_out and lane.clock is None and self._anchor is not None:
+            lane.clock = MidiClock(self._anchor, line.beat_at(now()))
+        elif not lane.output.clock_out and lane.clock is not None:
+            lane.output.send(MidiClock.stop())
+            lane.clock = None
 
     def _begin(self, line: Timeline) -> None:
         """Start playing a session: from its step 0 if it is still ahead, else the next step."""
@@ -313,17 +358,20 @@ class Sequencer:
     def _silence(self, all_notes_off: bool) -> None:
         """Send every pending note-off now and forget the queues; MIDI clock Stop; CC 123."""
         for lane in self._lanes:
-            for status, note in lane.sounding:
-                lane.output.send((NOTE_OFF | (status & 0x0F), note, 0))
-                self.timing.sent[OFF] += 1
-            lane.sounding.clear()
-            lane.queue.clear()
-            if lane.clock is not None:
-                lane.output.send(MidiClock.stop())
-                lane.clock = None
-            if all_notes_off:
-                lane.output.all_notes_off()
+            self._silence_lane(lane, all_notes_off)
         self._anchor = None
+
+    def _silence_lane(self, lane: _Lane, all_notes_off: bool) -> None:
+        for status, note in lane.sounding:
+            lane.output.send((NOTE_OFF | (status & 0x0F), note, 0))
+            self.timing.sent[OFF] += 1
+        lane.sounding.clear()
+        lane.queue.clear()
+        if lane.clock is not None:
+            lane.output.send(MidiClock.stop())
+            lane.clock = None
+        if all_notes_off:
+            lane.output.all_notes_off()
 
 
 def _ask_realtime() -> bool:

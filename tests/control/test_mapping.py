@@ -220,3 +220,17 @@ def test_every_parameter_is_a_target_over_its_whole_range(tmp_path, model_dir): 
     playing = perf.state.playing
     controls.midi(None, [0x90, 36, 100])
     assert perf.state.playing is not playing  # a switch target
+
+
+def test_new_mappings_route_at_once_and_the_old_ones_no_more(tmp_path, model_dir):  # noqa: F811
+    controls, perf = controls_for(tmp_path, model_dir, "bindings:\n  - {osc: /a, target: x}\n")
+    assert controls.osc("/a", (0.25,))
+    assert perf.state.x == 0.25
+    path = tmp_path / "b.yaml"
+    path.write_text("bindings:\n  - {osc: /b, target: x}\n  - {cc: 7, target: y}\n")
+    controls.use_mappings([load_mapping(path, KIT)])
+    assert not controls.osc("/a", (0.75,))
+    assert perf.state.x == 0.25
+    assert controls.osc("/b", (0.75,)) and controls.midi(None, [0xB0, 7, 127])
+    assert (perf.state.x, perf.state.y) == (0.75, 1.0)
+    assert controls.ports == [None]

@@ -73,3 +73,36 @@ def test_controller_midi_through_jack_with_hot_plug(model_dir):  # noqa: F811
         await midi_in.close()
         await perf.stop()
     asyncio.run(scenario())
+
+
+@pytest.mark.usefixtures("jack_server")
+def test_new_mappings_open_their_ports_and_close_the_ones_no_longer_named(tmp_path,
+                                                                          model_dir):  # noqa: F811
+    async def scenario():
+        perf = make_performance(model_dir)
+        await perf.start()
+        korg = tmp_path / "korg.yaml"
+        korg.write_text("port: nanoKONTROL2\nbindings:\n  - {cc: 0, target: x}\n")
+        other = tmp_path / "other.yaml"
+        other.write_text("port: fake-pad\nbindings:\n  - {cc: 0, target: y}\n")
+        controls = Controls(perf, [load_mapping(korg, load_kit())])
+        midi_in = MidiControlInput(controls, api="jack", poll=0.05)
+        device, pad = controller(), midiapi.open_client("jack", "output", "fake-pad")
+        pad.open_virtual_port("fake-pad out")
+        await midi_in.start()
+        await until(lambda: len(midi_in.connected) == 1)
+        controls.use_mappings([load_mapping(other, load_kit())])
+        midi_in.follow_mappings()
+        assert [p.spec for p in midi_in._ports] == ["fake-pad"]
+        await until(lambda: midi_in.connected == ["fake-pad:fake-pad out"])
+        await asyncio.sleep(SETTLE)
+        device.send_message([0xB0, 0, 127])  # the old port is closed: nothing arrives
+        pad.send_message([0xB0, 0, 127])
+        await until(lambda: perf.state.y == 1.0)
+        assert perf.state.x == 0.5 and midi_in.received == 1
+        for port in (device, pad):
+            port.close_port()
+            port.delete()
+        await midi_in.close()
+        await perf.stop()
+    asyncio.run(scenario())

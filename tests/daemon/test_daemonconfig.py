@@ -169,3 +169,32 @@ def test_the_default_kit_mappings_and_drum_machine_are_shipped():
     assert [m.name for m in load_mappings(config.mappings, kit)] == list(config.mappings)
     for output in config.midi.outputs:
         assert load_drum_machine(output.drum_machine, kit).name == output.drum_machine
+
+
+def test_a_reload_names_each_changed_key_and_keeps_those_that_need_a_restart(tmp_path):
+    old = load_config(write(tmp_path / "old.yaml", """
+        osc: {port: 9000, allow: [127.0.0.0/8, "::1"]}
+        training: {epochs: 150}
+        mappings: [a.yaml]
+    """))
+    new = load_config(write(tmp_path / "new.yaml", """
+        osc: {port: 9001, allow: ["::1"]}
+        training: {epochs: 3}
+        mappings: [b.yaml]
+        link: {quantum: 8}
+        midi: {outputs: [{drum_machine: tr-8}]}
+    """))
+    found = {change.key: change for change in daemonconfig.changes(old, new)}
+    assert set(found) == {"osc.port", "osc.allow", "training.epochs", "mappings",
+                          "link.quantum", "midi.outputs"}
+    assert {key for key, change in found.items() if change.restart} == {"osc.port",
+                                                                       "link.quantum"}
+    assert str(found["training.epochs"]) == "training.epochs 150 -> 3"
+    assert str(found["osc.allow"]) == "osc.allow 127.0.0.0/8,::1 -> ::1"
+    assert str(found["midi.outputs"]) == "midi.outputs"
+    running = daemonconfig.keep_running(old, new)
+    assert running.osc.port == 9000 and running.link == old.link
+    assert running.osc.allow == ("::1",) and running.training.epochs == 3
+    assert running.midi.outputs[0].drum_machine == "tr-8"
+    assert daemonconfig.changes(running, new) == [found["link.quantum"], found["osc.port"]]
+    assert daemonconfig.changes(old, old) == []

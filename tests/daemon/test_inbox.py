@@ -173,3 +173,17 @@ def test_a_failing_callback_is_logged_and_the_inbox_keeps_watching(tmp_path, cap
     asyncio.run(asyncio.wait_for(main(), 5))
     assert "training could not start" in caplog.text
     assert [p.name for p in calls[1].files] == [GROOVES[1].name]
+
+
+def test_an_updated_inbox_watches_the_new_folder_from_the_next_poll(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    inbox = make_inbox(first)
+    inbox.policy = policy(tmp_path)
+    inbox.update(second, 0.1)
+    drop(first, GROOVES[:1])
+    drop(second, GROOVES[1:3])
+    (_, batch), = run_until_batches(inbox, 1)
+    assert inbox.folder == second and inbox.settle_seconds == 0.1
+    assert sorted(path.name for path in batch.files) == sorted(g.name for g in GROOVES[1:3])
+    assert all(path.is_relative_to(second / TAKEN) for path in batch.files)
+    assert (first / GROOVES[0].name).exists()

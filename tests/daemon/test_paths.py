@@ -1,5 +1,6 @@
 """File-touching commands: only allowed senders, only paths inside the data directories."""
 
+import dataclasses
 import socket
 
 import pytest
@@ -119,3 +120,12 @@ def test_policy_from_config_covers_every_data_directory():
     assert policy.roots == config.dirs.all()
     assert policy.sender_allowed("::1") and not policy.sender_allowed("10.0.0.1")
     assert policy.max_file_bytes == config.limits.max_file_bytes
+
+
+def test_an_updated_policy_guards_with_the_new_allowlist_at_once(tmp_path):
+    policy = FilePolicy.from_config(DaemonConfig())
+    allowed = policy.sender_allowed  # what the OSC server holds for the routes that touch files
+    assert allowed("127.0.0.1")
+    config = DaemonConfig(osc=dataclasses.replace(DaemonConfig().osc, allow=("::1",)))
+    policy.update(config)
+    assert not allowed("127.0.0.1") and allowed("::1")

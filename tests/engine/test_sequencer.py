@@ -313,3 +313,32 @@ def test_playing_freezes_the_gc_heap_and_stopping_thaws_it():
     finally:
         sequencer.stop()
     assert gc.get_freeze_count() == 0
+
+
+def test_swapped_outputs_silence_the_old_and_play_the_new_without_a_gap(rig):
+    hits = [Hit(voice, step, 100, 0.0) for step in range(0, 32, 2) for voice in (0, 2)]
+    r = rig(tempo=240)
+    r.play(schedule(hits, gate=1.5))
+    old = r.output
+    time.sleep(1.0)
+    receiver = Receiver(f"rx-swap-{os.getpid()}")
+    new = Output(receiver.name, GM, api="jack", poll=0.05)
+    new.open()
+    deadline = time.monotonic() + 5
+    while not new.connected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    swapped = now()
+    assert r.sequencer.use_outputs([new]) == [old]
+    assert r.sequencer.outputs == [new]
+    time.sleep(1.0)
+    old.close()
+    assert r.receiver.messages[-1][1] == (0xB9, 123, 0)  # the old output: All Notes Off, last
+    assert all(t < swapped + 0.1 for t, _ in r.receiver.messages)
+    ons = [t for t, _ in receiver.kinds(NOTE_ON)]
+    step = 60 / 240 / 4
+    assert ons and ons[0] - swapped < 3 * step and max(np.diff(ons)) < 3 * step
+    r.sequencer.stop()
+    time.sleep(0.05)
+    offs, _, ons_sent = r.sequencer.timing.sent  # counted at the sender: JACK's dummy driver
+    assert offs == ons_sent > 0                   # may drop a cycle on a loaded machine
+    receiver.close()
