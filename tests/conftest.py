@@ -10,6 +10,8 @@ import pytest
 from checks import missing, only_loopback, require_tools
 from rig import free_jack_name, start_jack, stop_jack
 
+from rvaed.model.modeldir import starter_model
+
 
 @pytest.fixture(scope="session")
 def jack_server():
@@ -42,9 +44,7 @@ def link_network():
         missing("Link tests run only inside a loopback-only network namespace (tests/run)")
 
 
-
-
-
-
-
-
+@pytest.fixture(scope="session")
+def model_dir():
+    """The shipped starter model: a real trained model, the one the daemon starts with."""
+    return starter_model()

@@ -4,7 +4,7 @@ a wrong file gets one line naming file, line and field."""
 import asyncio
 
 import pytest
-from test_performance import make_performance, model_dir  # noqa: F401  (fixture)
+from performer import make_performance
 
 from rvaed.control.controls import Controls
 from rvaed.control.mapfile import load_mapping, shipped_mappings
@@ -39,14 +39,14 @@ def test_every_shipped_drum_machine_map_loads_with_its_source():
     assert load_drum_machine("digitakt", KIT).channels == set(range(1, 9))
 
 
-def controls_for(tmp_path, model_dir, text):  # noqa: F811
+def controls_for(tmp_path, model_dir, text):
     path = tmp_path / "map.yaml"
     path.write_text(text)
     perf = make_performance(model_dir)
     return Controls(perf, [load_mapping(path, KIT)]), perf
 
 
-def test_seven_and_fourteen_bit_cc_pitch_bend_and_channels(tmp_path, model_dir):  # noqa: F811
+def test_seven_and_fourteen_bit_cc_pitch_bend_and_channels(tmp_path, model_dir):
     controls, perf = controls_for(tmp_path, model_dir, """
 channel: 2
 bindings:
@@ -70,7 +70,7 @@ bindings:
                                                    ("signed-bit", 1, 65),
                                                    ("signed-bit-2", 65, 1),
                                                    ("binary-offset", 65, 63)])
-def test_relative_encoders_in_each_mode(tmp_path, model_dir, mode, up, down):  # noqa: F811
+def test_relative_encoders_in_each_mode(tmp_path, model_dir, mode, up, down):
     controls, perf = controls_for(tmp_path, model_dir, f"""
 bindings:
   - {{cc: 16, relative: {mode}, step: 0.1, target: x}}
@@ -83,7 +83,7 @@ bindings:
     assert perf.state.x == pytest.approx(start - 0.1)
 
 
-def test_notes_toggle_and_momentary_and_program_changes(tmp_path, model_dir):  # noqa: F811
+def test_notes_toggle_and_momentary_and_program_changes(tmp_path, model_dir):
     controls, perf = controls_for(tmp_path, model_dir, """
 bindings:
   - {note: 36, target: mute.kick, mode: toggle}
@@ -107,7 +107,7 @@ bindings:
     assert (perf.state.x, perf.state.y) == (0.25, 0.75)
 
 
-def test_osc_argument_index_swap_and_transforms(tmp_path, model_dir):  # noqa: F811
+def test_osc_argument_index_swap_and_transforms(tmp_path, model_dir):
     controls, perf = controls_for(tmp_path, model_dir, """
 swap_xy: true
 bindings:
@@ -131,7 +131,7 @@ bindings:
     assert 0 <= perf.state.x <= 1
 
 
-def test_soft_takeover_waits_for_the_knob_to_reach_the_value(tmp_path, model_dir):  # noqa: F811
+def test_soft_takeover_waits_for_the_knob_to_reach_the_value(tmp_path, model_dir):
     controls, perf = controls_for(tmp_path, model_dir, """
 bindings:
   - {cc: 7, target: x, takeover: soft}
@@ -150,7 +150,7 @@ bindings:
     assert perf.state.x == 0.9
 
 
-def test_smoothing_slews_towards_the_control_value(tmp_path, model_dir):  # noqa: F811
+def test_smoothing_slews_towards_the_control_value(tmp_path, model_dir):
     controls, perf = controls_for(tmp_path, model_dir, """
 bindings:
   - {cc: 7, target: x, smoothing: 2}
@@ -167,7 +167,7 @@ bindings:
     asyncio.run(scenario())
 
 
-def test_system_messages_are_ignored(tmp_path, model_dir):  # noqa: F811
+def test_system_messages_are_ignored(tmp_path, model_dir):
     controls, perf = controls_for(tmp_path, model_dir, "bindings:\n  - {cc: 1, target: x}\n")
     for message in ([0xF0, 1, 2, 0xF7], [0xF8], [0xFE], [0xFA], [0x7F]):
         assert not controls.midi(None, message)
@@ -205,7 +205,7 @@ def test_unknown_map_name_lists_the_shipped_ones():
         load_mapping("no-such-controller", KIT)
 
 
-def test_every_parameter_is_a_target_over_its_whole_range(tmp_path, model_dir):  # noqa: F811
+def test_every_parameter_is_a_target_over_its_whole_range(tmp_path, model_dir):
     numbers = [name for name, row in PARAMETERS.items() if row.kind is not bool]
     bindings = "".join(f"  - {{cc: {cc}, target: {name}}}\n" for cc, name in enumerate(numbers))
     controls, perf = controls_for(tmp_path, model_dir, "bindings:\n" + bindings + """\
@@ -222,7 +222,7 @@ def test_every_parameter_is_a_target_over_its_whole_range(tmp_path, model_dir): 
     assert perf.state.playing is not playing  # a switch target
 
 
-def test_new_mappings_route_at_once_and_the_old_ones_no_more(tmp_path, model_dir):  # noqa: F811
+def test_new_mappings_route_at_once_and_the_old_ones_no_more(tmp_path, model_dir):
     controls, perf = controls_for(tmp_path, model_dir, "bindings:\n  - {osc: /a, target: x}\n")
     assert controls.osc("/a", (0.25,))
     assert perf.state.x == 0.25

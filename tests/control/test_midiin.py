@@ -3,18 +3,15 @@ python-rtmidi drives the state; system messages are ignored; the port is waited 
 lost and found again."""
 
 import asyncio
-import time
 
 import pytest
-from test_performance import make_performance, model_dir  # noqa: F401  (fixture)
+from performer import SETTLE, make_performance, until
 
 from rvaed.control.controls import Controls
 from rvaed.control.mapfile import load_mapping
 from rvaed.control.midiin import MidiControlInput
 from rvaed.core.kit import load_kit
 from rvaed.engine import midiapi
-
-SETTLE = 0.3  # JACK applies a new connection at a later process cycle: let it settle
 
 
 def controller():
@@ -24,15 +21,10 @@ def controller():
     return port
 
 
-async def until(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
 
 
 @pytest.mark.usefixtures("jack_server")
-def test_controller_midi_through_jack_with_hot_plug(model_dir):  # noqa: F811
+def test_controller_midi_through_jack_with_hot_plug(model_dir):
     async def scenario():
         perf = make_performance(model_dir)
         await perf.start()
@@ -77,7 +69,7 @@ def test_controller_midi_through_jack_with_hot_plug(model_dir):  # noqa: F811
 
 @pytest.mark.usefixtures("jack_server")
 def test_new_mappings_open_their_ports_and_close_the_ones_no_longer_named(tmp_path,
-                                                                          model_dir):  # noqa: F811
+                                                                          model_dir):
     async def scenario():
         perf = make_performance(model_dir)
         await perf.start()

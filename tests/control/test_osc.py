@@ -7,16 +7,14 @@ import logging
 import re
 import socket
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from checks import assert_one_line, require_tools
+from performer import make_performance, receive_all, shell, until
 from pythonosc.osc_message_builder import build_msg
-from pythonosc.osc_packet import OscPacket
-from test_performance import make_performance, model_dir  # noqa: F401  (fixture)
 
 from rvaed.control.controls import Controls
 from rvaed.control.mapfile import load_mapping
@@ -27,7 +25,7 @@ from rvaed.core.state import RANGES
 from rvaed.daemon import routes
 
 
-async def serve(model_dir, maps=()):  # noqa: F811
+async def serve(model_dir, maps=()):
     perf = make_performance(model_dir)
     controls = Controls(perf, [load_mapping(m, load_kit()) for m in maps])
     server = OscServer(perf, controls, host="127.0.0.1", port=0, model_name="test model")
@@ -36,19 +34,11 @@ async def serve(model_dir, maps=()):  # noqa: F811
     return perf, server
 
 
-async def until(condition, timeout=3.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
 
 
-async def shell(*command):
-    process = await asyncio.create_subprocess_exec(*command)
-    assert await process.wait() == 0
 
 
-def test_oscsend_from_liblo_drives_the_state(model_dir):  # noqa: F811
+def test_oscsend_from_liblo_drives_the_state(model_dir):
     require_tools("oscsend")
 
     async def scenario():
@@ -83,7 +73,7 @@ client.send_message("/rvaed/transition", [2, "bars"])
 """
 
 
-def test_python_osc_in_another_process_through_the_touchosc_map(model_dir):  # noqa: F811
+def test_python_osc_in_another_process_through_the_touchosc_map(model_dir):
     async def scenario():
         perf, server = await serve(model_dir, ["touchosc"])
         await shell(sys.executable, "-c", PYTHON_OSC_CLIENT, str(server.port))
@@ -96,20 +86,9 @@ def test_python_osc_in_another_process_through_the_touchosc_map(model_dir):  # n
     asyncio.run(scenario())
 
 
-def receive_all(sock: socket.socket) -> dict[str, list]:
-    """Every OSC message waiting on ``sock``, by address (the last one of each wins)."""
-    found = {}
-    sock.setblocking(False)
-    while True:
-        try:
-            data = sock.recv(65536)
-        except BlockingIOError:
-            return found
-        for timed in OscPacket(data).messages:
-            found[timed.message.address] = list(timed.message.params)
 
 
-def test_subscribers_get_the_pattern_grid_and_state(model_dir):  # noqa: F811
+def test_subscribers_get_the_pattern_grid_and_state(model_dir):
     async def scenario():
         perf, server = await serve(model_dir)
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -146,7 +125,7 @@ def test_subscribers_get_the_pattern_grid_and_state(model_dir):  # noqa: F811
 
 
 def test_bad_input_is_dropped_with_rate_limited_logs_and_the_state_stays_valid(
-        model_dir, caplog):  # noqa: F811
+        model_dir, caplog):
     caplog.set_level(logging.WARNING, logger="rvaed.control.osc")
     bad = [build_msg("/rvaed/threshold", "loud").dgram, build_msg("/rvaed/xy", 0.5).dgram,
            build_msg("/rvaed/xy", [0.1, 0.2, 0.3]).dgram, build_msg("/no/such", 1.0).dgram,
@@ -191,7 +170,7 @@ def test_bad_input_is_dropped_with_rate_limited_logs_and_the_state_stays_valid(
 
 
 def test_a_burst_keeps_each_setters_newest_value_and_every_other_message(
-        model_dir):  # noqa: F811
+        model_dir):
     async def scenario():
         perf, server = await serve(model_dir)
         sender = ("127.0.0.1", 9)
@@ -214,7 +193,7 @@ def test_a_burst_keeps_each_setters_newest_value_and_every_other_message(
     asyncio.run(scenario())
 
 
-def test_every_address_in_the_documented_table_is_served(model_dir):  # noqa: F811
+def test_every_address_in_the_documented_table_is_served(model_dir):
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     documented = set(re.findall(r"^\| `(/rvaed/[^`]+)` \|", routes.tables_in(readme), re.M))
     server = OscServer(make_performance(model_dir), None)
@@ -224,7 +203,7 @@ def test_every_address_in_the_documented_table_is_served(model_dir):  # noqa: F8
 
 
 def test_a_route_is_served_once_and_one_touching_files_only_with_a_sender_check(
-        model_dir):  # noqa: F811
+        model_dir):
     server = OscServer(make_performance(model_dir), None)
     touches = Route("/test/save", "", "save a file", lambda owner, sender, args, at: None,
                     files=True)

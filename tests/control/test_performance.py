@@ -9,27 +9,9 @@ import asyncio
 
 import numpy as np
 import pytest
+from performer import make_performance
 
-from rvaed.control.performance import Performance
-from rvaed.core.drummachine import load_drum_machine
 from rvaed.engine.clock import InternalClock
-from rvaed.engine.sequencer import Sequencer
-from rvaed.model.modeldir import starter_model
-from rvaed.model.runtime import Decoder
-
-
-@pytest.fixture(scope="session")
-def model_dir():
-    """The shipped starter model: a real trained model, the one the daemon starts with."""
-    return starter_model()
-
-
-def make_performance(model_dir, clock=None, outputs=(), seed=1) -> Performance:
-    decoder = Decoder(model_dir)
-    clock = clock or InternalClock()
-    sequencer = Sequencer(clock, list(outputs), decoder.grid)
-    return Performance(decoder, sequencer, load_drum_machine("gm", decoder.kit), clock,
-                       seed=seed)
 
 
 def run(coroutine_function, *args):

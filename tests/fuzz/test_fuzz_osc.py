@@ -18,9 +18,8 @@ import pytest
 from checks import fuzz_settings
 from hypothesis import example, given
 from hypothesis import strategies as st
+from performer import make_performance, receive_all
 from pythonosc.osc_message_builder import OscMessageBuilder, build_msg
-from test_osc import receive_all
-from test_performance import make_performance, model_dir  # noqa: F401  (fixture)
 
 from rvaed.control.controls import Controls
 from rvaed.control.mapfile import load_mapping
@@ -181,7 +180,7 @@ class LoopErrors(list):
         loop.set_exception_handler(lambda _loop, context: self.append(context))
 
 
-async def serve(model_dir, map_path):  # noqa: F811
+async def serve(model_dir, map_path):
     perf = make_performance(model_dir)
     mappings = [load_mapping(m, KIT) for m in [*MAPS, map_path]]
     controls = Controls(perf, mappings)
@@ -212,7 +211,7 @@ def local_socket() -> socket.socket:
 
 # -- over real UDP ---------------------------------------------------------------------------
 
-async def storm_scenario(model_dir, map_path, storm: list[bytes]) -> None:  # noqa: F811
+async def storm_scenario(model_dir, map_path, storm: list[bytes]) -> None:
     errors = LoopErrors(asyncio.get_running_loop())
     perf, controls, server = await serve(model_dir, map_path)
     sender, query = local_socket(), local_socket()
@@ -262,7 +261,7 @@ def query_answered(query: socket.socket, perf) -> bool:
 @fuzz_settings(max_examples=10, deadline_ms=None)
 @given(data=st.data())
 def test_a_storm_of_random_datagrams_leaves_a_valid_state_and_a_live_server(
-        model_dir, map_path, data):  # noqa: F811
+        model_dir, map_path, data):
     with local_socket() as sink:
         storm = data.draw(st.lists(datagrams(sink.getsockname()[1]), min_size=30,
                                    max_size=150))
@@ -272,7 +271,7 @@ def test_a_storm_of_random_datagrams_leaves_a_valid_state_and_a_live_server(
 # -- in-process: the dispatcher alone, many more examples ------------------------------------
 
 @pytest.fixture(scope="module")
-def dispatcher(model_dir, map_path):  # noqa: F811
+def dispatcher(model_dir, map_path):
     """A started server on its own loop; examples call it directly and then let the loop run
     what they queued (decodes, glides, slews)."""
     loop = asyncio.new_event_loop()

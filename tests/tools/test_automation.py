@@ -8,8 +8,7 @@ import json
 import numpy as np
 import pytest
 from checks import require_tools
-from test_osc import shell, until
-from test_performance import make_performance, model_dir  # noqa: F401  (fixture)
+from performer import make_performance, shell, until
 
 from rvaed.control.osc import OscServer
 from rvaed.engine.clock import InternalClock
@@ -32,7 +31,7 @@ def beat(perf) -> float:
     return perf.clock.beat_at(perf.clock.now())
 
 
-async def started(model_dir):  # noqa: F811
+async def started(model_dir):
     clock = InternalClock(tempo=TEMPO)
     clock.set_playing(True)
     perf = make_performance(model_dir, clock)
@@ -52,7 +51,7 @@ async def draw(perf, start: float, until_beat: float) -> None:
         await asyncio.sleep(0.005)
 
 
-def test_a_recording_is_whole_bars_and_loops_back_what_was_drawn(model_dir):  # noqa: F811
+def test_a_recording_is_whole_bars_and_loops_back_what_was_drawn(model_dir):
     async def scenario():
         perf = await started(model_dir)
         automator = Automator(perf)
@@ -85,7 +84,7 @@ def test_a_recording_is_whole_bars_and_loops_back_what_was_drawn(model_dir):  # 
     asyncio.run(scenario())
 
 
-def test_a_touch_stops_playback_and_keeps_the_recording(model_dir):  # noqa: F811
+def test_a_touch_stops_playback_and_keeps_the_recording(model_dir):
     async def scenario():
         perf = await started(model_dir)
         automator = Automator(perf)
@@ -106,7 +105,7 @@ def test_a_touch_stops_playback_and_keeps_the_recording(model_dir):  # noqa: F81
     asyncio.run(scenario())
 
 
-def test_stop_ends_a_recording_at_the_bar_line_and_the_limit_loops_it(model_dir):  # noqa: F811
+def test_stop_ends_a_recording_at_the_bar_line_and_the_limit_loops_it(model_dir):
     async def scenario():
         perf = await started(model_dir)
         changes = []
@@ -161,7 +160,7 @@ def test_a_damaged_recording_is_refused_saying_what_is_wrong(data, message):
         Automation.from_dict(data)
 
 
-def test_the_automation_commands_over_osc(model_dir):  # noqa: F811
+def test_the_automation_commands_over_osc(model_dir):
     require_tools("oscsend")
 
     async def scenario():

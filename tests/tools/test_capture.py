@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from checks import assert_one_line, require_tools
 from jackmidi import Receiver
-from test_osc import shell, until
-from test_performance import make_performance, model_dir  # noqa: F401  (fixture)
+from performer import make_performance, shell, until
 
 from rvaed.control.osc import OscServer
 from rvaed.core.drummachine import load_drum_machine
@@ -45,7 +44,7 @@ def cells(pattern) -> set[tuple[int, int, int]]:
     return {(h.voice, h.step, h.velocity) for h in pattern.hits(0.5)}
 
 
-def test_the_current_loop_is_saved_as_it_plays(model_dir, tmp_path):  # noqa: F811
+def test_the_current_loop_is_saved_as_it_plays(model_dir, tmp_path):
     async def scenario():
         perf = make_performance(model_dir)
         await perf.start()
@@ -76,7 +75,7 @@ def test_the_current_loop_is_saved_as_it_plays(model_dir, tmp_path):  # noqa: F8
 
 
 @pytest.mark.usefixtures("jack_server")
-def test_the_last_bars_are_what_the_sequencer_sent(model_dir, tmp_path):  # noqa: F811
+def test_the_last_bars_are_what_the_sequencer_sent(model_dir, tmp_path):
     async def scenario():
         receiver = Receiver("capture-check")
         clock = InternalClock(TEMPO)
@@ -134,7 +133,7 @@ def test_the_last_bars_are_what_the_sequencer_sent(model_dir, tmp_path):  # noqa
     asyncio.run(scenario())
 
 
-def test_captures_never_overwrite_and_bad_requests_say_why(model_dir, tmp_path):  # noqa: F811
+def test_captures_never_overwrite_and_bad_requests_say_why(model_dir, tmp_path):
     async def scenario():
         perf = make_performance(model_dir)
         await perf.start()
@@ -165,7 +164,7 @@ def test_captures_never_overwrite_and_bad_requests_say_why(model_dir, tmp_path):
     asyncio.run(scenario())
 
 
-def test_capture_over_osc_only_from_allowed_senders(model_dir, tmp_path):  # noqa: F811
+def test_capture_over_osc_only_from_allowed_senders(model_dir, tmp_path):
     require_tools("oscsend")
 
     async def scenario():

@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 from checks import assert_one_line, require_tools
 from midigen import beat_file, groove
-from test_midiin import SETTLE
-from test_osc import shell, until
-from test_performance import make_performance, model_dir  # noqa: F401  (fixture)
+from performer import SETTLE, make_performance, shell, until
 
 from rvaed.control.osc import OscServer
 from rvaed.core.errors import RvaedError
@@ -30,7 +28,7 @@ def beat_now(clock) -> float:
 
 
 def test_a_pause_of_a_bar_jumps_to_the_last_two_bars_played_through_jack(
-        model_dir, jack_server):  # noqa: F811
+        model_dir, jack_server):
     async def scenario():
         clock = InternalClock(TEMPO)
         clock.set_playing(True)
@@ -78,7 +76,7 @@ def test_a_pause_of_a_bar_jumps_to_the_last_two_bars_played_through_jack(
     asyncio.run(scenario())
 
 
-def test_live_notes_are_quantized_exactly_like_a_training_file(model_dir, tmp_path):  # noqa: F811
+def test_live_notes_are_quantized_exactly_like_a_training_file(model_dir, tmp_path):
     async def scenario():
         clock = InternalClock(TEMPO)  # stopped: the beats run all the same
         perf = make_performance(model_dir, clock)
@@ -99,7 +97,7 @@ def test_live_notes_are_quantized_exactly_like_a_training_file(model_dir, tmp_pa
     asyncio.run(scenario())
 
 
-def test_too_little_or_a_single_bar_played(model_dir):  # noqa: F811
+def test_too_little_or_a_single_bar_played(model_dir):
     async def scenario():
         clock = InternalClock(TEMPO)
         perf = make_performance(model_dir, clock)
@@ -121,7 +119,7 @@ def test_too_little_or_a_single_bar_played(model_dir):  # noqa: F811
     asyncio.run(scenario())
 
 
-def test_a_midi_file_moves_the_pad_and_a_bad_one_says_why(model_dir, tmp_path):  # noqa: F811
+def test_a_midi_file_moves_the_pad_and_a_bad_one_says_why(model_dir, tmp_path):
     perf = make_performance(model_dir)
     path = beat_file(tmp_path / "groove.mid", groove(4))
     x, y = groove_from_file(perf, path)
@@ -136,7 +134,7 @@ def test_a_midi_file_moves_the_pad_and_a_bad_one_says_why(model_dir, tmp_path): 
     assert (perf.state.x, perf.state.y) == (x, y)
 
 
-def test_groove_over_osc_stays_inside_the_data_directories(model_dir, tmp_path):  # noqa: F811
+def test_groove_over_osc_stays_inside_the_data_directories(model_dir, tmp_path):
     require_tools("oscsend")
 
     async def scenario():
