@@ -396,4 +396,5 @@ def _train_section(result: dict) -> list[str]:
 def _write(path: Path, text: str) -> None:
     from rvaed.core.atomic import write_atomic
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, text.encode())

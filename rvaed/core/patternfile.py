@@ -15,13 +15,12 @@ each voice's output note back to the voice, since a kit's output notes need not 
 input notes (the rhythmvae kit plays mid tom on 45, which it reads as low tom).
 """
 
-import os
-import tempfile
 from pathlib import Path
 
 import mido
 import numpy as np
 
+from rvaed.core.atomic import write_atomic
 from rvaed.core.errors import RvaedError
 from rvaed.core.kit import Kit
 from rvaed.core.midifile import read_midi
@@ -44,6 +43,16 @@ def pattern_ppq(grid: Grid) -> int:
 def save_pattern(pattern: Pattern, path: str | Path, kit: Kit, grid: Grid, bpm: float = 120.0,
                  *, threshold: float = 0.5, channel: int = 10) -> None:
     """Write the hits of ``pattern`` (onsets above ``threshold``) atomically to ``path``."""
+    midi = pattern_midi(pattern, kit, grid, bpm, threshold=threshold, channel=channel)
+    try:
+        write_atomic(Path(path), lambda file: midi.save(file=file))
+    except OSError as exc:
+        raise RvaedError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+def pattern_midi(pattern: Pattern, kit: Kit, grid: Grid, bpm: float = 120.0, *,
+                 threshold: float = 0.5, channel: int = 10) -> mido.MidiFile:
+    """The hits of ``pattern`` (onsets above ``threshold``) as a one-loop type-0 MIDI file."""
     _check_shape(pattern, kit, grid)
     if not TEMPO.low <= bpm <= TEMPO.high:
         raise RvaedError(f"bpm: expected {TEMPO.low:g}-{TEMPO.high:g}, got {bpm}")
@@ -61,8 +70,7 @@ def save_pattern(pattern: Pattern, path: str | Path, kit: Kit, grid: Grid, bpm: 
                                   time=tick - now))
         now = tick
     track.append(mido.MetaMessage("end_of_track", time=loop - now))
-    midi = mido.MidiFile(type=0, ticks_per_beat=pattern_ppq(grid), tracks=[track])
-    _write_atomically(Path(path), midi)
+    return mido.MidiFile(type=0, ticks_per_beat=pattern_ppq(grid), tracks=[track])
 
 
 def load_pattern(path: str | Path, kit: Kit, grid: Grid, channel: int | None = None) -> Pattern:
@@ -122,21 +130,3 @@ def _pattern_lookup(kit: Kit) -> np.ndarray:
     for index, voice in reversed(list(enumerate(kit.voices))):
         lookup[voice.output] = index
     return lookup
-
-
-def _write_atomically(path: Path, midi: mido.MidiFile) -> None:
-    """Write beside the target, then rename over it: readers see the old or the new file."""
-    temp = None
-    try:
-        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(handle, "wb") as file:
-            midi.save(file=file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-        temp = None
-    except OSError as exc:
-        raise RvaedError(f"{path}: cannot write: {exc.strerror or exc}") from None
-    finally:
-        if temp is not None:  # failed or interrupted: leave no stray file beside the target
-            Path(temp).unlink(missing_ok=True)

@@ -117,6 +117,7 @@ class StateStore:
 
     def _write(self, data: bytes) -> None:
         with self._write_lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(self.path, data)
 
 

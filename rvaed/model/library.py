@@ -120,6 +120,7 @@ class ModelLibrary:
         """Note ``model`` (in the library or anywhere) as the one to load at the next start."""
         path = Path(model).resolve()
         entry = path.name if path.parent == self.root.resolve() else str(path)
+        self.root.mkdir(parents=True, exist_ok=True)
         write_atomic(self.root / LAST_FILE, (json.dumps({"model": entry}) + "\n").encode())
 
     def last(self) -> Path | None:

@@ -21,8 +21,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
-import tempfile
 import time
 from collections import deque
 from pathlib import Path
@@ -31,9 +29,10 @@ import numpy as np
 
 from rvaed.control.hub import Hub
 from rvaed.control.osc import Route, numbers
+from rvaed.core.atomic import write_new
 from rvaed.core.errors import RvaedError
 from rvaed.core.pattern import Grid, Hit, Pattern
-from rvaed.core.patternfile import save_pattern
+from rvaed.core.patternfile import pattern_midi
 from rvaed.engine.clock import next_bar
 from rvaed.engine.schedule import MAX_PULL_STEPS
 
@@ -197,30 +196,17 @@ class Capture:
 
 def _save_new(pattern: Pattern, directory: Path, label: str, kit, grid: Grid,
               tempo: float) -> Path:
-    """Write ``pattern`` under a new timestamped name in ``directory``, never replacing a file:
-    saved (atomically) under a temporary name, then hard-linked to the first free name."""
+    """Write ``pattern`` under a new timestamped name in ``directory``, never replacing a file."""
+    midi = pattern_midi(pattern, kit, grid, bpm=tempo)
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{label}"
+    names = (f"{stem if number == 1 else f'{stem}-{number}'}.mid" for number in range(1, 1000))
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=directory, prefix=".capture.", suffix=".tmp")
-        os.close(handle)
+        path = write_new(directory, names, lambda file: midi.save(file=file))
     except OSError as exc:
         raise RvaedError(f"{directory}: cannot write captures: {exc.strerror or exc}") from None
-    try:
-        save_pattern(pattern, temp, kit, grid, bpm=tempo)
-        stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{label}"
-        for number in range(1, 1000):
-            path = directory / (stem if number == 1 else f"{stem}-{number}")
-            path = path.with_name(path.name + ".mid")
-            try:
-                os.link(temp, path)
-                return path
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                raise RvaedError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    if path is None:
         raise RvaedError(f"{directory}: no free name for {stem}.mid")
-    finally:
-        Path(temp).unlink(missing_ok=True)
+    return path
 
 
 ROUTES = (Route("/rvaed/capture", "[bars]", "save the current loop, or the last N bars played, "

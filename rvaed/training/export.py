@@ -10,8 +10,6 @@ decoder's int8 twin (rvaed.model.int8) is written beside it when it plays the sa
 
 import hashlib
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from rvaed.core.atomic import write_directory
 from rvaed.core.errors import RvaedError
 from rvaed.core.kit import Kit
 from rvaed.core.pattern import Grid
@@ -76,31 +75,11 @@ def export_model(model: RhythmVAE, out_dir: str | Path, kit: Kit, grid: Grid,
     if twin is not None:
         files[DECODER_INT8] = twin.SerializeToString()
     files.update({n: text.encode() for n, text in (extra_files or {}).items()})
-    write_atomically(out_dir, files)
-    return manifest
-
-
-def write_atomically(out_dir: Path, files: dict[str, bytes]) -> None:
-    """Write ``files`` into a temporary sibling directory, then rename it into place."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        temp.chmod(0o755)  # mkdtemp makes it private; a model is as readable as any file
-        for name, data in files.items():
-            with open(temp / name, "wb") as stream:
-                stream.write(data)
-                stream.flush()
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-            out_dir.rename(old / out_dir.name)
-            temp.rename(out_dir)
-            shutil.rmtree(old)
-        else:
-            temp.rename(out_dir)
+        write_directory(out_dir, files)
     except OSError as exc:
         raise RvaedError(f"{out_dir}: cannot write the model: {exc.strerror or exc}") from None
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
+    return manifest
 
 
 def _weights(module: torch.nn.Module, prefix: str) -> list[onnx.TensorProto]:
