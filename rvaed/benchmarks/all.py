@@ -1,4 +1,4 @@
-"""Every benchmark in one run, written up as BENCHMARKS.md beside the issues' targets.
+"""Every benchmark in one run, written up as BENCHMARKS.md beside their targets.
 
 Runs control, timing, peers, startup (with memory), decode and train one after another (torch
 is first imported by decode, after the timing-sensitive runs), with shorter runs than each
@@ -6,7 +6,7 @@ benchmark's own defaults so that the whole takes under about ten minutes (`--lon
 defaults; `--quick`: tiny sizes, for a smoke test, whose figures mean little). Then writes the
 report: the machine first (CPU, cores, memory, kernel, Python, library versions, and the load
 average before and after, since a shared machine is noisy), then each benchmark's figures
-(p50/p99/max where they are a distribution) and every target of the issues beside the measured
+(p50/p99/max where they are a distribution) and every target beside the measured
 value, met or not. A benchmark that fails is reported as failed; the others still run.
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-HELP = "run every benchmark and write BENCHMARKS.md (figures beside the issues' targets)"
+HELP = "run every benchmark and write BENCHMARKS.md (figures beside their targets)"
 ORDER = ("control", "timing", "peers", "startup", "decode", "train")
 PLANS = {  # arguments per benchmark: this command's default run, and --quick
     "control": (["--seconds", "3"], ["--seconds", "0.5", "--no-midi"]),
@@ -138,9 +138,9 @@ def _get(figures: dict, *path):
 
 @dataclass(frozen=True)
 class Target:
-    """One target of an issue and how to read the measured value from the figures."""
+    """One target, the benchmark it belongs to, and how to read its value from the figures."""
 
-    issue: int
+    area: str  # the benchmark: decode, train, timing, peers, control, startup
     what: str
     target: str
     value: Callable[[dict], float | None]  # from all benchmarks' figures; None: not measured
@@ -149,7 +149,7 @@ class Target:
 
     def verdict(self, benchmarks: dict) -> dict:
         value = self.value(benchmarks)
-        return {"issue": self.issue, "what": self.what, "target": self.target,
+        return {"area": self.area, "what": self.what, "target": self.target,
                 "value": value, "unit": self.unit,
                 "met": None if value is None else bool(self.met(value))}
 
@@ -191,45 +191,47 @@ def _timing_targets() -> list[Target]:
     targets = []
     for condition in ("idle", "training", "osc flood"):
         targets += [
-            Target(4, f"send-time error p99, {condition}", "<= 0.5 ms",
+            Target("timing", f"send-time error p99, {condition}", "<= 0.5 ms",
                    _figure("timing", "conditions", condition, "p99_ms"),
                    lambda v: v <= 0.5, "ms"),
-            Target(4, f"send-time error max, {condition}", "<= 2 ms",
+            Target("timing", f"send-time error max, {condition}", "<= 2 ms",
                    _figure("timing", "conditions", condition, "max_ms"),
                    lambda v: v <= 2.0, "ms")]
     targets.append(Target(
-        4, "sequencer CPU, dense pattern at 200 BPM, idle", "reported; far from a whole core "
-        "(< 50%)", lambda b: _get(b, "timing", "conditions", "idle", "sequencer_cpu_percent"),
+        "timing", "sequencer CPU, dense pattern at 200 BPM, idle",
+        "reported; far from a whole core (< 50%)",
+        lambda b: _get(b, "timing", "conditions", "idle", "sequencer_cpu_percent"),
         lambda v: v < 50, "%"))
     for condition in ("idle", "training", "osc flood"):
         targets.append(Target(
-            7, f"receiver p99: rvaed minus the best peer, {condition}", "<= 0 (rvaed tightest)",
+            "peers", f"receiver p99: rvaed minus the best peer, {condition}",
+            "<= 0 (rvaed tightest)",
             _rvaed_margin(condition), lambda v: v <= 0, "ms"))
     return targets
 
 
 TARGETS: list[Target] = [
-    Target(3, "decode p99 (onnxruntime)", "<= 150 us",
+    Target("decode", "decode p99 (onnxruntime)", "<= 150 us",
            lambda b: _get(b, "decode", "onnxruntime", "p99_us"), lambda v: v <= 150, "us"),
-    Target(3, "decode p50 speed-up over torch eager", ">= 3x",
+    Target("decode", "decode p50 speed-up over torch eager", ">= 3x",
            lambda b: _get(b, "decode", "speedup_p50"), lambda v: v >= 3, "x"),
-    Target(3, "decoder-only process peak RSS (torch not imported)", "<= 120 MB",
+    Target("decode", "decoder-only process peak RSS (torch not imported)", "<= 120 MB",
            lambda b: None if _get(b, "decode", "process", "torch_imported") is not False
            else _get(b, "decode", "process", "peak_rss_mb"), lambda v: v <= 120, "MB"),
-    Target(3, "150 epochs on 1,000 windows, 1 torch thread", "<= 60 s", _train_150,
+    Target("train", "150 epochs on 1,000 windows, 1 torch thread", "<= 60 s", _train_150,
            lambda v: v <= 60, "s"),
     *_timing_targets(),
-    Target(5, "control -> installed p99, OSC flood 2,000/s", "<= 1 ms",
+    Target("control", "control -> installed p99, OSC flood 2,000/s", "<= 1 ms",
            lambda b: _get(b, "control", "osc_flood", "p99_ms"), lambda v: v <= 1, "ms"),
-    Target(5, "control -> installed p99, MIDI flood 2,000/s", "<= 1 ms",
+    Target("control", "control -> installed p99, MIDI flood 2,000/s", "<= 1 ms",
            lambda b: _get(b, "control", "midi_flood", "p99_ms"), lambda v: v <= 1, "ms"),
-    Target(5, "RSS growth during the OSC flood", f"flat (<= {FLAT_PERCENT:g}%)",
+    Target("control", "RSS growth during the OSC flood", f"flat (<= {FLAT_PERCENT:g}%)",
            _growth("osc_flood"), lambda v: v <= FLAT_PERCENT, "%"),
-    Target(6, "rvaed run -> first note, worst of the runs", "<= 2 s",
+    Target("startup", "rvaed run -> first note, worst of the runs", "<= 2 s",
            lambda b: _get(b, "startup", "first_note_max_s"), lambda v: v <= 2, "s"),
-    Target(6, "daemon RSS while playing (max)", "<= 120 MB",
+    Target("startup", "daemon RSS while playing (max)", "<= 120 MB",
            lambda b: _get(b, "startup", "memory", "rss_mb_max"), lambda v: v <= 120, "MB"),
-    Target(6, "daemon RSS growth while playing", f"flat (<= {FLAT_PERCENT:g}%)",
+    Target("startup", "daemon RSS growth while playing", f"flat (<= {FLAT_PERCENT:g}%)",
            lambda b: _get(b, "startup", "memory", "growth_percent"),
            lambda v: v <= FLAT_PERCENT, "%"),
 ]
@@ -271,13 +273,13 @@ def _machine_section(info: dict) -> list[str]:
 
 
 def _targets_section(targets: list[dict], quick: bool) -> list[str]:
-    lines = ["## Targets", "", "| issue | figure | target | measured | met |",
+    lines = ["## Targets", "", "| benchmark | figure | target | measured | met |",
              "|---|---|---|---|---|"]
     for t in targets:
         measured = "not measured" if t["value"] is None else f"{_num(t['value'])} {t['unit']}"
         met = ("n/a" if t["met"] is None else "n/a (quick run)" if quick
                else "met" if t["met"] else "**not met**")
-        lines.append(f"| #{t['issue']} | {t['what']} | {t['target']} | {measured} | {met} |")
+        lines.append(f"| {t['area']} | {t['what']} | {t['target']} | {measured} | {met} |")
     return [*lines, ""]
 
 

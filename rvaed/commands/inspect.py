@@ -2,11 +2,11 @@
 everything left out (refused files and why, unmapped notes, bars in other meters, windows
 with too few onsets). Exits 1 when nothing usable was found, saying what was."""
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
 
+from rvaed.commands.arguments import add_channel
 from rvaed.core.kit import DEFAULT_KIT
 
 HELP = "show what rvaed reads from MIDI files: windows, hits per voice, refused files"
@@ -18,19 +18,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--kit", default=DEFAULT_KIT,
                         help=f"kit name or file: which notes feed which voice "
                              f"(default {DEFAULT_KIT}; gmd for the Groove MIDI Dataset)")
-    parser.add_argument("--channel", type=channel_argument, default=10, metavar="N|all",
-                        help="MIDI channel with the drums, 1-16, or 'all' (default 10)")
+    add_channel(parser)
     parser.add_argument("--min-onsets", type=int, default=4, metavar="N",
                         help="drop windows with fewer onsets than this (default 4)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-
-
-def channel_argument(text: str) -> int | None:
-    if text.lower() == "all":
-        return None
-    if text.isdigit() and 1 <= int(text) <= 16:
-        return int(text)
-    raise argparse.ArgumentTypeError(f"expected 1-16 or 'all', got {text!r}")
 
 
 def run(args) -> int:

@@ -14,6 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
+from rvaed.commands.arguments import add_channel
 from rvaed.core.errors import RvaedError
 
 HELP = "train a model on drum MIDI files or folders (-o MODEL)"
@@ -37,8 +38,7 @@ def add_arguments(parser) -> None:
                         help="torch threads (default: the cores, at most 4)")
     parser.add_argument("--kit", help="kit name or file (default rhythmvae, or the kit of "
                         "--continue-from)")
-    parser.add_argument("--channel", default="10",
-                        help="MIDI channel 1-16 of the drums, or 'all' (10)")
+    add_channel(parser)
     parser.add_argument("--continue-from", type=Path, metavar="MODEL",
                         help="start from this model's weights (same kit and grid)")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -90,7 +90,7 @@ def request_fields(args) -> dict:
     from rvaed.core.kit import load_kit
     from rvaed.training.options import IngestOptions, LossWeights, ModelConfig, TrainOptions
 
-    channel = None if args.channel == "all" else _channel(args.channel)
+    channel = args.channel
     if args.continue_from is not None and args.kit is None:
         ingest = IngestOptions(_continued_kit(args.continue_from), channel=channel)
     else:
@@ -113,12 +113,6 @@ def request_fields(args) -> dict:
             fields["evaluate"] = tuple(map(str, gmd_files(args.paths, "validation")))
         fields["extra_files"] = {"ATTRIBUTION.md": attribution(files, args.paths, args.gmd_split)}
     return fields
-
-
-def _channel(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 16:
-        raise RvaedError(f"--channel: expected 1-16 or 'all', got {text!r}")
-    return int(text)
 
 
 def _continued_kit(model_dir: Path):

@@ -60,12 +60,6 @@ class DrumMachine:
             raise ValueError(f"drum machine {self.name}: {len(self.destinations)} destinations "
                              f"for a kit of {self.kit.size} voices")
 
-    @classmethod
-    def from_kit(cls, kit: Kit, channel: int = 10) -> "DrumMachine":
-        """The kit's own output notes on one channel (what the original device played)."""
-        return cls(kit.name, f"kit {kit.name} outputs", kit,
-                   tuple(Destination(note, channel) for note in kit.outputs))
-
     @property
     def channels(self) -> frozenset[int]:
         """The channels (1-16) this machine is played on."""

@@ -245,7 +245,7 @@ def _meters(path: Path, found: list[tuple[int, int, int]], ppq: int) -> tuple[Me
     return tuple(Meter(tick / ppq, n, d) for tick, (n, d) in sorted(by_tick.items()))
 
 
-MIDI_SUFFIXES = (".mid", ".midi")
+MIDI_SUFFIXES = (".mid", ".midi", ".smf")  # what folders are searched for, any case
 
 
 def midi_files(paths: Iterable[str | Path], refused: list[tuple[str, str]]) -> list[Path]:

@@ -19,6 +19,7 @@ import numpy as np
 ONSETS, VELOCITIES, OFFSETS = 0, 1, 2
 PLANES = ("onsets", "velocities", "offsets")  # in the model's layout order
 OFFSET_MAX = 1.0 - 1e-6  # offsets live in [-1, 1): +1 would be the next step's -1
+MAX_BARS = 64  # the longest loop rvaed records or captures (automation, capture)
 
 
 @dataclass(frozen=True)

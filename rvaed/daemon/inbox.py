@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rvaed.core.errors import RvaedError
+from rvaed.core.midifile import MIDI_SUFFIXES
 from rvaed.daemon.policy import FilePolicy
 
 log = logging.getLogger(__name__)
 
 TAKEN = "taken"
-MIDI_SUFFIXES = (".mid", ".midi", ".smf")
 MIDI_MAGIC = b"MThd"
 
 Signature = frozenset[tuple[str, int, int]]

@@ -20,7 +20,7 @@ from pathlib import Path
 from rvaed.control import osc
 from rvaed.control.osc import OscServer, Route, numbers
 from rvaed.core.errors import RvaedError
-from rvaed.core.midifile import midi_files
+from rvaed.core.midifile import MIDI_SUFFIXES, midi_files
 from rvaed.model.modeldir import model_path
 from rvaed.tools import automation, capture, groove
 
@@ -40,7 +40,7 @@ def _train(daemon, sender: tuple, args: tuple, at: int) -> None:
     refused: list[tuple[str, str]] = []
     found = midi_files([policy.resolve(path, inbox) for path in args], refused)
     if not found:
-        raise RvaedError("no .mid or .midi files in the given paths")
+        raise RvaedError(f"no {'/'.join(MIDI_SUFFIXES)} files in the given paths")
     files = [policy.resolve(str(file), inbox) for file in found]  # no symlink escapes
     policy.check_request(files)
     daemon.train(files)

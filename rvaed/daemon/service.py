@@ -1,6 +1,6 @@
 """The daemon behind `rvaed run`: one asyncio loop that ties model, engine and controls together.
 
-What runs where (see DESIGN.md):
+What runs where:
 - the sequencer thread owns MIDI output and plays the installed schedule on the clock;
 - this loop owns everything else: the performance state and its decodes, OSC, controller
   MIDI, the training supervisor, the inbox, persistence and systemd notification;
@@ -455,7 +455,7 @@ def _timing_line(rows: np.ndarray) -> str:
 
 def _give_back_memory() -> None:
     """After a model swap: glibc keeps the pages of the old onnxruntime sessions, and RSS
-    grew by about 1 MB a swap (measured); trimming the heap keeps it flat. Run in a worker
+    grew with every swap (docs/decisions.md); trimming the heap keeps it flat. Run in a worker
     thread: ctypes lets go of the GIL, so the sequencer is not held up."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)

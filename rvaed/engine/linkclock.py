@@ -1,22 +1,14 @@
 """The Ableton Link clock, through LinkPython-extern (`import link`).
 
-Why this binding and not aalink (measured on the 2-core CI machine, see the engine's report):
-- The sequencer thread needs a synchronous, thread-safe beat <-> time mapping for *future*
-  beats. LinkPython-extern exposes Link's own `captureAppSessionState()` with `timeAtBeat` /
-  `beatAtTime` (about 2 us per capture + conversion). aalink exposes the current beat/phase and
-  an asyncio `sync(beat)` awaitable only, so deadlines would ride on asyncio timers: its sync
-  woke 0.83 ms late at the median and 2.7 ms at worst on an idle machine.
-- Clock domain: `link.Link.clock().micros()` agrees with CLOCK_MONOTONIC_RAW within a few
-  microseconds (time.monotonic was 170 ms off), which is `rvaed.engine.clock.now()`.
-- Start/stop sync (`startStopSyncEnabled`, `isPlaying`, `timeForIsPlaying`) is exposed.
+This binding gives the sequencer thread what it needs: a synchronous, thread-safe beat <-> time
+mapping for future beats (`captureAppSessionState()` with `timeAtBeat` / `beatAtTime`), a clock
+in the domain of `rvaed.engine.clock.now()` (CLOCK_MONOTONIC_RAW) and start/stop sync; why not
+aalink is in docs/decisions.md.
 
 Link keeps its own local timeline while disabled, so switching Link on or off never moves the
 beat; the one Link object serves with Link on and off. Joining a session adopts its tempo:
-rvaed never commits a tempo on join. Link is enabled only once the object is half a second old
-(aalink issue 7 / Ableton/link issue 146: a Link enabled at creation could reset the session
-tempo). Measured here: joining a session that had existed for a second adopted its tempo in
-11 of 11 runs, with the Link object fresh or long-lived; between two sessions founded within
-half a second of each other, Link itself picks either.
+rvaed never commits a tempo on join. Link is enabled only once the object is half a second old:
+a Link enabled at creation could reset the session tempo (docs/decisions.md).
 
 The loop anchor: when the session starts playing at time T, step 0 falls on the first bar line
 (multiple of the quantum) at or after T, computed once per start so that later tempo changes do
@@ -114,9 +106,6 @@ class LinkClock(TimelineClock):
         else:
             state.setIsPlaying(False, self._micros())
         self._link.commitAppSessionState(state)
-
-    def set_start_stop_sync(self, on: bool) -> None:
-        self._link.startStopSyncEnabled = on
 
     def set_enabled(self, on: bool) -> None:
         """Join (or leave) the Link session; joining waits until the object is 0.5 s old."""

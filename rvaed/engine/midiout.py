@@ -24,7 +24,7 @@ VIRTUAL = "virtual"  # port spec for a virtual port named `rvaed` that other pro
 VIRTUAL_NAME = "rvaed"
 # JACK delivers what was sent in its next period, and closing any JACK client of this process
 # while messages are in flight garbled them at a python-rtmidi JACK input of the same process
-# (measured: ten note-offs arrived as ten copies of the first). Closing waits this long first,
+# (ten note-offs arrived as ten copies of the first: docs/decisions.md). Closing waits first,
 # several periods at any usual buffer size.
 DRAIN = 0.05
 

@@ -12,7 +12,7 @@ How it keeps time:
   to `sys.getswitchinterval()` (5 ms by default) when another thread computes; `start` lowers
   the interval for the process (see `rvaed bench timing` for the measured effect).
 - A full pass of Python's cyclic garbage collector walks every object and holds the GIL
-  meanwhile: ~15 ms once the decoder and its libraries are loaded (measured), long enough to
+  meanwhile: once the decoder and its libraries are loaded, long enough to
   make a note late and a control change wait. `start` freezes everything that exists by then
   (`gc.freeze`: it is never collected, and later passes only walk newer objects).
 
@@ -58,10 +58,10 @@ log = logging.getLogger(__name__)
 
 OFF, CLOCK, ON = 0, 1, 2  # message kinds; at one instant note-offs go first, note-ons last
 FIFO_PRIORITY = 50
-SWITCH_INTERVAL = 0.0001  # measured: OSC-flood p99 0.14-0.30 ms, vs 0.66-1.23 ms at 0.0005
+SWITCH_INTERVAL = 0.0001  # much tighter send errors under an OSC flood (docs/decisions.md)
 DEFAULT_GRID = Grid()
-# Busy-wait before each deadline: covers the sleep's wake-up lateness (measured on the 2-core
-# CI VM: p99 0.07 ms under SCHED_FIFO, 1.2 ms without) and taking back the GIL.
+# Busy-wait before each deadline: covers the sleep's wake-up lateness (its p99 under
+# SCHED_FIFO and without: docs/decisions.md) and taking back the GIL.
 SPIN_REALTIME, SPIN_NORMAL = 0.0003, 0.001
 
 
@@ -109,8 +109,6 @@ class _Lane:
 
 class Timing:
     """Scheduled vs actual send time of every message, in a preallocated ring buffer."""
-
-    COLUMNS = ("scheduled", "sent", "kind")
 
     def __init__(self, capacity: int) -> None:
         self._rows = np.zeros((capacity, 3))

@@ -3,8 +3,8 @@ busy machine.
 
 On a live rig the decoder runs once per control change, and between two changes the rest of
 the machine evicts its 2.8 MB of fp32 weights from the CPU caches: a decode then waits on
-memory (measured on the 2-core CI VM: ~400 us cold against ~120 us warm). With 8-bit weights
-there is a quarter as much to fetch. The twin folds each batch norm into the layer before it,
+memory, several times slower than warm (docs/decisions.md). With 8-bit weights there is a
+quarter as much to fetch. The twin folds each batch norm into the layer before it,
 merges the onset and velocity heads into one matrix, and stores the larger matrices for
 onnxruntime's MatMulNBits (8 bits, symmetric, one scale per block of inputs, int8
 arithmetic). The first layer (2 inputs) stays fp32.

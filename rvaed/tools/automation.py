@@ -35,12 +35,12 @@ import numpy as np
 
 from rvaed.control.hub import Hub
 from rvaed.control.osc import Handler, Route, numbers
+from rvaed.core.pattern import MAX_BARS
 from rvaed.engine.clock import next_bar
 
 log = logging.getLogger(__name__)
 
 TICK = 0.015  # seconds between samples while recording, and the shortest playback step
-MAX_BARS = 64
 IDLE, ARMED, RECORDING, PLAYING = "idle", "armed", "recording", "playing"
 Point = tuple[float, float, float]  # (beat from the loop start, x, y)
 

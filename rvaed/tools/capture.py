@@ -31,14 +31,13 @@ from rvaed.control.hub import Hub
 from rvaed.control.osc import Route, numbers
 from rvaed.core.atomic import write_new
 from rvaed.core.errors import RvaedError
-from rvaed.core.pattern import Grid, Hit, Pattern
+from rvaed.core.pattern import MAX_BARS, Grid, Hit, Pattern
 from rvaed.core.patternfile import pattern_midi
 from rvaed.engine.clock import next_bar
 from rvaed.engine.schedule import MAX_PULL_STEPS
 
 log = logging.getLogger(__name__)
 
-MAX_BARS = 64
 CHECK = 0.1  # seconds between checks for a bar line (a tempo change moves the next one)
 
 

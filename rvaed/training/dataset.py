@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from rvaed.core.errors import RvaedError
-from rvaed.core.midifile import MidiFileError, MidiNotes, midi_files, read_midis
+from rvaed.core.midifile import MIDI_SUFFIXES, MidiFileError, MidiNotes, midi_files, read_midis
 from rvaed.core.windows import Hits, channel_mask, note_lookup
 from rvaed.training.options import IngestOptions
 
@@ -218,7 +218,7 @@ def explain_empty(report: IngestReport) -> str:
     options = report.options
     if not report.files:
         if not report.refused:
-            return "no MIDI files found (looked for .mid and .midi files)"
+            return f"no MIDI files found (looked for {', '.join(MIDI_SUFFIXES)} files)"
         path, reason = report.refused[0]
         return f"no readable MIDI file: {len(report.refused)} refused (first: {path}: {reason})"
     hits = sum(report.hits_per_voice.values())
