@@ -50,6 +50,7 @@ from rvaed.core import yamlfile
 from rvaed.core.kit import Kit
 from rvaed.core.resources import resolve, shipped
 from rvaed.core.state import PARAMETERS, PRESETS, TRANSITION_UNITS
+from rvaed.core.yamlfile import integer_in
 
 SOURCES = ("cc", "note", "pitchbend", "program", "osc")
 RELATIVE = ("twos-complement", "signed-bit", "signed-bit-2", "binary-offset")
@@ -135,7 +136,7 @@ def load_mapping(name_or_path: str | Path, kit: Kit) -> Mapping:
     data = doc.data
     if not isinstance(data, dict):
         raise doc.error((), "expected a mapping with 'name' and 'bindings'")
-    _only(doc, (), data, {"name", "device", "port", "channel", "swap_xy", "bindings"})
+    doc.only((), data, sorted({"name", "device", "port", "channel", "swap_xy", "bindings"}))
     name = data.get("name", doc.path.stem)
     if not isinstance(name, str) or not name:
         raise doc.error(("name",), "expected a non-empty string")
@@ -157,17 +158,6 @@ def load_mapping(name_or_path: str | Path, kit: Kit) -> Mapping:
 # -- validation helpers (each failure names file, line, field and what is expected) --------
 
 
-def _only(doc: yamlfile.Document, key: tuple, data: dict, allowed: set[str]) -> None:
-    unknown = sorted(set(map(str, data)) - allowed)
-    if unknown:
-        expected = ", ".join(sorted(allowed))
-        raise doc.error((*key, unknown[0]), f"unknown field (expected {expected})")
-
-
-def _integer(value: object, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-
 def _real(value: object) -> bool:
     """An int (however large: range checks follow) or a finite float; not a bool."""
     return (isinstance(value, int) and not isinstance(value, bool)) or (
@@ -177,9 +167,9 @@ def _real(value: object) -> bool:
 def _channel(doc: yamlfile.Document, key: tuple, value: object) -> int | None:
     if value is None or value == "any":
         return None
-    if not _integer(value, 1, 16):
+    if not integer_in(value, 1, 16):
         raise doc.error(key, "expected a MIDI channel 1-16 or 'any'")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _number(doc, key: tuple, entry: dict, name: str, default: float, low: float,
@@ -195,7 +185,7 @@ def _binding(doc: yamlfile.Document, key: tuple, entry: object, channel: int | N
     if not isinstance(entry, dict):
         raise doc.error(key, f"expected a mapping with one source ({', '.join(SOURCES)}) "
                         "and a target")
-    _only(doc, key, entry, FIELDS)
+    doc.only(key, entry, sorted(FIELDS))
     sources = [s for s in SOURCES if s in entry]
     if len(sources) != 1:
         raise doc.error(key, f"expected exactly one source of {', '.join(SOURCES)}, "
@@ -215,7 +205,7 @@ def _source(doc, key: tuple, entry: dict, source: str, binding: Binding) -> Bind
         if name in entry and source != allowed_with:
             raise doc.error((*key, name), f"only for a {allowed_with} source")
     if source in ("cc", "note", "program"):
-        if not _integer(value, 0, 127):
+        if not integer_in(value, 0, 127):
             raise doc.error((*key, source), f"expected a {source} number 0-127")
         binding = replace(binding, number=value)
     if source == "pitchbend" and value is not True:
@@ -224,11 +214,11 @@ def _source(doc, key: tuple, entry: dict, source: str, binding: Binding) -> Bind
         if not isinstance(value, str) or not value.startswith("/") or " " in value:
             raise doc.error((*key, source), "expected an OSC address like /1/xy1")
         arg = entry.get("arg", 0)
-        if not _integer(arg, 0, 63):
+        if not integer_in(arg, 0, 63):
             raise doc.error((*key, "arg"), "expected an argument index 0-63")
         binding = replace(binding, address=value, arg=arg)
     if "lsb" in entry:
-        if not _integer(entry["lsb"], 0, 127) or entry["lsb"] == entry["cc"]:
+        if not integer_in(entry["lsb"], 0, 127) or entry["lsb"] == entry["cc"]:
             raise doc.error((*key, "lsb"), "expected the LSB controller number 0-127 "
                             "(usually cc + 32)")
         binding = replace(binding, lsb=entry["lsb"])

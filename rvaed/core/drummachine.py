@@ -16,7 +16,6 @@ rather than silence on stage.
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeGuard
 
 from rvaed.core import yamlfile
 from rvaed.core.kit import Kit
@@ -77,10 +76,7 @@ def load_drum_machine(name_or_path: str | Path, kit: Kit) -> DrumMachine:
     data = doc.data
     if not isinstance(data, dict):
         raise doc.error((), "expected a mapping with 'name', 'channel' and 'voices'")
-    unknown = set(data) - {"name", "source", "channel", "voices"}
-    if unknown:
-        raise doc.error((sorted(unknown, key=str)[0],),
-                        "unknown field (expected name, source, channel, voices)")
+    doc.only((), data, ("name", "source", "channel", "voices"))
     name = data.get("name", doc.path.stem)
     if not isinstance(name, str) or not name:
         raise doc.error(("name",), "expected a non-empty string")
@@ -88,7 +84,7 @@ def load_drum_machine(name_or_path: str | Path, kit: Kit) -> DrumMachine:
     if not isinstance(source, str):
         raise doc.error(("source",), "expected a string saying where the note map comes from")
     channel = data.get("channel", 10)
-    if not _in_range(channel, 1, 16):
+    if not yamlfile.integer_in(channel, 1, 16):
         raise doc.error(("channel",), "expected a MIDI channel 1-16")
     voices = data.get("voices")
     if not isinstance(voices, dict):
@@ -117,15 +113,11 @@ def _destination(doc: yamlfile.Document, voice: str, entry: object,
             first = sorted(unknown, key=str)[0]
             raise doc.error((*key, first), "unknown field (expected note, channel)")
         channel = entry.get("channel", channel)
-        if not _in_range(channel, 1, 16):
+        if not yamlfile.integer_in(channel, 1, 16):
             raise doc.error((*key, "channel"), "expected a MIDI channel 1-16")
         entry = entry.get("note")
         key = (*key, "note")
-    if not _in_range(entry, 0, 127):
+    if not yamlfile.integer_in(entry, 0, 127):
         raise doc.error(key, "expected a MIDI note 0-127, {note: N, channel: C} or null")
     return Destination(entry, channel)
-
-
-def _in_range(value: object, low: int, high: int) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 

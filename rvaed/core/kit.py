@@ -116,10 +116,7 @@ def _voice(doc: yamlfile.Document, index: int, entry: object) -> Voice:
     key = ("voices", index)
     if not isinstance(entry, dict):
         raise doc.error(key, "expected a mapping with name, inputs and output")
-    unknown = set(entry) - {"name", "inputs", "output"}
-    if unknown:
-        raise doc.error((*key, sorted(unknown, key=str)[0]),
-                        "unknown field (expected name, inputs, output)")
+    doc.only(key, entry, ("name", "inputs", "output"))
     name = entry.get("name")
     if not isinstance(name, str) or not name:
         raise doc.error((*key, "name"), "expected a non-empty string")
@@ -133,4 +130,4 @@ def _voice(doc: yamlfile.Document, index: int, entry: object) -> Voice:
 
 
 def _is_note(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 127
+    return yamlfile.integer_in(value, 0, 127)

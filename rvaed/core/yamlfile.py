@@ -5,9 +5,10 @@ Every config, kit and mapping file is validated once, at the edge, through a `Do
 ``kits/my.yaml:14: voices[3].output: expected a MIDI note 0-127``.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import yaml
 
@@ -39,6 +40,18 @@ class Document:
         field = _field_name(key)
         where = f"{self.path}:{self.line_of(key)}"
         return _error(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+
+    def only(self, key: Key, data: dict, allowed: Iterable[str]) -> None:
+        """An error for the first field of ``data`` (at ``key``) not in ``allowed``."""
+        allowed = list(allowed)
+        unknown = sorted(set(map(str, data)) - set(allowed))
+        if unknown:
+            raise self.error((*key, unknown[0]), f"unknown field (expected {', '.join(allowed)})")
+
+
+def integer_in(value: object, low: int, high: int) -> TypeGuard[int]:
+    """An int (not a bool) from ``low`` to ``high``: YAML's counts, notes and channels."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def _error(text: str) -> RvaedError:

@@ -260,9 +260,7 @@ def _build(cls: type, doc: yamlfile.Document, key: yamlfile.Key, data: object):
     fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     if not isinstance(data, dict):
         raise doc.error(key, f"expected a mapping with {', '.join(fields)}")
-    for name in data:
-        if name not in fields:
-            raise doc.error((*key, str(name)), f"unknown field (expected {', '.join(fields)})")
+    doc.only(key, data, fields)
     hints = typing.get_type_hints(cls)
     values = {}
     for name, raw in data.items():
