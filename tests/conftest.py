@@ -4,12 +4,14 @@ A component that cannot be had here is a skip with its reason; under CI=true it 
 so CI never passes by skipping what it was meant to prove.
 """
 
+import contextlib
 import os
 
 import pytest
 from checks import missing, only_loopback, require_tools
-from rig import free_jack_name, start_jack, stop_jack
 
+from rvaed.benchmarks.harness import private_jack_server
+from rvaed.core.errors import RvaedError
 from rvaed.model.modeldir import starter_model
 
 
@@ -20,21 +22,12 @@ def jack_server():
     Period 64 frames at 48 kHz = 1.33 ms: events through it are rounded to that period.
     """
     require_tools("jackd", "jack_lsp")
-    try:
-        name = free_jack_name("rvaed-test")
-        proc = start_jack(name)
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    previous = os.environ.get("JACK_DEFAULT_SERVER")
-    os.environ["JACK_DEFAULT_SERVER"] = name
-    yield name
-    if previous is None:
-        os.environ.pop("JACK_DEFAULT_SERVER", None)
-    else:
-        os.environ["JACK_DEFAULT_SERVER"] = previous
-    stop_jack(proc)
-
-
+    with contextlib.ExitStack() as stack:
+        try:
+            name = stack.enter_context(private_jack_server(prefix="rvaed-test"))
+        except RvaedError as exc:
+            pytest.fail(str(exc))
+        yield name
 
 
 @pytest.fixture

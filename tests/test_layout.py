@@ -2,9 +2,9 @@
 
 commands -> daemon -> tools -> control -> engine -> core; control -> model -> core;
 training -> model -> core. The daemon takes only the training side's job launcher and options
-(the job runs torch in its own process); nothing imports the benchmarks. Lazy imports (inside
-functions) count the same as those at the top of a module, so an arrow against the direction
-cannot hide in a function body.
+(the job runs torch in its own process); nothing in the package imports the benchmarks (the
+tests reuse their harness). Lazy imports (inside functions) count the same as those at the top
+of a module, so an arrow against the direction cannot hide in a function body.
 """
 
 import ast

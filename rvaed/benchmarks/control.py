@@ -66,7 +66,7 @@ def run(args) -> dict:
             print("control: no JACK (--no-midi or jackd missing): the sequencer plays to no "
                   "output and the MIDI phases are skipped", file=sys.stderr)
         else:
-            from rvaed.benchmarks.timing import private_jack_server
+            from rvaed.benchmarks.harness import private_jack_server
 
             jack = stack.enter_context(private_jack_server())
         figures = asyncio.run(_measure(args, jack))

@@ -29,18 +29,20 @@ from importlib import metadata
 
 import numpy as np
 
-from rvaed.benchmarks.timing import (
-    LATE_MS,
+from rvaed.benchmarks.harness import (
     RATE,
     Sink,
     conditions,
     control_loop,
+    private_jack_server,
+    wait_for,
+)
+from rvaed.benchmarks.timing import (
+    LATE_MS,
     dense_schedule,
     distribution,
     print_loads,
-    private_jack_server,
     send_errors,
-    wait_for,
 )
 
 HELP = "timing at the receiver: rvaed vs isobar vs an asyncio-sleep scheduler, three loads"

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from rvaed.benchmarks.timing import PROBE, Sink, private_jack_server, wait_for
+from rvaed.benchmarks.harness import PROBE, Sink, private_jack_server, wait_for
 from rvaed.core.errors import RvaedError
 from rvaed.core.midi import NOTE_ON
 

@@ -1,79 +1,22 @@
-"""The real rig that end-to-end tests and the soak run share: a private JACK server, the real
-`rvaed run` process with its own config and data directories, and a small model to play.
+"""The real rig that end-to-end tests and the soak run share: the real `rvaed run` process
+with its own config and data directories, and a small model to play (the private JACK server
+they play on comes from rvaed.benchmarks.harness, as the benchmarks' does).
 
 Plain functions and classes (no pytest), so that tests/support/soak.py can run them as a script too;
 a failure raises AssertionError with the daemon's log, which pytest reports as a test failure.
 """
 
-import ctypes
-import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
+from rvaed.benchmarks.harness import jack_ports
 from rvaed.engine.clock import now
-
-JACK_SLOTS = 8  # JACK2's server registry holds eight servers
-PR_SET_PDEATHSIG = 1
-
-
-def free_jack_name(prefix: str) -> str:
-    """A server name not in use, from a small fixed set.
-
-    JACK2 frees the registry slot of a killed server only when a server of the same name
-    starts again, and it has eight: fresh random names would leak them one by one.
-    """
-    env = {**os.environ, "JACK_NO_START_SERVER": "1"}
-    for slot in range(JACK_SLOTS):
-        name = f"{prefix}-{slot}"
-        if subprocess.run(["jack_lsp", "-s", name], capture_output=True, env=env).returncode:
-            return name
-    raise RuntimeError(f"all {JACK_SLOTS} JACK servers named {prefix}-N are running")
-
-
-def _end_with_parent() -> None:
-    """In the child before exec: SIGTERM (a clean exit) when the test process dies."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def start_jack(name: str, log: Path | None = None, period: int = 64) -> subprocess.Popen:
-    """Start ``jackd`` named ``name`` (dummy driver, 48 kHz) and wait until it serves.
-
-    Events through it are rounded to its period: 64 frames at 48 kHz = 1.33 ms.
-    Its messages (to the file ``log``, else a nameless one) never go to a pipe: on a busy
-    machine jackd reports every late cycle, and once an unread pipe is full jackd blocks
-    writing to it and every client hangs.
-    """
-    env = {**os.environ, "JACK_NO_AUDIO_RESERVATION": "1"}
-    target = open(log, "w+b") if log else tempfile.TemporaryFile()  # noqa: SIM115
-    with target as messages:  # jackd keeps its own descriptor of the file
-        proc = subprocess.Popen(
-            ["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", str(period)],
-            stdout=subprocess.DEVNULL, stderr=messages, env=env, preexec_fn=_end_with_parent,
-        )
-        deadline = time.monotonic() + 10
-        while subprocess.run(["jack_lsp", "-s", name], capture_output=True).returncode != 0:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                messages.seek(0)
-                raise RuntimeError(f"jackd did not start: {messages.read().decode()[-500:]}")
-            time.sleep(0.1)
-    return proc
-
-
-def stop_jack(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 class DaemonProcess:
@@ -147,10 +90,6 @@ def wait_until(predicate, timeout: float, daemon: DaemonProcess) -> None:
             raise AssertionError(
                 f"timed out after {timeout} s; daemon log:\n{daemon.text()[-3000:]}")
         time.sleep(0.05)
-
-
-def jack_ports() -> str:
-    return subprocess.run(["jack_lsp"], capture_output=True, text=True).stdout
 
 
 def free_udp_port() -> int:

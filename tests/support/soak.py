@@ -47,8 +47,9 @@ from pathlib import Path
 
 import numpy as np
 from jackmidi import Receiver
-from rig import DaemonProcess, free_jack_name, free_udp_port, start_jack, stop_jack
+from rig import DaemonProcess, free_udp_port
 
+from rvaed.benchmarks.harness import free_jack_name, start_jack, stop_jack
 from rvaed.engine.clock import now
 from rvaed.model.modeldir import starter_model
 
