@@ -70,13 +70,21 @@ def test_a_recording_is_whole_bars_and_loops_back_what_was_drawn(model_dir):
         for position in (0.5, 2.0, 4.0, 6.0, 7.5):
             assert recording.at(position) == pytest.approx(curve(position), abs=0.03)
 
+        placed = []  # (beat, x) of every move the playback makes
+        set_xy = perf.set_xy
+        perf.set_xy = lambda x, y: (placed.append((beat(perf), x)), set_xy(x, y))
         errors = []
         for _ in range(40):  # playback follows the curve at (beat - start) mod 8 ...
             await asyncio.sleep(0.011)
             expected = curve((beat(perf) - start) % (2 * BAR))
             errors.append(abs(perf.state.x - expected[0]))
-        # ... a tick (0.12 beat, 0.015 in x) behind at most, unless the machine is loaded
-        assert np.median(errors) < 0.02 and max(errors) < 0.15
+        perf.set_xy = set_xy
+        # ... a tick (0.12 beat, 0.015 in x) behind: seen from outside, only typically, since
+        # a sample taken after a stall of the event loop and before the tick it held up compares
+        # an old x with the current beat; each move itself is the recording at its beat
+        assert np.median(errors) < 0.02
+        assert len(placed) > 10
+        assert max(abs(x - recording.at(b - start)[0]) for b, x in placed) < 0.005
         perf.flush()  # the newest x/y may still wait for its decode on the loop
         assert perf.pattern == perf.decoder.decode_xy(perf.state.x, perf.state.y)
         await automator.close()
