@@ -282,8 +282,8 @@ PLAYER = textwrap.dedent("""
 
 def test_sigterm_while_notes_sound_leaves_no_note_hanging(jack_server):
     """Counted by jackd2's own jack_midi_dump, a receiver independent of python-rtmidi."""
-    dump = subprocess.Popen(["jack_midi_dump", "rx-sigterm"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+    dump = subprocess.Popen(["stdbuf", "-oL", "jack_midi_dump", "rx-sigterm"],  # line by line
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     time.sleep(0.3)
     player = subprocess.Popen([sys.executable, "-c", PLAYER, "rx-sigterm"],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
