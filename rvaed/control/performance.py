@@ -186,7 +186,7 @@ class Performance:
         self.decoder = decoder
         self._changed(DECODE, None)
 
-    def use_drum_machine(self, drum_machine) -> None:
+    def use_drum_machine(self, drum_machine: DrumMachine) -> None:
         """Schedule on another drum machine's notes (the first output's, after a SIGHUP)."""
         self.drum_machine = drum_machine
         self._changed(SCHEDULE, None)

@@ -105,13 +105,11 @@ class Daemon:
         self.library.discard_scratch()
         saved = self.store.load() or {}
         decoder = self._first_decoder(saved.get("model"))
-        machines = [load_drum_machine(spec.drum_machine, decoder.kit)
-                    for spec in config.midi.outputs]
+        outputs = self._outputs(decoder, config)
         self.clock = self._clock()
-        self.sequencer = Sequencer(self.clock, self._outputs(decoder, config, machines),
-                                   grid=decoder.grid)
+        self.sequencer = Sequencer(self.clock, outputs, grid=decoder.grid)
         self.sequencer.start()
-        self.performance = Performance(decoder, self.sequencer, machines[0], self.clock,
+        self.performance = Performance(decoder, self.sequencer, _machine(outputs), self.clock,
                                        state=_restore_state(saved.get("state"), decoder))
         await self.performance.start()
         self.performance.set("playing", (saved.get("state") or {}).get("playing", True))
@@ -221,8 +219,8 @@ class Daemon:
         except RuntimeError as exc:  # the sequencer thread is gone (the watchdog says so)
             log.error("outputs not changed: %s", exc)
             return
-        if outputs[0].drum_machine != self.performance.drum_machine:
-            self.performance.use_drum_machine(outputs[0].drum_machine)
+        if _machine(outputs) != self.performance.drum_machine:
+            self.performance.use_drum_machine(_machine(outputs))
         for output in removed:
             await asyncio.to_thread(output.close)
 
@@ -267,14 +265,11 @@ class Daemon:
             log.error("Ableton Link unavailable (%s): using the internal clock", exc)
             return InternalClock(quantum=link.quantum)
 
-    def _outputs(self, decoder: Decoder, config: DaemonConfig,
-                 machines: list[DrumMachine] | None = None) -> list[Output]:
+    def _outputs(self, decoder: Decoder, config: DaemonConfig) -> list[Output]:
         """One output per configured MIDI output, each with its drum machine."""
-        if machines is None:
-            machines = [load_drum_machine(spec.drum_machine, decoder.kit)
-                        for spec in config.midi.outputs]
         outputs = []
-        for spec, machine in zip(config.midi.outputs, machines, strict=True):
+        for spec in config.midi.outputs:
+            machine = load_drum_machine(spec.drum_machine, decoder.kit)
             outputs.append(Output(VIRTUAL if spec.virtual else spec.port, machine,
                                   latency_ms=spec.latency_ms, clock_out=spec.clock_out,
                                   api=self.config.midi.api))
@@ -451,6 +446,14 @@ def _timing_line(rows: np.ndarray) -> str:
     p50, p99 = np.percentile(errors, (50, 99))
     return (f"{len(rows)} messages, sent - scheduled p50 {p50:.3f} p99 {p99:.3f} "
             f"max {errors.max():.3f} ms, {np.count_nonzero(errors > 1.0)} over 1 ms")
+
+
+def _machine(outputs: list[Output]) -> DrumMachine:
+    """The first output's drum machine, the one the performance builds its schedule for (the
+    daemon gives every output one)."""
+    machine = outputs[0].drum_machine
+    assert machine is not None  # made by `Daemon._outputs`
+    return machine
 
 
 def _give_back_memory() -> None:
