@@ -23,7 +23,7 @@ import numpy as np
 
 from rvaed.core.errors import RvaedError
 from rvaed.core.midifile import MIDI_SUFFIXES, MidiFileError, MidiNotes, midi_files, read_midis
-from rvaed.core.windows import Hits, channel_mask, note_lookup
+from rvaed.core.windows import Hits, channel_mask, drum_channels, file_lookup
 from rvaed.training.options import IngestOptions
 
 
@@ -39,10 +39,14 @@ class FileReport:
     hits: list[int] = field(default_factory=list)  # mapped note-ons per voice
     unmapped: Counter = field(default_factory=Counter)  # note -> note-ons
     other_channels: Counter = field(default_factory=Counter)  # channel -> note-ons
+    channels: str = ""  # which channels were read, and why
+    notes: list[str] = field(default_factory=list)  # repairs, loops: read, but worth a word
 
     def to_dict(self) -> dict:
         return {
             "file": self.path,
+            "channels": self.channels,
+            "notes": self.notes,
             "windows": self.windows,
             "bars": self.bars,
             "skipped_bars": sum(self.skipped_bars.values()),
@@ -138,7 +142,6 @@ def load_dataset(paths: Iterable[str | Path], options: IngestOptions) -> Dataset
 def ingest(paths: Iterable[str | Path], options: IngestOptions) -> Dataset:
     """Like load_dataset, but an empty result is returned (with its report), not raised."""
     report = IngestReport(options)
-    lookup = note_lookup(options.kit)
     windows: list[np.ndarray] = []
     sources: list[tuple[str, int]] = []
     files = midi_files(paths, report.refused)
@@ -147,7 +150,7 @@ def ingest(paths: Iterable[str | Path], options: IngestOptions) -> Dataset:
             report.refused.append((song.path, song.reason))
             continue
         file_report = FileReport(str(song.path))
-        for bar, window in file_windows(song, options, lookup, file_report):
+        for bar, window in file_windows(song, options, file_report):
             windows.append(window)
             sources.append((str(song.path), bar))
         report.files.append(file_report)
@@ -156,20 +159,20 @@ def ingest(paths: Iterable[str | Path], options: IngestOptions) -> Dataset:
     return Dataset(stacked, sources, report)
 
 
-
-
-
-
-
-
-def file_windows(song: MidiNotes, options: IngestOptions, lookup: np.ndarray,
+def file_windows(song: MidiNotes, options: IngestOptions,
                  report: FileReport) -> list[tuple[int, np.ndarray]]:
     """The (bar, window) pairs of one file; fills ``report`` with what did not become one."""
     grid = options.grid
-    on_channel = channel_mask(song, options.channel)
+    lookup = file_lookup(song, options.kit)
+    on_channel = _selected(song, options, report)
     count_notes(song, on_channel, lookup, options.kit.size, report)
+    report.notes += [f"repaired: {repair}" for repair in song.repairs]
     if not on_channel.any():
         return []
+    hits = Hits.of(song, lookup, on_channel)
+    loop = hits.looped(song, grid)
+    if loop is not None:
+        return _loop_window(*loop, options, report)
     # The music ends at the last note on the channel: a controller tail makes no bars.
     half_step = 0.5 / grid.steps_per_beat
     bars = song.bars(until=float(song.beats[on_channel][-1]) + half_step)
@@ -177,7 +180,6 @@ def file_windows(song: MidiNotes, options: IngestOptions, lookup: np.ndarray,
     report.bars = len(bars)
     report.skipped_bars.update(str(bar.meter) for bar, ok in zip(bars, fits, strict=True)
                                if not ok)
-    hits = Hits.of(song, lookup, on_channel)
     notes_in = hits.per_window([bar.start for bar in bars], grid)
     found = []
     for first in range(0, len(bars) - grid.bars + 1, options.hop_bars):
@@ -195,6 +197,28 @@ def file_windows(song: MidiNotes, options: IngestOptions, lookup: np.ndarray,
     return found
 
 
+def _selected(song: MidiNotes, options: IngestOptions, report: FileReport) -> np.ndarray:
+    """The note-ons on the channels to read, saying in ``report`` which and why."""
+    if options.channel != "auto":
+        report.channels = options.channel_name
+        return channel_mask(song, options.channel if isinstance(options.channel, int) else None)
+    channels, report.channels = drum_channels(song, options.kit)
+    return np.isin(song.channels, channels)
+
+
+def _loop_window(hits: Hits, bars: int, options: IngestOptions,
+                 report: FileReport) -> list[tuple[int, np.ndarray]]:
+    """The one window of a file that is a loop (a capture, a one-bar clip)."""
+    grid = options.grid
+    report.bars = bars
+    if bars < grid.bars:
+        report.notes.append(f"a {bars}-bar loop, read repeated to {grid.bars} bars")
+    window = hits.window(0.0, options.kit.size, grid)
+    if window[0].sum() < options.min_onsets:
+        report.dropped_windows += 1
+        return []
+    report.windows = 1
+    return [(1, window)]
 
 
 def count_notes(song: MidiNotes, on_channel: np.ndarray, lookup: np.ndarray, voices: int,
@@ -205,12 +229,6 @@ def count_notes(song: MidiNotes, on_channel: np.ndarray, lookup: np.ndarray, voi
     found = lookup[notes]
     report.hits = np.bincount(found[found >= 0], minlength=voices).tolist()
     report.unmapped.update(_counts(notes[found < 0]))
-
-
-
-
-
-
 
 
 def explain_empty(report: IngestReport) -> str:

@@ -4,8 +4,19 @@ import os
 
 import numpy as np
 import pytest
-from midigen import (beat_file, control, hits, meta, meter, note_off, note_on, smf, tempo, track,
-                     write)
+from midigen import (
+    beat_file,
+    control,
+    hits,
+    meta,
+    meter,
+    note_off,
+    note_on,
+    smf,
+    tempo,
+    track,
+    write,
+)
 
 from rvaed.core.midifile import MidiFileError, read_midi
 
