@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from rvaed.core.errors import RvaedError
+from rvaed.core.kit import Kit, load_kit, shipped_kits
 from rvaed.core.midifile import MIDI_SUFFIXES, MidiFileError, MidiNotes, midi_files, read_midis
 from rvaed.core.windows import Hits, channel_mask, drum_channels, file_lookup
 from rvaed.training.options import IngestOptions
@@ -92,6 +93,30 @@ class IngestReport:
     @property
     def dropped_windows(self) -> int:
         return sum(f.dropped_windows for f in self.files)
+
+    def lines(self, most: int = 8) -> list[str]:
+        """What was read, one line each, for wherever training starts (the CLI, the log):
+        files and windows, every refusal, repair and loop, what was left out and why."""
+        options, grid = self.options, self.options.grid
+        lines = [f"read {len(self.files)} file(s), {self.windows} window(s) of {grid.bars} "
+                 f"bars {grid.beats_per_bar}/4; kit {options.kit.name}, {options.channel_name}"]
+        lines += _capped([f"refused {path}: {reason}" for path, reason in self.refused], most)
+        lines += _capped([f"{f.path}: {note}" for f in self.files for note in f.notes], most)
+        if options.channel == "auto":
+            lines += _capped([f"{f.path}: {f.channels}" for f in self.files
+                              if not f.channels.startswith("channel 10 ")], most)
+        if self.skipped_bars:
+            lines.append(f"skipped {self.skipped_bars.total()} bar(s) not in "
+                         f"{grid.beats_per_bar}/4: {_listed(self.skipped_bars, '')}")
+        if self.unmapped:
+            lines.append(f"unmapped notes (no voice of kit {options.kit.name}): "
+                         f"{_listed(self.unmapped, 'note ')}{kit_hint(self.unmapped, options.kit)}")
+        if self.other_channels:
+            lines.append(f"left out: {_listed(self.other_channels, 'channel ')} note(s)")
+        if self.dropped_windows:
+            lines.append(f"left out: {self.dropped_windows} window(s) with fewer than "
+                         f"{options.min_onsets} onsets")
+        return lines
 
     def summary(self) -> dict:
         """The short version, for a model's manifest: what it was trained on."""
@@ -263,6 +288,28 @@ def explain_empty(report: IngestReport) -> str:
         meters = ", ".join(f"{n} in {m}" for m, n in skipped.most_common())
         return f"no {size} windows: bars in other meters were skipped ({meters})"
     return f"no {size} windows: the music in the {found} is shorter than one window"
+
+
+def kit_hint(unmapped: Counter, kit: Kit) -> str:
+    """'; kit gmd reads 715 of them' when a shipped kit maps more of ``unmapped`` than none."""
+    best, count = "", 0
+    for name in shipped_kits():
+        other = load_kit(name)
+        if other.name != kit.name:
+            mapped = sum(n for note, n in unmapped.items() if other.voice_of(note) is not None)
+            best, count = (other.name, mapped) if mapped > count else (best, count)
+    return f"; kit {best} reads {count} of them" if count else ""
+
+
+def _capped(lines: list[str], most: int) -> list[str]:
+    if len(lines) <= most:
+        return lines
+    return [*lines[:most], f"... and {len(lines) - most} more (rvaed inspect lists them all)"]
+
+
+def _listed(counter: Counter, prefix: str, most: int = 6) -> str:
+    shown = ", ".join(f"{prefix}{key} x {n}" for key, n in counter.most_common(most))
+    return shown + (f" and {len(counter) - most} more" if len(counter) > most else "")
 
 
 def _counts(values: np.ndarray) -> Counter:
