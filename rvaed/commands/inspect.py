@@ -51,6 +51,12 @@ def render(report) -> str:
     if report.refused:
         lines += ["", f"refused ({len(report.refused)}):"]
         lines += [f"  {path}: {reason}" for path, reason in report.refused]
+    auto = report.options.channel == "auto"
+    noted = [f"  {f.path}: {note}" for f in report.files
+             for note in [*f.notes, *([f.channels] if auto and not
+                                       f.channels.startswith("channel 10 ") else [])]]
+    if noted:
+        lines += ["", "read with a word (repairs, loops, drums not on channel 10):", *noted]
     lines.append("")
     lines += _table(("voice", "hits"),
                     [(name, str(n)) for name, n in report.hits_per_voice.items()],

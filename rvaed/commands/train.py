@@ -71,7 +71,7 @@ def run(args) -> int:
     stop = Stop()
     previous = signal.signal(signal.SIGINT, stop.handle)
     try:
-        summary = run_training(request, show_progress, stop.requested)
+        summary = run_training(request, show_progress, stop.requested, show_read)
     finally:
         signal.signal(signal.SIGINT, previous)
         if sys.stderr.isatty():
@@ -170,6 +170,12 @@ class Stop:
         return self.count > 0
 
 
+def show_read(lines: list[str]) -> None:
+    """What the files gave, before the first epoch."""
+    for line in lines:
+        print(line, file=sys.stderr)
+
+
 def show_progress(p) -> None:
     """One live line on a terminal; every 10th epoch as its own line otherwise."""
     width = 20
@@ -192,7 +198,8 @@ def report(summary: dict) -> None:
     metrics = summary["metrics"]
     print(f"model written to {summary['model_dir']} ({summary['stopped']}; kept epoch "
           f"{summary['best_epoch']}: validation loss {metrics['val_loss']:.2f}, onset F1 "
-          f"{metrics['val_onset_f1']:.3f} on {metrics['val_windows']} windows)")
+          f"{metrics['val_onset_f1']:.3f} on {metrics['val_windows']} windows; the pad holds "
+          f"{metrics['pad_patterns']} distinct patterns)")
     held_out = metrics.get("held_out")
     if held_out:
         print(f"held-out files: onset F1 {held_out['onset_f1']:.3f} on {held_out['windows']} "
@@ -242,8 +249,8 @@ def plot_image(history: list[dict], width: int = 600, height: int = 300):
         level = np.clip((np.interp(fine, xs, curves[:, index]) - low) / (high - low), 0, 1)
         ys = (height - 2 - level * (height - 4)).round().astype(int)
         for x in fine:  # a vertical run to the previous column's point: no gaps on steep drops
-            low, high = sorted((ys[x], ys[max(x - 1, 0)]))
-            image[max(low - 1, 0):high + 2, x] = colour
+            top, bottom = sorted((ys[x], ys[max(x - 1, 0)]))
+            image[max(top - 1, 0):bottom + 2, x] = colour
     return image
 
 

@@ -3,8 +3,15 @@
 Positions are in quarter-note beats (ticks / PPQ), so tempo changes never move a note:
 a groove played with a tempo ramp still lands on its grid. Only what ingestion needs is
 kept: note-ons (velocity 0 is a note-off, as in running-status streams), their channels,
-the time signatures and the track names. Type 0 and 1 files are read; type 2 (independent
-sequences, no common timeline) and SMPTE time division are refused with the reason.
+tracks and durations, the time signatures, the track names and text events. Type 0 and 1
+files are read; type 2 (independent sequences, no common timeline) and SMPTE time division
+are refused with the reason.
+
+Real collections hold files that players read fine but a strict parser refuses: a data byte
+above 127 in one controller, a key signature no key has, a header announcing more tracks than
+the file holds, a last track whose length field runs past the end. Such a file is repaired
+on the fly (clipped, the bad key signature ignored, the tracks that are there read) and the
+repair is named in ``MidiNotes.repairs``; only what cannot be read is refused.
 
 mido does the byte parsing (running status included); the messages are then walked once
 with an absolute tick counter rather than converted to seconds, which is where the time of
@@ -18,7 +25,7 @@ import struct
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import pairwise, repeat
 from pathlib import Path
 
 import mido
@@ -82,8 +89,11 @@ class MidiNotes:
     """The note-ons of one file in time order, as parallel arrays.
 
     beats (float64, quarter notes from the start), channels (1-16, as musicians count),
-    notes and velocities (1-127); ``length`` is where the longest track ends (beats), which
-    may be long after the last note when a controller tail follows.
+    notes and velocities (1-127), durations (beats to the note-off; 0 when none follows) and
+    tracks (the index of the track each note-on is in); ``length`` is where the longest track
+    ends (beats), which may be long after the last note when a controller tail follows.
+    ``track_names`` holds each track's first name ('' for none), ``texts`` the text events,
+    ``repairs`` what had to be repaired to read the file (empty for a sound file).
     """
 
     path: Path
@@ -92,9 +102,13 @@ class MidiNotes:
     channels: np.ndarray
     notes: np.ndarray
     velocities: np.ndarray
+    durations: np.ndarray
+    tracks: np.ndarray
     meters: tuple[Meter, ...]
     track_names: tuple[str, ...]
+    texts: tuple[str, ...]
     length: float
+    repairs: tuple[str, ...] = ()
 
     def bars(self, until: float) -> list[Bar]:
         """The bars from the start up to and including the one that contains ``until``."""
@@ -116,13 +130,72 @@ def read_midi(path: Path | str, max_bytes: int = MAX_FILE_BYTES) -> MidiNotes:
     path = Path(path)
     data = _read_bytes(path, max_bytes)
     _check_header(path, data)
-    try:
-        midi = mido.MidiFile(file=io.BytesIO(data))
-    except EOFError:
-        raise MidiFileError(path, "truncated: the file ends inside a track") from None
-    except Exception as exc:  # mido's error types for bad bytes are many and undocumented
-        raise MidiFileError(path, f"corrupt MIDI data: {exc or type(exc).__name__}") from None
-    return _collect(path, midi.ticks_per_beat, midi.tracks)
+    midi, repairs = _parse(path, data)
+    return _collect(path, midi.ticks_per_beat, midi.tracks, tuple(repairs))
+
+
+def _parse(path: Path, data: bytes) -> tuple[mido.MidiFile, list[str]]:
+    """mido's reading of ``data``, repairing what a player would read past (see the module)."""
+    repairs: list[str] = []
+    clip = False
+    for _attempt in range(4):  # each repair is made at most once
+        try:
+            return mido.MidiFile(file=io.BytesIO(data), clip=clip), repairs
+        except EOFError:
+            data = _repair_chunks(path, data, repairs)
+        except mido.KeySignatureError:
+            data = _without_bad_key_signatures(data)
+            repairs.append("an invalid key signature was ignored")
+        except Exception as exc:  # mido's error types for bad bytes are many and undocumented
+            if clip or "data byte" not in str(exc):
+                raise MidiFileError(path, f"corrupt MIDI data: {exc or type(exc).__name__}"
+                                    ) from None
+            clip = True
+            repairs.append("data bytes above 127 were clipped to 127")
+    raise MidiFileError(path, f"corrupt MIDI data: unreadable after {', '.join(repairs)}")
+
+
+def _chunks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """(kind, start of payload, declared length) of each chunk after the header."""
+    position = 8 + struct.unpack(">I", data[4:8])[0]
+    while position + 8 <= len(data):
+        kind, length = data[position:position + 4], struct.unpack(">I", data[position + 4:
+                                                                         position + 8])[0]
+        yield kind, position + 8, length
+        position += 8 + length
+
+
+def _repair_chunks(path: Path, data: bytes, repairs: list[str]) -> bytes:
+    """The tracks that are there: a header count larger than the file's tracks is lowered, a
+    last track whose length runs past the end is read to the end. Truly cut files are refused."""
+    tracks = [(start, length) for kind, start, length in _chunks(data) if kind == b"MTrk"]
+    announced = struct.unpack(">H", data[10:12])[0]
+    if tracks and tracks[-1][0] + tracks[-1][1] > len(data):
+        start, length = tracks[-1]
+        if any(r.startswith("track") for r in repairs) or b"\xff\x2f\x00" not in data[start:]:
+            raise MidiFileError(path, f"truncated: the file ends inside track {len(tracks)} "
+                                f"({len(data) - start} of its {length} bytes are there)")
+        repairs.append(f"track {len(tracks)}'s length field runs past the end of the file; "
+                       "it was read to the end")
+        data = data[:start - 4] + struct.pack(">I", len(data) - start) + data[start:]
+    elif len(tracks) < announced:
+        repairs.append(f"the header announces {announced} tracks, the file holds "
+                       f"{len(tracks)}")
+    else:
+        raise MidiFileError(path, "truncated: a track ends inside a message")
+    return data[:10] + struct.pack(">H", len(tracks)) + data[12:]
+
+
+def _without_bad_key_signatures(data: bytes) -> bytes:
+    """``data`` with each key signature meta event that names no key set to C major."""
+    out = bytearray(data)
+    at = out.find(b"\xff\x59\x02")
+    while at >= 0 and at + 5 <= len(out):
+        sharps, mode = struct.unpack("bB", out[at + 3:at + 5])
+        if not (-7 <= sharps <= 7 and mode in (0, 1)):
+            out[at + 3:at + 5] = b"\x00\x00"
+        at = out.find(b"\xff\x59\x02", at + 3)
+    return bytes(out)
 
 
 def read_midis(paths: Sequence[Path], max_bytes: int = MAX_FILE_BYTES,
@@ -188,52 +261,73 @@ def _check_header(path: Path, data: bytes) -> None:
         raise MidiFileError(path, "0 ticks per quarter note: expected a positive PPQ")
 
 
-def _collect(path: Path, ppq: int, tracks: Iterable[mido.MidiTrack]) -> MidiNotes:
+def _collect(path: Path, ppq: int, tracks: Iterable[mido.MidiTrack],
+             repairs: tuple[str, ...] = ()) -> MidiNotes:
     """Walk every track with absolute ticks; merge them by time (type 1)."""
     ticks: list[int] = []
     channels: list[int] = []
     notes: list[int] = []
     velocities: list[int] = []
+    ends: list[int] = []  # the tick of each note-on's note-off (its own tick when none)
+    track_of: list[int] = []
     meters: list[tuple[int, int, int]] = []
     names: list[str] = []
+    texts: list[str] = []
     end = 0
-    for track in tracks:
+    for index, track in enumerate(tracks):
         tick = 0
+        names.append("")
+        sounding: dict[tuple[int, int], int] = {}  # (channel, note) -> index of its note-on
         for msg in track:
             tick += msg.time
             kind = msg.type
-            if kind == "note_on":
-                if msg.velocity:
-                    ticks.append(tick)
-                    channels.append(msg.channel)
-                    notes.append(msg.note)
-                    velocities.append(msg.velocity)
+            if kind == "note_on" and msg.velocity:
+                sounding[msg.channel, msg.note] = len(ticks)
+                ticks.append(tick)
+                ends.append(tick)
+                channels.append(msg.channel)
+                notes.append(msg.note)
+                velocities.append(msg.velocity)
+                track_of.append(index)
+            elif kind in ("note_off", "note_on"):
+                started = sounding.pop((msg.channel, msg.note), None)
+                if started is not None:
+                    ends[started] = tick
             elif kind == "time_signature":
                 meters.append((tick, msg.numerator, msg.denominator))
             elif kind == "track_name":
-                names.append(msg.name)
+                names[-1] = names[-1] or msg.name
+            elif kind == "text":
+                texts.append(msg.text)
         end = max(end, tick)
     last = max(ticks, default=0) / ppq
     if last > MAX_BEATS:
         raise MidiFileError(path, f"implausibly long: a note at beat {last:,.0f} (more than "
                                   f"{MAX_BEATS:,}; a corrupt delta time?)")
-    order = np.argsort(np.asarray(ticks, dtype=np.int64), kind="stable")
+    starts = np.asarray(ticks, dtype=np.int64)
+    order = np.argsort(starts, kind="stable")
     return MidiNotes(
         path=path,
         ticks_per_beat=ppq,
-        beats=np.asarray(ticks, dtype=np.float64)[order] / ppq,
+        beats=starts[order] / ppq,
         channels=np.asarray(channels, dtype=np.uint8)[order] + 1,
         notes=np.asarray(notes, dtype=np.uint8)[order],
         velocities=np.asarray(velocities, dtype=np.uint8)[order],
+        durations=(np.asarray(ends, dtype=np.int64) - starts)[order] / ppq,
+        tracks=np.asarray(track_of, dtype=np.int64)[order],
         meters=_meters(path, meters, ppq),
         track_names=tuple(names),
+        texts=tuple(texts),
         length=end / ppq,
+        repairs=repairs,
     )
 
 
 def _meters(path: Path, found: list[tuple[int, int, int]], ppq: int) -> tuple[Meter, ...]:
     """Time signatures in time order, one per position (the last one given wins there);
-    4/4 from the start when the file sets none there, as the MIDI standard says."""
+    4/4 from the start when the file sets none there, as the MIDI standard says. A time
+    signature that restates the meter in force is no change: it draws no bar line (files
+    restate it mid-bar, e.g. at every section marker)."""
     by_tick = {0: (4, 4)}
     for tick, numerator, denominator in sorted(found, key=lambda m: m[0]):
         if numerator < 1 or denominator > 64:
@@ -242,15 +336,19 @@ def _meters(path: Path, found: list[tuple[int, int, int]], ppq: int) -> tuple[Me
                 "expected a numerator of at least 1 and a denominator up to 64"
             )
         by_tick[tick] = (numerator, denominator)
-    return tuple(Meter(tick / ppq, n, d) for tick, (n, d) in sorted(by_tick.items()))
+    ordered = sorted(by_tick.items())
+    changes = [ordered[0]] + [now for before, now in pairwise(ordered) if now[1] != before[1]]
+    return tuple(Meter(tick / ppq, n, d) for tick, (n, d) in changes)
 
 
 MIDI_SUFFIXES = (".mid", ".midi", ".smf")  # what folders are searched for, any case
+MAX_DEPTH = 64  # folders below a given folder; deeper is a mistake or an attack, not a library
 
 
 def midi_files(paths: Iterable[str | Path], refused: list[tuple[str, str]]) -> list[Path]:
-    """Files named directly, and .mid/.midi files (any case) in folders, recursively, in a
-    stable order. Missing paths and unreadable folders are added to ``refused``."""
+    """Files named directly, and .mid/.midi files (any case) in folders, recursively (into
+    symlinked folders too, each folder once), in a stable order; a file reached by two paths
+    is read once, by the first. Missing paths and unreadable folders go to ``refused``."""
     if isinstance(paths, str | Path):
         paths = [paths]
     found: list[Path] = []
@@ -262,17 +360,55 @@ def midi_files(paths: Iterable[str | Path], refused: list[tuple[str, str]]) -> l
             found.append(path)
         else:
             refused.append((str(path), "no such file or folder"))
-    return list(dict.fromkeys(found))
+    return _once(found)
+
+
+def _once(files: list[Path]) -> list[Path]:
+    """``files`` without a second path to the same file (same device and inode)."""
+    seen: set[tuple[int, int]] = set()
+    kept: list[Path] = []
+    for path in dict.fromkeys(files):
+        try:
+            status = path.stat()
+        except OSError:  # reading it will say why
+            kept.append(path)
+            continue
+        if (status.st_dev, status.st_ino) not in seen:
+            seen.add((status.st_dev, status.st_ino))
+            kept.append(path)
+    return kept
 
 
 def _walk(folder: Path, refused: list[tuple[str, str]]) -> list[Path]:
-    def unreadable(exc: OSError) -> None:
-        refused.append((str(exc.filename), f"unreadable folder: {exc.strerror}"))
-
-    files = [
-        Path(root, name)
-        for root, _dirs, names in os.walk(folder, onerror=unreadable)
-        for name in names
-        if name.lower().endswith(MIDI_SUFFIXES)
-    ]
+    """MIDI files under ``folder``, iteratively (no recursion limit), at most MAX_DEPTH
+    folders deep, each real folder once (a symlink back up the tree ends there)."""
+    visited: set[str] = set()
+    files: list[Path] = []
+    pending = [(folder, 0)]
+    while pending:
+        current, depth = pending.pop()
+        real = os.path.realpath(current)
+        if real in visited:
+            continue
+        visited.add(real)
+        if depth > MAX_DEPTH:
+            refused.append((str(current), f"more than {MAX_DEPTH} folders deep: not searched"))
+            continue
+        try:
+            entries = list(os.scandir(current))
+        except OSError as exc:
+            refused.append((str(current), f"unreadable folder: {exc.strerror or exc}"))
+            continue
+        for entry in entries:
+            if _is_folder(entry):
+                pending.append((Path(entry.path), depth + 1))
+            elif entry.name.lower().endswith(MIDI_SUFFIXES):
+                files.append(Path(entry.path))
     return sorted(files, key=str)
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows symlinks
+    except OSError:
+        return False

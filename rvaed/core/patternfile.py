@@ -7,18 +7,14 @@ offset is stored to 1/120 of a half step and read back within 1/120 (1/240 for a
 very latest offsets, which are kept just inside their own step).
 
 A loop can start with a hit played early (step 0, negative offset); in the file that hit is
-at the end of the loop, where a looping sequencer plays it. load_pattern wraps it back to
-step 0 when the file is one loop long.
-
-The file carries the track name "rvaed pattern: KIT"; reading such a file with that kit maps
-each voice's output note back to the voice, since a kit's output notes need not be among its
-input notes (the rhythmvae kit plays mid tom on 45, which it reads as low tom).
+at the end of the loop, where a looping sequencer plays it. The file carries the track name
+"rvaed pattern: KIT" and names the voice of each note it plays, so that it reads back as the
+same hits in the same voices at the same steps, with any kit (see core/windows.py).
 """
 
 from pathlib import Path
 
 import mido
-import numpy as np
 
 from rvaed.core.atomic import write_atomic
 from rvaed.core.errors import RvaedError
@@ -26,7 +22,7 @@ from rvaed.core.kit import Kit
 from rvaed.core.midifile import read_midi
 from rvaed.core.pattern import Grid, Pattern
 from rvaed.core.state import PARAMETERS
-from rvaed.core.windows import Hits, channel_mask, note_lookup
+from rvaed.core.windows import Hits, channel_mask, file_lookup, voices_text
 
 TEMPO = PARAMETERS["tempo"]
 
@@ -61,6 +57,8 @@ def pattern_midi(pattern: Pattern, kit: Kit, grid: Grid, bpm: float = 120.0, *,
     loop = TICKS_PER_STEP * grid.steps
     track = mido.MidiTrack([
         mido.MetaMessage("track_name", name=TITLE + kit.name),
+        mido.MetaMessage("text", text=voices_text(dict(zip(kit.names, kit.outputs,
+                                                              strict=True)))),
         mido.MetaMessage("time_signature", numerator=grid.beats_per_bar, denominator=4),
         mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)),
     ])
@@ -76,24 +74,16 @@ def pattern_midi(pattern: Pattern, kit: Kit, grid: Grid, bpm: float = 120.0, *,
 def load_pattern(path: str | Path, kit: Kit, grid: Grid, channel: int | None = None) -> Pattern:
     """The first ``grid.bars`` bars of a MIDI file as a Pattern (all channels by default)."""
     song = read_midi(path)
-    lookup = _pattern_lookup(kit) if TITLE + kit.name in song.track_names else note_lookup(kit)
-    loop = float(grid.beats)
+    hits = Hits.of(song, file_lookup(song, kit), channel_mask(song, channel))
+    loop = hits.looped(song, grid)
+    if loop is not None:
+        return Pattern.from_array(loop[0].window(0.0, kit.size, grid))
     half_step = 0.5 / grid.steps_per_beat
-    for number, bar in enumerate(song.bars(until=loop - half_step)[:grid.bars], start=1):
+    for number, bar in enumerate(song.bars(until=grid.beats - half_step)[:grid.bars], start=1):
         if not bar.fits(grid.beats_per_bar):
             raise RvaedError(f"{path}: bar {number} is in {bar.meter}: "
                              f"expected {grid.beats_per_bar}/4")
-    hits = Hits.of(song, lookup, channel_mask(song, channel))
-    if song.length <= loop:
-        hits = _wrapped(hits, loop, half_step)
     return Pattern.from_array(hits.window(0.0, kit.size, grid))
-
-
-def _wrapped(hits: Hits, loop: float, early: float) -> Hits:
-    """A one-loop file: hits in the last ``early`` beats belong to step 0, played early."""
-    beats = np.where(hits.beats >= loop - early, hits.beats - loop, hits.beats)
-    order = np.argsort(beats, kind="stable")
-    return Hits(beats[order], hits.voices[order], hits.velocities[order])
 
 
 def _check_shape(pattern: Pattern, kit: Kit, grid: Grid) -> None:
@@ -122,11 +112,3 @@ def _note_events(pattern: Pattern, kit: Kit, threshold: float,
             events.append((min(tick + HALF_STEP, following), "note_off", note, 0))
     events.sort(key=lambda e: (e[0], e[1] == "note_on", e[2]))
     return events
-
-
-def _pattern_lookup(kit: Kit) -> np.ndarray:
-    """note -> voice for reading a saved pattern: output notes first, then input notes."""
-    lookup = note_lookup(kit)
-    for index, voice in reversed(list(enumerate(kit.voices))):
-        lookup[voice.output] = index
-    return lookup

@@ -141,7 +141,9 @@ class TrainingConfig:
     epochs: int = field(default=150, metadata=_within(1, 10000))
     threads: int = field(default=1, metadata=_within(1, 256))
     nice: int = field(default=10, metadata=_within(0, 19))
-    channel: int | None = field(default=10, metadata=_within(1, 16))
+    channel: int | str | None = field(default="auto", metadata={"check": lambda v: (
+        None if v == "auto" or (isinstance(v, int) and 1 <= v <= 16)
+        else "expected 1-16, auto (the drum channels of each file) or null (all)")})
 
 
 @dataclass(frozen=True)
@@ -281,9 +283,17 @@ _DEFAULT = object()
 def _value(hint, doc: yamlfile.Document, key: yamlfile.Key, raw: object):
     """``raw`` converted to the type ``hint``; `_DEFAULT` when null stands for the default."""
     if isinstance(hint, types.UnionType):
-        if raw is None:
+        if raw is None and type(None) in typing.get_args(hint):
             return None
-        (hint,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        kinds = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        if len(kinds) > 1:  # e.g. int | str: the first kind the value is
+            value = next((v for kind in kinds if (v := _scalar(kind, raw)) is not _DEFAULT),
+                         _DEFAULT)
+            if value is _DEFAULT:
+                raise doc.error(key, f"expected {' or '.join(map(_expected, kinds))}, "
+                                f"got {raw!r}")
+            return value
+        (hint,) = kinds
     if raw is None:
         return _DEFAULT
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):

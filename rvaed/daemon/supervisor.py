@@ -59,6 +59,7 @@ class Trainer:
         self.job = TrainJob.start(paths, self.library.scratch(), options, ingest=ingest,
                                   name=name or _name_from(paths))
         log.info("training: started on %d file(s), pid %s", len(paths), self.job.pid)
+        self.job.on_read = _log_read
         self.on_progress(0.0, f"training {len(paths)} file(s)")
         self._task = asyncio.get_running_loop().create_task(self._follow(self.job))
 
@@ -116,10 +117,19 @@ class Trainer:
             self.on_progress(0.0, self.last_result)
             return
         self.last_result = f"done: {model.name}"
-        log.info("training: model %s ready (onset F1 %.3f)", model.name,
-                 job.result["metrics"].get("val_onset_f1", float("nan")))
+        metrics = job.result["metrics"]
+        log.info("training: model %s ready (onset F1 %.3f, %s distinct patterns on the pad)",
+                 model.name, metrics.get("val_onset_f1", float("nan")),
+                 metrics.get("pad_patterns", "?"))
+        for note in job.result["notes"]:
+            log.warning("training: %s", note)
         self.on_progress(1.0, self.last_result)
         self.on_model(model)
+
+
+def _log_read(lines: list[str]) -> None:
+    for line in lines:
+        log.info("training: %s", line)
 
 
 def _name_from(paths: list[Path]) -> str:

@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from rvaed.core.errors import RvaedError
+from rvaed.core.kit import Kit, load_kit, shipped_kits
 from rvaed.core.midifile import MIDI_SUFFIXES, MidiFileError, MidiNotes, midi_files, read_midis
-from rvaed.core.windows import Hits, channel_mask, note_lookup
+from rvaed.core.windows import Hits, channel_mask, drum_channels, file_lookup
 from rvaed.training.options import IngestOptions
 
 
@@ -39,10 +40,14 @@ class FileReport:
     hits: list[int] = field(default_factory=list)  # mapped note-ons per voice
     unmapped: Counter = field(default_factory=Counter)  # note -> note-ons
     other_channels: Counter = field(default_factory=Counter)  # channel -> note-ons
+    channels: str = ""  # which channels were read, and why
+    notes: list[str] = field(default_factory=list)  # repairs, loops: read, but worth a word
 
     def to_dict(self) -> dict:
         return {
             "file": self.path,
+            "channels": self.channels,
+            "notes": self.notes,
             "windows": self.windows,
             "bars": self.bars,
             "skipped_bars": sum(self.skipped_bars.values()),
@@ -88,6 +93,30 @@ class IngestReport:
     @property
     def dropped_windows(self) -> int:
         return sum(f.dropped_windows for f in self.files)
+
+    def lines(self, most: int = 8) -> list[str]:
+        """What was read, one line each, for wherever training starts (the CLI, the log):
+        files and windows, every refusal, repair and loop, what was left out and why."""
+        options, grid = self.options, self.options.grid
+        lines = [f"read {len(self.files)} file(s), {self.windows} window(s) of {grid.bars} "
+                 f"bars {grid.beats_per_bar}/4; kit {options.kit.name}, {options.channel_name}"]
+        lines += _capped([f"refused {path}: {reason}" for path, reason in self.refused], most)
+        lines += _capped([f"{f.path}: {note}" for f in self.files for note in f.notes], most)
+        if options.channel == "auto":
+            lines += _capped([f"{f.path}: {f.channels}" for f in self.files
+                              if not f.channels.startswith("channel 10 ")], most)
+        if self.skipped_bars:
+            lines.append(f"skipped {self.skipped_bars.total()} bar(s) not in "
+                         f"{grid.beats_per_bar}/4: {_listed(self.skipped_bars, '')}")
+        if self.unmapped:
+            lines.append(f"unmapped notes (no voice of kit {options.kit.name}): "
+                         f"{_listed(self.unmapped, 'note ')}{kit_hint(self.unmapped, options.kit)}")
+        if self.other_channels:
+            lines.append(f"left out: {_listed(self.other_channels, 'channel ')} note(s)")
+        if self.dropped_windows:
+            lines.append(f"left out: {self.dropped_windows} window(s) with fewer than "
+                         f"{options.min_onsets} onsets")
+        return lines
 
     def summary(self) -> dict:
         """The short version, for a model's manifest: what it was trained on."""
@@ -138,7 +167,6 @@ def load_dataset(paths: Iterable[str | Path], options: IngestOptions) -> Dataset
 def ingest(paths: Iterable[str | Path], options: IngestOptions) -> Dataset:
     """Like load_dataset, but an empty result is returned (with its report), not raised."""
     report = IngestReport(options)
-    lookup = note_lookup(options.kit)
     windows: list[np.ndarray] = []
     sources: list[tuple[str, int]] = []
     files = midi_files(paths, report.refused)
@@ -147,7 +175,7 @@ def ingest(paths: Iterable[str | Path], options: IngestOptions) -> Dataset:
             report.refused.append((song.path, song.reason))
             continue
         file_report = FileReport(str(song.path))
-        for bar, window in file_windows(song, options, lookup, file_report):
+        for bar, window in file_windows(song, options, file_report):
             windows.append(window)
             sources.append((str(song.path), bar))
         report.files.append(file_report)
@@ -156,20 +184,20 @@ def ingest(paths: Iterable[str | Path], options: IngestOptions) -> Dataset:
     return Dataset(stacked, sources, report)
 
 
-
-
-
-
-
-
-def file_windows(song: MidiNotes, options: IngestOptions, lookup: np.ndarray,
+def file_windows(song: MidiNotes, options: IngestOptions,
                  report: FileReport) -> list[tuple[int, np.ndarray]]:
     """The (bar, window) pairs of one file; fills ``report`` with what did not become one."""
     grid = options.grid
-    on_channel = channel_mask(song, options.channel)
+    lookup = file_lookup(song, options.kit)
+    on_channel = _selected(song, options, report)
     count_notes(song, on_channel, lookup, options.kit.size, report)
+    report.notes += [f"repaired: {repair}" for repair in song.repairs]
     if not on_channel.any():
         return []
+    hits = Hits.of(song, lookup, on_channel)
+    loop = hits.looped(song, grid)
+    if loop is not None:
+        return _loop_window(*loop, options, report)
     # The music ends at the last note on the channel: a controller tail makes no bars.
     half_step = 0.5 / grid.steps_per_beat
     bars = song.bars(until=float(song.beats[on_channel][-1]) + half_step)
@@ -177,7 +205,6 @@ def file_windows(song: MidiNotes, options: IngestOptions, lookup: np.ndarray,
     report.bars = len(bars)
     report.skipped_bars.update(str(bar.meter) for bar, ok in zip(bars, fits, strict=True)
                                if not ok)
-    hits = Hits.of(song, lookup, on_channel)
     notes_in = hits.per_window([bar.start for bar in bars], grid)
     found = []
     for first in range(0, len(bars) - grid.bars + 1, options.hop_bars):
@@ -195,6 +222,28 @@ def file_windows(song: MidiNotes, options: IngestOptions, lookup: np.ndarray,
     return found
 
 
+def _selected(song: MidiNotes, options: IngestOptions, report: FileReport) -> np.ndarray:
+    """The note-ons on the channels to read, saying in ``report`` which and why."""
+    if options.channel != "auto":
+        report.channels = options.channel_name
+        return channel_mask(song, options.channel if isinstance(options.channel, int) else None)
+    channels, report.channels = drum_channels(song, options.kit)
+    return np.isin(song.channels, channels)
+
+
+def _loop_window(hits: Hits, bars: int, options: IngestOptions,
+                 report: FileReport) -> list[tuple[int, np.ndarray]]:
+    """The one window of a file that is a loop (a capture, a one-bar clip)."""
+    grid = options.grid
+    report.bars = bars
+    if bars < grid.bars:
+        report.notes.append(f"a {bars}-bar loop, read repeated to {grid.bars} bars")
+    window = hits.window(0.0, options.kit.size, grid)
+    if window[0].sum() < options.min_onsets:
+        report.dropped_windows += 1
+        return []
+    report.windows = 1
+    return [(1, window)]
 
 
 def count_notes(song: MidiNotes, on_channel: np.ndarray, lookup: np.ndarray, voices: int,
@@ -205,12 +254,6 @@ def count_notes(song: MidiNotes, on_channel: np.ndarray, lookup: np.ndarray, voi
     found = lookup[notes]
     report.hits = np.bincount(found[found >= 0], minlength=voices).tolist()
     report.unmapped.update(_counts(notes[found < 0]))
-
-
-
-
-
-
 
 
 def explain_empty(report: IngestReport) -> str:
@@ -245,6 +288,28 @@ def explain_empty(report: IngestReport) -> str:
         meters = ", ".join(f"{n} in {m}" for m, n in skipped.most_common())
         return f"no {size} windows: bars in other meters were skipped ({meters})"
     return f"no {size} windows: the music in the {found} is shorter than one window"
+
+
+def kit_hint(unmapped: Counter, kit: Kit) -> str:
+    """'; kit gmd reads 715 of them' when a shipped kit maps more of ``unmapped`` than none."""
+    best, count = "", 0
+    for name in shipped_kits():
+        other = load_kit(name)
+        if other.name != kit.name:
+            mapped = sum(n for note, n in unmapped.items() if other.voice_of(note) is not None)
+            best, count = (other.name, mapped) if mapped > count else (best, count)
+    return f"; kit {best} reads {count} of them" if count else ""
+
+
+def _capped(lines: list[str], most: int) -> list[str]:
+    if len(lines) <= most:
+        return lines
+    return [*lines[:most], f"... and {len(lines) - most} more (rvaed inspect lists them all)"]
+
+
+def _listed(counter: Counter, prefix: str, most: int = 6) -> str:
+    shown = ", ".join(f"{prefix}{key} x {n}" for key, n in counter.most_common(most))
+    return shown + (f" and {len(counter) - most} more" if len(counter) > most else "")
 
 
 def _counts(values: np.ndarray) -> Counter:

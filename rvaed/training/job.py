@@ -49,10 +49,12 @@ class TrainRequest:
 
 
 def run_training(request: TrainRequest, on_progress: Callable[[Progress], None] | None = None,
-                 cancelled: Callable[[], bool] | None = None) -> dict:
+                 cancelled: Callable[[], bool] | None = None,
+                 on_read: Callable[[list[str]], None] | None = None) -> dict:
     """Read the files, train, export; return a summary.
 
-    The files are read before torch is imported, so bad data is refused in a moment.
+    The files are read before torch is imported, so bad data is refused in a moment, and
+    ``on_read`` hears what was read (IngestReport.lines) before the first epoch.
     """
     ensure_replaceable(request.out_dir)
     history, ingest = [], request.ingest
@@ -66,10 +68,12 @@ def run_training(request: TrainRequest, on_progress: Callable[[Progress], None] 
         history = list(previous.history)
     ingest = ingest or IngestOptions(load_kit())
     dataset = load_dataset(request.paths, ingest)
+    if on_read:
+        on_read(dataset.report.lines())
     held_out = load_dataset(request.evaluate, ingest).windows if request.evaluate else None
 
     from rvaed.training.export import export_model, load_model
-    from rvaed.training.loop import evaluate, train
+    from rvaed.training.loop import collapse_note, evaluate, pad_patterns, train
 
     model = load_model(request.continue_from)[0] if request.continue_from else None
     result = train(dataset.windows, request.options, on_progress, cancelled, model)
@@ -80,6 +84,10 @@ def run_training(request: TrainRequest, on_progress: Callable[[Progress], None] 
                "epoch": result.best_epoch + offset}
     if held_out is not None:
         metrics["held_out"] = evaluate(result.model, held_out, dataset.windows)
+    metrics["pad_patterns"] = pad_patterns(result.model, dataset.windows)
+    collapsed = collapse_note(metrics["pad_patterns"], dataset.windows)
+    if collapsed:
+        result.notes.append(collapsed)
     training = {"data": dataset.report.summary(), "options": request.options.to_dict(),
                 "channel": ingest.channel, "stopped": result.stopped,
                 "epochs_run": len(result.history), "seconds": round(result.seconds, 1),
@@ -108,7 +116,8 @@ def _child(request: TrainRequest, progress: Connection, control: Connection) -> 
 
     threading.Thread(target=listen, daemon=True, name="cancel").start()
     try:
-        summary = run_training(request, lambda p: progress.send(("progress", p)), stop.is_set)
+        summary = run_training(request, lambda p: progress.send(("progress", p)), stop.is_set,
+                               lambda lines: progress.send(("read", lines)))
         progress.send(("done", summary))
     except RvaedError as exc:
         progress.send(("error", str(exc)))
@@ -128,6 +137,8 @@ class TrainJob:
                  on_progress: Callable[[Progress], None] | None) -> None:
         self._process, self._progress, self._control = process, progress, control
         self._on_progress = on_progress
+        self.read: list[str] = []  # what the job read (IngestReport.lines), once it has
+        self.on_read: Callable[[list[str]], None] | None = None
         self.result: dict | None = None
         self.reason: str | None = None
         self.last: Progress | None = None
@@ -197,6 +208,10 @@ class TrainJob:
             self.last = payload
             if self._on_progress:
                 self._on_progress(payload)
+        elif kind == "read":
+            self.read = payload
+            if self.on_read:
+                self.on_read(payload)
         elif kind == "done":
             self.result = payload
         else:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from rvaed.core.errors import RvaedError
+from rvaed.model.latent import LatentRegion
 from rvaed.training.network import RhythmVAE, vae_loss
 from rvaed.training.options import Progress, TrainOptions
 
@@ -70,6 +71,30 @@ def encode_means(model: RhythmVAE, windows: np.ndarray) -> np.ndarray:
     """The latent mean of each window: (N, 2) float32."""
     model.eval()
     return model.encoder(torch.from_numpy(windows))[0].numpy()
+
+
+PAD_POINTS = 16  # a 16 x 16 grid over the pad: finer than a hand on an XY pad tells apart
+FEW_PATTERNS = 4  # fewer distinct patterns than this (or than the data has) is a collapse
+
+
+@torch.no_grad()
+def pad_patterns(model: RhythmVAE, windows: np.ndarray) -> int:
+    """How many distinct onset patterns (threshold 0.5) the pad decodes to: a grid of
+    PAD_POINTS x PAD_POINTS over the region the training windows encode to (as the pad sends
+    it). A model whose validation F1 looks fine can still decode one pattern everywhere."""
+    region = LatentRegion.around(encode_means(model, windows))
+    onsets = model.decoder(torch.from_numpy(region.grid(PAD_POINTS)))[:, 0].numpy() > 0.5
+    return len(np.unique(onsets.reshape(len(onsets), -1), axis=0))
+
+
+def collapse_note(patterns: int, windows: np.ndarray) -> str | None:
+    """A warning when the pad holds fewer patterns than the data (at most FEW_PATTERNS)."""
+    distinct = len(np.unique((windows[:, 0] > 0.5).reshape(len(windows), -1), axis=0))
+    if patterns >= min(distinct, FEW_PATTERNS):
+        return None
+    return (f"the whole pad decodes to only {patterns} distinct pattern(s) from {distinct} "
+            "distinct training windows: the model collapsed; train on more files, for more "
+            "epochs, or with --hits-only")
 
 
 def evaluate(model: RhythmVAE, windows: np.ndarray, train_windows: np.ndarray) -> dict:

@@ -114,22 +114,24 @@ class Progress:
 
 @dataclass(frozen=True)
 class IngestOptions:
-    """How files become windows. ``channel`` counts 1-16 as musicians do; None = all.
+    """How files become windows. ``channel`` counts 1-16 as musicians do; "auto" finds the
+    drum channels of each file (core/windows.py, drum_channels); None = all.
     ``workers``: processes that parse files (None = one per CPU; 1 = this process only)."""
 
     kit: Kit
     grid: Grid = field(default_factory=Grid)
-    channel: int | None = 10
+    channel: int | str | None = "auto"
     min_onsets: int = 4
     hop_bars: int = 1
     max_file_bytes: int = MAX_FILE_BYTES
     workers: int | None = None
 
     def __post_init__(self) -> None:
-        if self.channel is not None and (
+        if self.channel not in (None, "auto") and (
             not isinstance(self.channel, int) or not 1 <= self.channel <= 16
         ):
-            raise RvaedError(f"channel: expected 1-16 or all channels, got {self.channel!r}")
+            raise RvaedError(f"channel: expected 1-16, auto or all channels, "
+                             f"got {self.channel!r}")
         limits = [("min_onsets", 0), ("hop_bars", 1), ("max_file_bytes", 1)]
         if self.workers is not None:
             limits.append(("workers", 1))
@@ -140,4 +142,6 @@ class IngestOptions:
 
     @property
     def channel_name(self) -> str:
+        if self.channel == "auto":
+            return "the drum channels"
         return "any channel" if self.channel is None else f"channel {self.channel}"

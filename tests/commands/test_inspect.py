@@ -70,7 +70,9 @@ def test_json(folder, capsys):
 
 def test_nothing_usable_exits_1_and_says_what_was_found(tmp_path, capsys):
     path = beat_file(tmp_path / "a.mid", groove(3), channel=1)
-    assert main([str(path)]) == 1
+    assert main([str(path)]) == 0  # auto: drum-like notes on channel 1
+    assert f"  {path}: channel 1 (drum-like notes)" in capsys.readouterr().out.splitlines()
+    assert main(["--channel", "10", str(path)]) == 1
     captured = capsys.readouterr()
     assert captured.err.strip() == (
         "rvaed inspect: no notes on channel 10; 36 notes on channel 1: try --channel 1")
@@ -81,8 +83,8 @@ def test_nothing_usable_exits_1_and_says_what_was_found(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--channel", "17"], "expected 1-16 or 'all', got '17'"),
-    (["--channel", "drums"], "expected 1-16 or 'all', got 'drums'"),
+    (["--channel", "17"], "expected 1-16, 'auto' or 'all', got '17'"),
+    (["--channel", "drums"], "expected 1-16, 'auto' or 'all', got 'drums'"),
 ])
 def test_bad_arguments(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as caught:

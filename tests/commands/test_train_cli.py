@@ -13,7 +13,7 @@ import pytest
 from checks import DATA
 
 from rvaed.cli import main
-from rvaed.commands.train import attribution, gmd_files, text_plot
+from rvaed.commands.train import attribution, gmd_files, plot_image, text_plot
 from rvaed.core.kit import load_kit
 from rvaed.core.pattern import Grid
 from rvaed.core.patternfile import load_pattern
@@ -131,3 +131,28 @@ def test_text_plot_draws_both_curves():
     plot = [line.split("|", 1)[1] for line in lines[1:-1]]
     assert plot[0][0] == "o" and plot[-1][-1] == "."  # validation starts high, training ends low
     assert all(len(row) == 8 for row in plot)
+
+
+def test_plot_image_draws_each_curve_in_its_own_range():
+    history = [{"loss": 10.0 - e, "val_loss": 12.0 - e} for e in range(8)]
+    image = plot_image(history, width=80, height=60)
+    orange = [(image[:, x] == (255, 127, 14)).all(axis=1).nonzero()[0] for x in range(80)]
+    blue = [(image[:, x] == (31, 119, 180)).all(axis=1).nonzero()[0] for x in range(80)]
+    assert orange[0].min() <= 2  # validation starts at the top of the range...
+    assert blue[-1].max() >= 57  # ...training ends at its bottom
+    assert orange[-1].mean() == pytest.approx(blue[56].mean(), abs=2)  # 5 at both: one scale
+
+
+def test_train_says_what_it_read(tmp_path, capsys):
+    songs = tmp_path / "songs"
+    shutil.copytree(FUNK.parent, songs / "funk")
+    (songs / "notes.mid").write_text("not MIDI")
+    assert main(["train", str(songs), "-o", str(tmp_path / "m"), "--epochs", "1",
+                 "--hidden", "16"]) == 0
+    said = capsys.readouterr().err
+    files = len(list(FUNK.parent.glob("*.mid")))
+    assert f"read {files} file(s)" in said
+    assert f"refused {songs / 'notes.mid'}: not a MIDI file (no MThd header)" in said
+    (unmapped,) = [line for line in said.splitlines() if line.startswith("unmapped notes")]
+    assert unmapped.startswith("unmapped notes (no voice of kit rhythmvae): note ")
+    assert "note 22 x" in unmapped and "; kit gmd reads" in unmapped

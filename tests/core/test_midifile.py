@@ -4,7 +4,19 @@ import os
 
 import numpy as np
 import pytest
-from midigen import beat_file, control, hits, meter, note_off, note_on, smf, tempo, track, write
+from midigen import (
+    beat_file,
+    control,
+    hits,
+    meta,
+    meter,
+    note_off,
+    note_on,
+    smf,
+    tempo,
+    track,
+    write,
+)
 
 from rvaed.core.midifile import MidiFileError, read_midi
 
@@ -76,12 +88,19 @@ def test_bars_follow_time_signatures(tmp_path):
 
 
 def test_a_time_signature_change_inside_a_bar_cuts_it_short(tmp_path):
-    events = [meter(0, 4, 4), meter(480 * 6, 4, 4), *hits([(12.0, 36, 1)])]
+    events = [meter(0, 4, 4), meter(480 * 6, 3, 4), *hits([(12.0, 36, 1)])]
     song = read_midi(write(tmp_path / "a.mid", smf([track(events)])))
     bars = song.bars(until=12.0)
-    assert [(b.start, b.beats) for b in bars] == [(0.0, 4.0), (4.0, 2.0), (6.0, 4.0),
-                                                  (10.0, 4.0)]
-    assert [b.fits(4) for b in bars] == [True, False, True, True]
+    assert [(b.start, b.beats) for b in bars] == [(0.0, 4.0), (4.0, 2.0), (6.0, 3.0),
+                                                  (9.0, 3.0), (12.0, 3.0)]
+    assert [b.fits(4) for b in bars] == [True, False, False, False, False]
+
+
+def test_a_meter_restated_inside_a_bar_draws_no_bar_line(tmp_path):
+    events = [meter(0, 4, 4), meter(480 * 6, 4, 4), meter(480 * 6, 4, 4), *hits([(12.0, 36, 1)])]
+    song = read_midi(write(tmp_path / "a.mid", smf([track(events)])))
+    assert [(b.start, b.beats) for b in song.bars(until=12.0)] == [
+        (0.0, 4.0), (4.0, 4.0), (8.0, 4.0), (12.0, 4.0)]
 
 
 def test_no_time_signature_means_four_four(tmp_path):
@@ -126,7 +145,6 @@ def test_smpte_division_is_refused(tmp_path):
     (b"MThd\x00\x00\x00\x06\x00", "truncated"),
     (smf([track(hits([(float(i), 36, 100) for i in range(8)]))])[:-20], "truncated"),
     (smf([b"MTrx" + track([])[4:]]), "corrupt"),
-    (smf([track([(0, bytes((0x99, 200, 100)))])]), "corrupt"),  # data byte above 127
     (smf([track([meter(0, 0, 4)])]), "time signature 0/4"),
 ])
 def test_bad_bytes_get_a_reason(tmp_path, data, expected):
@@ -153,3 +171,56 @@ def test_unreadable_files_are_refused(tmp_path):
         locked = beat_file(tmp_path / "locked.mid", [(0.0, 36, 100)])
         locked.chmod(0)
         assert _refusal(locked) == "unreadable: Permission denied"
+
+
+def _repaired(path) -> tuple:
+    song = read_midi(path)
+    assert song.repairs, "expected the file to need a repair"
+    return song
+
+
+def test_a_data_byte_above_127_is_clipped_not_refused(tmp_path):
+    events = [control(0, 4, 10), (10, bytes((0xB9, 4, 200))), *hits([(1.0, 36, 100)])]
+    song = _repaired(write(tmp_path / "a.mid", smf([track(events)])))
+    assert song.notes.tolist() == [36]
+    assert song.repairs == ("data bytes above 127 were clipped to 127",)
+
+
+def test_an_impossible_key_signature_is_ignored(tmp_path):
+    events = [meta(0, 0x59, bytes((9, 3))), *hits([(0.0, 36, 100), (1.0, 38, 90)])]
+    song = _repaired(write(tmp_path / "a.mid", smf([track(events)])))
+    assert song.notes.tolist() == [36, 38]
+    assert song.repairs == ("an invalid key signature was ignored",)
+
+
+def test_a_header_announcing_more_tracks_reads_the_tracks_there(tmp_path):
+    data = bytearray(smf([track(hits([(0.0, 36, 100)])), track(hits([(1.0, 42, 80)]))]))
+    data[10:12] = (5).to_bytes(2, "big")
+    song = _repaired(write(tmp_path / "a.mid", bytes(data)))
+    assert song.notes.tolist() == [36, 42]
+    assert "announces 5 tracks, the file holds 2" in song.repairs[0]
+
+
+def test_a_length_field_past_the_end_is_read_to_the_end(tmp_path):
+    data = bytearray(smf([track(hits([(0.0, 36, 100), (1.0, 38, 90)]))]))
+    data[18:22] = (len(data) + 100).to_bytes(4, "big")
+    song = _repaired(write(tmp_path / "a.mid", bytes(data)))
+    assert song.notes.tolist() == [36, 38]
+    assert "read to the end" in song.repairs[0]
+
+
+def test_a_file_cut_inside_a_track_is_still_truncated(tmp_path):
+    data = smf([track(hits([(float(i), 36, 100) for i in range(8)]))])
+    reason = _refusal(write(tmp_path / "a.mid", data[:-20]))
+    assert reason.startswith("truncated: the file ends inside track 1 (")
+
+
+def test_durations_tracks_and_texts_are_kept(tmp_path):
+    named = track([meta(0, 0x03, b"Drums"), meta(0, 0x01, b"hello"), note_on(0, 36, 100),
+                   note_off(240, 36)])
+    other = track([note_on(480, 38, 90), note_on(960, 38, 0)])
+    song = read_midi(write(tmp_path / "a.mid", smf([named, other])))
+    assert song.durations.tolist() == [0.5, 1.0]
+    assert song.tracks.tolist() == [0, 1]
+    assert song.track_names == ("Drums", "")
+    assert song.texts == ("hello",)

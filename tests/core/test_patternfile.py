@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 from midigen import beat_file, groove, meter, smf, track, write
 
 from rvaed.core.errors import RvaedError
-from rvaed.core.kit import load_kit
+from rvaed.core.kit import load_kit, shipped_kits
 from rvaed.core.pattern import Grid, Hit, Pattern
 from rvaed.core.patternfile import load_pattern, save_pattern
+from rvaed.model.runtime import Decoder
 from rvaed.training.dataset import load_dataset
 from rvaed.training.options import IngestOptions
 
@@ -171,3 +172,33 @@ def test_the_channel_filter(tmp_path):
     path = beat_file(tmp_path / "a.mid", groove(2), channel=2)
     assert load_pattern(path, KIT, GRID, channel=10) == Pattern.empty(KIT.size, 32)
     assert len(load_pattern(path, KIT, GRID, channel=2).hits()) == 24
+
+
+KITS = {name: load_kit(name) for name in shipped_kits()}
+
+
+@pytest.fixture(scope="module")
+def decoded(model_dir) -> list[Pattern]:
+    """Patterns the starter model decodes at 60 points spread over the pad."""
+    decoder = Decoder(model_dir)
+    rng = np.random.default_rng(5)
+    return [decoder.decode_xy(x, y) for x, y in rng.random((60, 2))]
+
+
+@pytest.mark.parametrize("writer", sorted(KITS))
+def test_every_kit_reads_back_what_any_kit_wrote_as_one_window(tmp_path, decoded, writer):
+    """The round trip of captures and generated files: written with one kit, read by training
+    with any kit of the same voices, each file is one window of the same hits."""
+    paths = [save_with(pattern, tmp_path / f"{i:02}.mid", KITS[writer], threshold=0.3 + i / 150)
+             for i, pattern in enumerate(decoded)]
+    for reader in KITS.values():
+        data = load_dataset(paths, IngestOptions(reader, min_onsets=0, workers=1))
+        assert [f.windows for f in data.report.files] == [1] * len(paths)
+        assert not data.report.unmapped
+        for i, (pattern, window) in enumerate(zip(decoded, data.windows, strict=True)):
+            assert_same_hits(pattern, Pattern.from_array(window), 0.3 + i / 150)
+
+
+def save_with(pattern: Pattern, path: Path, kit, threshold: float) -> Path:
+    save_pattern(pattern, path, kit, GRID, threshold=threshold)
+    return path

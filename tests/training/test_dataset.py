@@ -9,7 +9,20 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from midigen import beat_file, control, groove, hits, meter, smf, tempo, track, write
+from midigen import (
+    beat_file,
+    control,
+    groove,
+    hits,
+    meta,
+    meter,
+    note_off,
+    note_on,
+    smf,
+    tempo,
+    track,
+    write,
+)
 
 from rvaed.core.errors import RvaedError
 from rvaed.core.kit import load_kit
@@ -162,13 +175,44 @@ def test_unknown_notes_are_counted_per_note(tmp_path):
                             options(kit=load_kit("rhythmvae-greedy"))).report.unmapped[49]
 
 
-def test_drums_are_read_from_channel_10_unless_told(tmp_path):
+def test_a_channel_given_is_the_only_one_read(tmp_path):
     path = beat_file(tmp_path / "a.mid", groove(3), channel=1)
     with pytest.raises(RvaedError) as caught:
-        load_dataset([path], options())
+        load_dataset([path], options(channel=10))
     assert str(caught.value) == "no notes on channel 10; 36 notes on channel 1: try --channel 1"
     assert len(load_dataset([path], options(channel=1)).windows) == 2
     assert len(load_dataset([path], options(channel=None)).windows) == 2
+
+
+def _notes(events: list[tuple[float, int, int]], channel: int, length: float,
+           name: str = "") -> bytes:
+    """A track of notes ``length`` beats long on ``channel`` (480 ticks a beat)."""
+    timed = []
+    for beat, note, velocity in events:
+        timed += [note_on(round(beat * 480), note, velocity, channel),
+                  note_off(round((beat + length) * 480), note, channel)]
+    return track(([meta(0, 0x03, name.encode())] if name else []) + timed)
+
+
+def test_auto_finds_the_drums_of_each_file_and_says_how(tmp_path):
+    drums = groove(3)
+    bass = [(beat / 2, 40 + (beat % 3), 90) for beat in range(24)]  # E, F, F#: mapped notes
+    folder = tmp_path / "mixed"
+    write(folder / "gm.mid", smf([_notes(drums, 10, 0.1), _notes(bass, 1, 0.45)]))
+    write(folder / "named.mid", smf([_notes(drums, 3, 1.0, name="Drum Kit")]))
+    write(folder / "short.mid", smf([_notes(drums, 2, 0.1), _notes(bass, 1, 0.45)]))
+    write(folder / "bass.mid", smf([_notes(bass, 1, 0.45)]))
+    data = ingest([folder], options())
+    found = {Path(f.path).name: (f.channels, f.windows) for f in data.report.files}
+    assert found == {
+        "gm.mid": ("channel 10 (General MIDI drums)", 2),
+        "named.mid": ("channel 3 (track 'Drum Kit')", 2),
+        "short.mid": ("channel 2 (drum-like notes)", 2),
+        "bass.mid": ("no drum channel (no channel 10, no drum track, no drum-like notes)", 0),
+    }
+    hits_per_voice = data.report.hits_per_voice  # no bass note (40 snare, 42 hat) was read
+    assert (hits_per_voice["kick"], hits_per_voice["snare"], hits_per_voice["closed-hat"]) == \
+        (3 * 6, 3 * 6, 3 * 24)
 
 
 def test_other_channels_are_left_out_and_counted(tmp_path):
@@ -180,7 +224,7 @@ def test_other_channels_are_left_out_and_counted(tmp_path):
 
 @pytest.mark.parametrize(("notes", "kwargs", "message"), [
     ([(0.0, 60, 100)] * 1 + [(b, 61, 100) for b in range(8)], {},
-     "9 notes on channel 10 but none maps to a voice of kit rhythmvae "
+     "9 notes on the drum channels but none maps to a voice of kit rhythmvae "
      "(note 61 x 8, note 60 x 1): try another --kit"),
     ([(0.0, 36, 100), (4.0, 36, 100)], {}, "all 1 2-bar 4/4 windows have fewer than 4 onsets"),
     ([(0.0, 36, 100), (1.0, 38, 100)], {}, "the music in the 1 file(s) read is shorter"),
@@ -313,3 +357,28 @@ def test_the_groove_midi_subset():
         "files": 13, "files_refused": 0, "windows": len(data.windows),
         "hits_per_voice": report.hits_per_voice,
     }
+
+
+def test_a_one_bar_loop_is_read_repeated_to_a_window(tmp_path):
+    bar = [(0.0, 42, 80), (1.0, 38, 90), (2.0, 36, 100), (3.0, 38, 90), (3.9, 36, 70)]
+    events = [meter(0, 4, 4)]
+    for beat, note, velocity in bar:
+        tick = round(beat * 480)
+        events += [note_on(tick, note, velocity), note_off(tick + 24, note)]
+    path = write(tmp_path / "loop.mid", smf([track(events, end=480 * 4)]))
+    data = load_dataset([path], options())
+    assert len(data.windows) == 1
+    (report,) = data.report.files
+    assert report.notes == ["a 1-bar loop, read repeated to 2 bars"]
+    onsets = data.windows[0, ONSETS]
+    assert np.flatnonzero(onsets[KICK]).tolist() == [0, 8, 16, 24]  # 3.9: the next bar, early
+    assert np.flatnonzero(onsets[SNARE]).tolist() == [4, 12, 20, 28]
+    assert data.windows[0, OFFSETS, KICK, [0, 16]] == pytest.approx([-0.8, -0.8], abs=1e-6)
+
+
+def test_a_repaired_file_is_read_and_the_repair_named(tmp_path):
+    data = bytearray(smf([track(hits(groove(2)))]))
+    data[10:12] = (3).to_bytes(2, "big")
+    report = ingest([write(tmp_path / "a.mid", bytes(data))], options()).report
+    assert report.windows == 1
+    assert report.files[0].notes == ["repaired: the header announces 3 tracks, the file holds 1"]

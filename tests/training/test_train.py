@@ -12,14 +12,17 @@ from rvaed.core.kit import load_kit
 from rvaed.training.dataset import load_dataset
 from rvaed.training.loop import (
     batches,
+    collapse_note,
     encode_means,
     evaluate,
     frequency_baseline,
     onset_f1,
+    pad_patterns,
     reconstruct,
     train,
     validate,
 )
+from rvaed.training.network import RhythmVAE
 from rvaed.training.options import IngestOptions, ModelConfig, TrainOptions
 
 FUNK = DATA / "groove/drummer1/session1/1_funk_80_beat_4-4.mid"
@@ -155,3 +158,20 @@ def test_evaluate_reports_model_and_baseline(funk):
     assert evaluate(result.model, funk[:1], same)["baseline_onset_f1"] == 1.0
     assert evaluate(result.model, funk[5:6], same)["baseline_onset_f1"] < 1.0
     assert encode_means(result.model, funk).shape == (len(funk), 2)
+
+
+def test_a_pad_of_one_pattern_is_called_a_collapse(funk):
+    model = RhythmVAE(funk.shape[2], funk.shape[3], TINY)
+    with torch.no_grad():
+        for parameter in model.decoder.parameters():
+            parameter.zero_()  # every point decodes to the same pattern
+    assert pad_patterns(model, funk) == 1
+    distinct = len({w[0].tobytes() for w in funk > 0.5})
+    assert f"only 1 distinct pattern(s) from {distinct} distinct training" in collapse_note(1, funk)
+
+
+def test_three_loops_are_three_places_on_the_pad(funk):
+    three = funk[[0, 12, 24]]
+    result = train(three, TrainOptions(epochs=150, patience=None))
+    found = pad_patterns(result.model, three)
+    assert found >= 3 and collapse_note(found, three) is None
