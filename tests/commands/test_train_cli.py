@@ -156,3 +156,16 @@ def test_train_says_what_it_read(tmp_path, capsys):
     (unmapped,) = [line for line in said.splitlines() if line.startswith("unmapped notes")]
     assert unmapped.startswith("unmapped notes (no voice of kit rhythmvae): note ")
     assert "note 22 x" in unmapped and "; kit gmd reads" in unmapped
+
+
+@pytest.mark.parametrize("kit", ["gmd", "rhythmvae", "rhythmvae-greedy"])
+def test_a_generated_file_inspects_as_one_window_with_every_hit_in_its_voice(tmp_path, kit):
+    out = tmp_path / "t.mid"
+    assert run_cli("generate", "--model", "starter", "--xy", "0", "1", "-o", out).returncode == 0
+    done = run_cli("inspect", "--kit", kit, "--json", out)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    pattern = load_pattern(out, load_kit(kit), Grid())
+    expected = [int((pattern.onsets[v] > 0.5).sum()) for v in range(pattern.voices)]
+    assert report["summary"]["windows"] == 1 and report["unmapped_notes"] == {}
+    assert list(report["summary"]["hits_per_voice"].values()) == expected

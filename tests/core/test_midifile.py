@@ -224,3 +224,31 @@ def test_durations_tracks_and_texts_are_kept(tmp_path):
     assert song.tracks.tolist() == [0, 1]
     assert song.track_names == ("Drums", "")
     assert song.texts == ("hello",)
+
+
+def test_folders_are_searched_into_symlinked_folders_and_each_file_once(tmp_path):
+    from rvaed.core.midifile import midi_files
+
+    beat_file(tmp_path / "library" / "a.mid", [(0.0, 36, 100)])
+    beat_file(tmp_path / "elsewhere" / "b.mid", [(0.0, 36, 100)])
+    (tmp_path / "library" / "linked").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "library" / "loop").symlink_to(tmp_path / "library")  # a cycle
+    (tmp_path / "library" / "again.mid").symlink_to(tmp_path / "library" / "a.mid")
+    refused: list = []
+    found = midi_files([tmp_path / "library", tmp_path / "elsewhere" / "b.mid"], refused)
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == [
+        "library/a.mid", "library/linked/b.mid"]
+    assert refused == []
+
+
+def test_a_folder_nested_deeper_than_the_limit_is_refused_not_a_crash(tmp_path):
+    from rvaed.core.midifile import MAX_DEPTH, midi_files
+
+    deep = tmp_path
+    for _ in range(MAX_DEPTH + 2):
+        deep = deep / "d"
+    beat_file(deep / "lost.mid", [(0.0, 36, 100)])
+    beat_file(tmp_path / "d" / "near.mid", [(0.0, 36, 100)])
+    refused: list = []
+    assert [p.name for p in midi_files([tmp_path], refused)] == ["near.mid"]
+    assert [why for _, why in refused] == [f"more than {MAX_DEPTH} folders deep: not searched"]
