@@ -211,8 +211,13 @@ def _timing_targets() -> list[Target]:
 
 
 TARGETS: list[Target] = [
-    Target("decode", "decode p99 (onnxruntime)", "<= 150 us",
-           lambda b: _get(b, "decode", "onnxruntime", "p99_us"), lambda v: v <= 150, "us"),
+    Target("decode", "decode p99 (the daemon's path: the table)", "<= 150 us",
+           lambda b: _get(b, "decode", "table", "p99_us"), lambda v: v <= 150, "us"),
+    Target("decode", "decode p99 spaced 5 ms apart (cold), the table", "<= 250 us",
+           lambda b: _get(b, "decode", "table", "spaced", "p99_us"), lambda v: v <= 250, "us"),
+    Target("decode", "table onset agreement with direct fp32 decoding", ">= 99.9 %",
+           lambda b: _percent(_get(b, "decode", "table_build", "onset_agreement")),
+           lambda v: v >= 99.9, "%"),
     Target("decode", "decode p50 speed-up over torch eager", ">= 3x",
            lambda b: _get(b, "decode", "speedup_p50"), lambda v: v >= 3, "x"),
     Target("decode", "decoder-only process peak RSS (torch not imported)", "<= 120 MB",
@@ -368,10 +373,14 @@ def _startup_section(result: dict) -> list[str]:
             "there is none).", ""]
 
 
+def _percent(share: float | None) -> float | None:
+    return None if share is None else round(100 * share, 3)
+
+
 def _decode_section(result: dict) -> list[str]:
     rows = [[path, r.get("weights", "fp32"), r["p50_us"], r["p99_us"], r["max_us"],
              r.get("spaced", {}).get("p50_us", ""), r.get("spaced", {}).get("p99_us", "")]
-            for path in ("onnxruntime", "onnxruntime_fp32", "torch_eager")
+            for path in ("table", "onnxruntime", "onnxruntime_fp32", "torch_eager")
             if (r := result.get(path))]
     process = result["process"]
     memory = (f"could not be measured: {process['error']}" if "error" in process else
@@ -381,8 +390,9 @@ def _decode_section(result: dict) -> list[str]:
                if "speedup_p50" in result else "")
     return [f"Latent point -> Pattern, one thread: {result['calls']} calls per path back to "
             f"back, and {result.get('spaced_calls', 0)} spaced 5 ms apart as control changes "
-            "come (cold caches). `onnxruntime` is what the daemon plays: the model's int8 twin "
-            "when it has one.", "",
+            "come (cold caches). `table` is what the daemon plays once the model's table is "
+            "built; `onnxruntime` (the model's int8 twin when it has one) serves until then "
+            "and outside the table.", "",
             *_table(["path", "weights", "p50 us", "p99 us", "max us", "spaced p50 us",
                      "spaced p99 us"], rows),
             f"{speedup}A process that only loads the decoder and decodes: {memory}.", ""]

@@ -57,6 +57,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--flood-rate", type=float, default=2000.0,
                         help="messages a second of the flood (2000)")
     parser.add_argument("--no-midi", action="store_true", help="skip the MIDI (JACK) phases")
+    parser.add_argument("--direct", action="store_true",
+                        help="decode directly, not through the model's table (to compare)")
 
 
 def run(args) -> dict:
@@ -93,12 +95,13 @@ async def _measure(args, jack: str | None) -> dict:
     sequencer = Sequencer(clock, outputs, decoder.grid)
     perf = Performance(decoder, sequencer, machine, clock, seed=0)
     await perf.start()
+    table = await _table(decoder, args.direct)
     sequencer.start()
     server = OscServer(perf, None, host="127.0.0.1", port=0)
     await server.start()
     figures: dict = {"model": decoder.manifest.name, "seconds": args.seconds,
                      "flood_rate": args.flood_rate, "outputs": len(outputs),
-                     "rss_mb_start": _rss_mb()}
+                     "decode": table, "rss_mb_start": _rss_mb()}
     try:
         for flood in (False, True):
             figures[f"osc{'_flood' if flood else ''}"] = await _phase(
@@ -127,6 +130,19 @@ async def _phase(perf, kind: str, target: str, args, flood: bool, received) -> d
     summary.update(messages=received() - messages, decodes=perf.decodes - decodes,
                    rss_mb_before=rss, rss_mb_after=_rss_mb())
     return summary
+
+
+async def _table(decoder, direct: bool) -> str:
+    """Wait for the performance to tabulate the decoder, as the daemon does; ``direct``
+    then sets the table aside. What the phases decode through."""
+    for _ in range(600):
+        if decoder.table is not None:
+            break
+        await asyncio.sleep(0.05)
+    if direct or decoder.table is None:
+        decoder.table = None
+        return "direct"
+    return "table"
 
 
 def _sender(kind: str, target: str, rate: float, seconds: float) -> subprocess.Popen:
@@ -165,8 +181,8 @@ def _rss_mb() -> float:
 
 
 def _print_table(figures: dict) -> None:
-    print(f"control latency, model {figures['model']}, {figures['seconds']:g} s per phase, "
-          f"flood {figures['flood_rate']:g} msg/s")
+    print(f"control latency, model {figures['model']} decoded {figures['decode']}, "
+          f"{figures['seconds']:g} s per phase, flood {figures['flood_rate']:g} msg/s")
     print(f"{'phase':<12} {'messages':>9} {'installs':>9} {'decodes':>8} {'p50 ms':>8} "
           f"{'p99 ms':>8} {'max ms':>8} {'RSS MB':>14}")
     for phase in ("osc", "osc_flood", "midi", "midi_flood"):

@@ -1,10 +1,12 @@
 """Decode latency: latent point -> Pattern, one call at a time as the performance makes it.
 
-Times the onnxruntime decoder the daemon uses (the model's int8 twin when it has one), the
-fp32 weights beside it and, when torch is installed, torch eager on the same weights (one
-thread each), over many calls after a warm-up: back to back, and spaced 5 ms apart as control
-changes come (the caches are then cold). Then measures the resident memory of a fresh process
-that only loads the decoder and decodes (and checks it never imported torch).
+Times the path the daemon uses (the model's decode table, rvaed.model.table), the onnxruntime
+decoder it falls back to (the model's int8 twin when it has one), the fp32 weights beside it
+and, when torch is installed, torch eager on the same weights (one thread each), over many
+calls after a warm-up: back to back, and spaced 5 ms apart as control changes come (the
+caches are then cold). Reports the table's build time, size and onset agreement. Then
+measures the resident memory of a fresh process that only loads the decoder, builds its
+table and decodes (and checks it never imported torch).
 """
 
 import json
@@ -34,13 +36,15 @@ def run(args) -> dict:
     from rvaed.model.runtime import Decoder
 
     model = model_path(args.model)
-    daemons = Decoder(model)
-    paths = {"onnxruntime": daemons}
+    tabulated, daemons = Decoder(model), Decoder(model)
+    figures: dict = {"model": str(model), "calls": args.calls, "spaced_calls": args.spaced_calls,
+                     "table_build": table_build(tabulated)}
+    paths = {"table": tabulated, "onnxruntime": daemons}
     if daemons.weights != "fp32":
         paths["onnxruntime_fp32"] = Decoder(model, int8=False)
     points = latent_points(daemons.manifest.latent)
-    figures: dict = {"model": str(model), "calls": args.calls, "spaced_calls": args.spaced_calls}
     for name, decoder in paths.items():
+        print(f"decode: timing {name} ...", file=sys.stderr, flush=True)
         figures[name] = {"weights": decoder.weights,
                          **time_calls(decoder.decode, points, args.calls, args.warmup),
                          "spaced": time_calls(decoder.decode, points, args.spaced_calls,
@@ -53,6 +57,15 @@ def run(args) -> dict:
                                        / figures["onnxruntime"]["p50_us"], 2)
     print_table(figures)
     return figures
+
+
+def table_build(decoder) -> dict:
+    """Build ``decoder``'s table; its size, build time and agreement with direct decoding."""
+    start = time.perf_counter()
+    table = decoder.tabulate()
+    return {"grid": table.values.shape[0], "dtype": str(table.values.dtype),
+            "mb": round(table.nbytes / 1e6, 1), "seconds": round(time.perf_counter() - start, 2),
+            "onset_agreement": round(table.agreement, 5), "used": table.usable}
 
 
 def latent_points(region, count: int = 997) -> np.ndarray:
@@ -123,10 +136,12 @@ def decoder_process(model_dir) -> dict:
 
 
 def decoder_process_figures(model_dir) -> dict:
-    """Run in the fresh process: RSS now and at peak, and whether torch got imported."""
+    """Run in the fresh process: RSS now and at peak (with the table), and whether torch got
+    imported."""
     from rvaed.model.runtime import Decoder
 
     decoder = Decoder(model_dir)
+    decoder.tabulate()
     for i in range(1000):
         decoder.decode_xy(i % 10 / 10, i % 7 / 7)
     status = {}
@@ -147,7 +162,7 @@ def decoder_process_figures(model_dir) -> dict:
     return figures
 
 
-PATHS = ("onnxruntime", "onnxruntime_fp32", "torch_eager")
+PATHS = ("table", "onnxruntime", "onnxruntime_fp32", "torch_eager")
 
 
 def print_table(figures: dict) -> None:
@@ -162,6 +177,10 @@ def print_table(figures: dict) -> None:
             print(f"{path:<18}{row.get('weights', 'fp32'):>8}{row['p50_us']:>9}"
                   f"{row['p99_us']:>9}{row['max_us']:>9}{spaced.get('p50_us', ''):>12}"
                   f"{spaced.get('p99_us', ''):>12}")
+    build = figures["table_build"]
+    print(f"table: {build['grid']} x {build['grid']} {build['dtype']}, {build['mb']} MB, built "
+          f"in {build['seconds']} s, onsets agree {100 * build['onset_agreement']:.3f} % with "
+          f"direct decoding ({'used' if build['used'] else 'not used'})")
     if "speedup_p50" in figures:
         print(f"onnxruntime is {figures['speedup_p50']}x faster than torch eager at p50")
     process = figures["process"]

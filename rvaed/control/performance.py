@@ -34,6 +34,8 @@ from rvaed.model.runtime import Decoder
 
 log = logging.getLogger(__name__)
 
+TABLE_SETTLE = 1.0  # seconds a decoder plays before its table is built
+
 DECODE, SCHEDULE = 1, 2
 PATTERN_FIELDS = {name for name, row in PARAMETERS.items()
                   if row.invalidates == parameters.DECODE}
@@ -103,6 +105,7 @@ class Performance:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task] = []
         self._glide: asyncio.Task | None = None
+        self._table: asyncio.Task | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -112,9 +115,10 @@ class Performance:
         self._pending = DECODE
         self.flush()
         self._tasks.append(self._loop.create_task(self._noise_per_bar()))
+        self._tabulate()
 
     async def stop(self) -> None:
-        for task in [*self._tasks, self._glide]:
+        for task in [*self._tasks, self._glide, self._table]:
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -185,6 +189,30 @@ class Performance:
         """Play another model (same grid and voices) from the next step not yet queued."""
         self.decoder = decoder
         self._changed(DECODE, None)
+        self._tabulate()
+
+    def _tabulate(self) -> None:
+        if self._loop is not None and (self._table is None or self._table.done()):
+            self._table = self._loop.create_task(self._build_tables())
+
+    async def _build_tables(self) -> None:
+        """Tabulate the playing decoder once it has played TABLE_SETTLE seconds (a sweep of
+        the bending control makes one table, not one per step), off the loop."""
+        while self.decoder.table is None:
+            decoder = self.decoder
+            await asyncio.sleep(TABLE_SETTLE)
+            if decoder is not self.decoder:
+                continue
+            started = time.perf_counter()
+            table = await asyncio.to_thread(decoder.tabulate)
+            grid = table.values.shape[0]
+            use = "decoding through it" if table.usable else "not used, decoding directly"
+            log.info("decode table of %s: %d x %d, %.1f MB, built in %.1f s, onsets agree "
+                     "%.3f %% with direct decoding: %s", decoder.manifest.name, grid, grid,
+                     table.nbytes / 1e6, time.perf_counter() - started, 100 * table.agreement,
+                     use)
+            if not table.usable:
+                return
 
     def use_drum_machine(self, drum_machine: DrumMachine) -> None:
         """Schedule on another drum machine's notes (the first output's, after a SIGHUP)."""

@@ -139,3 +139,28 @@ def test_tempo_and_transport_go_to_the_clock(model_dir):
     with pytest.raises(ValueError):
         perf.set("colour", 1)
     assert perf.clock.tempo == 999
+
+
+def test_the_playing_decoder_is_tabulated_off_the_loop_and_decodes_through_it(model_dir,
+                                                                                caplog):
+    async def scenario():
+        perf = make_performance(model_dir)
+        caplog.set_level("INFO", logger="rvaed.control.performance")
+        await perf.start()
+        first = perf.decoder
+        assert first.table is None  # it plays at once, decoding directly
+        bent = first.bent(0.2, seed=3)
+        perf.use_decoder(bent)  # before the first one settled: only the newest is tabulated
+        ticks = 0
+        while bent.table is None and ticks < 600:
+            await asyncio.sleep(0.05)
+            ticks += 1  # the loop keeps turning while the table is built
+        assert bent.table is not None and first.table is None and ticks >= 20
+        perf.set_xy(0.3, 0.7)
+        perf.flush()
+        direct = bent.decode_many(np.array([bent.manifest.latent.z_of(0.3, 0.7)]))[0]
+        assert perf.pattern.to_array() == pytest.approx(direct, abs=0.03)
+        await perf.stop()
+    run(scenario)
+    (line,) = [r.getMessage() for r in caplog.records if "decode table" in r.getMessage()]
+    assert "129 x 129" in line and "decoding through it" in line
