@@ -25,6 +25,7 @@ import numpy as np
 
 from rvaed.core import parameters
 from rvaed.core.drummachine import DrumMachine
+from rvaed.core.errors import RvaedError
 from rvaed.core.pattern import ONSETS, Pattern
 from rvaed.core.state import PARAMETERS, PerformanceState, Transition, preset_slot
 from rvaed.engine.clock import Clock
@@ -204,7 +205,11 @@ class Performance:
             if decoder is not self.decoder:
                 continue
             started = time.perf_counter()
-            table = await asyncio.to_thread(decoder.tabulate)
+            try:
+                table = await asyncio.to_thread(decoder.tabulate)
+            except RvaedError as exc:
+                log.warning("%s; decoding directly", exc)
+                return
             grid = table.values.shape[0]
             use = "decoding through it" if table.usable else "not used, decoding directly"
             log.info("decode table of %s: %d x %d, %.1f MB, built in %.1f s, onsets agree "

@@ -34,7 +34,7 @@ from rvaed.model.modeldir import (
     Manifest,
     open_model,
 )
-from rvaed.model.table import DecodeTable
+from rvaed.model.table import DecodeTable, build_apart
 
 
 def session_options() -> ort.SessionOptions:
@@ -62,6 +62,7 @@ class Decoder:
         self.weights = "int8" if file == DECODER_INT8 else "fp32"
         self.bending = 0.0
         self.table: DecodeTable | None = None
+        self._fp32_graph: bytes | Path = self.model_dir / DECODER  # what a table is built from
         self._trained = (self._decoder, self.weights)  # what bending 0 gives back
         self._bind()
 
@@ -74,11 +75,12 @@ class Decoder:
         twin = copy.copy(self)
         twin.table = None  # another network: `tabulate` builds its own
         if amount <= 0:
+            twin._fp32_graph = self.model_dir / DECODER
             twin._decoder, twin.weights = self._trained
             twin.bending = 0.0
         else:
-            twin._decoder = ort.InferenceSession(_bent_graph(self.model_dir / DECODER, amount,
-                                                             seed), session_options())
+            twin._fp32_graph = _bent_graph(self.model_dir / DECODER, amount, seed)
+            twin._decoder = ort.InferenceSession(twin._fp32_graph, session_options())
             twin.bending, twin.weights = float(amount), "fp32"
         twin._bind()
         return twin
@@ -103,15 +105,10 @@ class Decoder:
         return self.manifest.grid
 
     def tabulate(self) -> DecodeTable:
-        """Build this decoder's table from its fp32 weights and decode through it from now on
-        if it plays the same notes. Takes a moment: call it off the event loop."""
-        reference = self._decoder if self.weights == "fp32" else ort.InferenceSession(
-            self.model_dir / DECODER, session_options())
-
-        def decode_many(z: np.ndarray) -> np.ndarray:
-            return reference.run([DECODER_OUTPUT], {DECODER_INPUT: z})[0]
-
-        table = DecodeTable.build(decode_many, self.manifest.latent)
+        """Build this decoder's table from its fp32 weights (in a process of its own) and
+        decode through it from now on if it plays the same notes. Takes a moment: call it off
+        the event loop. RvaedError when the build fails."""
+        table = build_apart(self._fp32_graph, self.manifest.latent)
         if table.usable:
             self.table = table
         return table

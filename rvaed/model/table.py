@@ -9,6 +9,11 @@ nodes around it (bilinear): four rows of the table and a few multiply-adds, a fe
 to fetch, so a decode costs the same after the caches went cold. A point outside the table is
 not the table's: ``lookup`` returns None and the caller decodes directly.
 
+`build_apart` builds a table in a process of its own (spawned, niced, ending with its
+parent) and maps the result from a file, so that building never holds this process's
+interpreter lock: built in a thread, the build's numpy and onnxruntime calls tripled the
+event loop's p99 lag on a loaded machine (docs/decisions.md).
+
 The grid, the precision and the coverage were chosen by measurement on the starter model
 (docs/decisions.md, "Decoding through a table"). A table is only used if it plays the notes
 the decoder plays: ``agreement`` compares its onset decisions with direct fp32 decoding at
@@ -16,17 +21,24 @@ random points between the nodes, at every threshold from 0.05 to 0.95, and a tab
 MIN_AGREEMENT at any threshold is not used (the same rule as the int8 twin's).
 """
 
+import contextlib
+import multiprocessing
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
 
 import numpy as np
 
+from rvaed.core.errors import RvaedError
 from rvaed.model.int8 import MIN_AGREEMENT, THRESHOLDS
 from rvaed.model.latent import LATENT, LatentRegion
 
 GRID = 129  # nodes per axis
 PRECISION = np.float16  # half the memory of float32 at the same agreement
-BATCH = 1024  # latent points per onnxruntime call while building
+BATCH = 256  # latent points per onnxruntime call: the build lets go of the interpreter often
 CHECK_POINTS = 4000  # random points the agreement is measured at
 EDGE = 1e-6  # of a node's spacing: the span's own edge is inside, whatever the rounding
 
@@ -116,3 +128,60 @@ class DecodeTable:
             read = self.lookup_many(z[i:i + BATCH])[:, 0]
             agree += [((direct > t) == (read > t)).sum() for t in THRESHOLDS]
         return float(agree.min() / (points * direct[0].size))
+
+
+NICE = 10  # the build yields the CPU to the performing process, as training does
+
+
+def build_apart(graph: bytes | Path, region: LatentRegion) -> DecodeTable:
+    """``DecodeTable.build`` of the fp32 decoder ``graph`` (a file or its bytes), in a child
+    process; the values are mapped from a file that is gone once mapped."""
+    context = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(dir=_scratch(), prefix="rvaed-table-") as folder:
+        path = Path(folder) / "table.npy"
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(target=_build_child, name="rvaed-table", daemon=True,
+                                args=(graph, region.low, region.high, path, send))
+        child.start()
+        _nice(child.pid)  # at once, while it still imports
+        send.close()
+        try:
+            kind, *answer = receive.recv()
+        except EOFError:
+            kind, answer = "error", [f"the process ended (exit code {child.exitcode})"]
+        finally:
+            child.join()
+        if kind == "error":
+            raise RvaedError(f"decode table: not built: {answer[0]}")
+        values = np.load(path, mmap_mode="r")
+    shape, agreement = answer
+    return DecodeTable(coverage(region), values, tuple(shape), agreement)
+
+
+def _nice(pid: int | None) -> None:
+    if pid is not None and hasattr(os, "setpriority"):
+        with contextlib.suppress(OSError):  # already gone: the pipe will say so
+            os.setpriority(os.PRIO_PROCESS, pid, NICE)
+
+
+def _scratch() -> str | None:
+    """Memory-backed /dev/shm where there is one, else the system's temporary folder."""
+    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+
+
+def _build_child(graph: bytes | Path, low: tuple, high: tuple, path: Path,
+                 send: Connection) -> None:
+    import onnxruntime as ort
+
+    from rvaed.model.runtime import session_options
+
+    try:
+        session = ort.InferenceSession(graph if isinstance(graph, bytes) else str(graph),
+                                       session_options())
+        name = session.get_inputs()[0].name
+        table = DecodeTable.build(lambda z: session.run(None, {name: z})[0],
+                                  LatentRegion(low, high))
+        np.save(path, table.values)
+        send.send(("table", table.shape, table.agreement))
+    except Exception as exc:  # the parent says it in one line and decodes directly
+        send.send(("error", f"{type(exc).__name__}: {exc}"))
