@@ -1,0 +1,63 @@
+"""Hostile and damaged files against the real `rvaed run` process: state files of the wrong
+shape, FIFOs and huge files named in file commands, deep folders and odd names in the inbox.
+The daemon plays on a private JACK server (Link off: nothing here needs the network beyond
+OSC on 127.0.0.1), and what it plays is counted at a jack_midi_dump receiver."""
+
+import json
+import os
+import time
+
+import pytest
+from jackmidi import MidiDump
+from rig import DaemonProcess, free_udp_port
+
+NOTE_ON = 0x90
+
+
+@pytest.fixture
+def daemon(tmp_path, jack_server):
+    process = DaemonProcess(tmp_path, free_udp_port(), link={"enabled": False})
+    yield process
+    process.kill()
+
+
+@pytest.fixture
+def receiver(jack_server):
+    rx = MidiDump(f"rx-{os.getpid()}-{time.monotonic_ns() % 10**6}")
+    yield rx
+    rx.close()
+
+
+def plays(daemon: DaemonProcess, receiver: MidiDump) -> None:
+    """Start the daemon and wait for its first notes at the receiver."""
+    daemon.start()
+    receiver.connect_from("rvaed:rvaed")
+    assert receiver.wait_for(lambda m: any(s & 0xF0 == NOTE_ON for _, (s, *_) in m), 15), \
+        daemon.text()[-2000:]
+
+
+@pytest.mark.parametrize(("document", "field"), [
+    ({"state": {"playing": "yes"}}, "state.playing"),
+    ({"state": [1]}, "state"),
+    ({"model": 5}, "model"),
+    ({"state": {"presets": [[0.5]] * 8, "x": 0.25}}, "state.presets"),
+    ({"automation": {"bars": 2, "beats_per_bar": 4, "points": [[0, "x", 1]]}}, "automation"),
+])
+def test_a_state_file_of_the_wrong_shape_is_set_aside_and_the_music_starts(
+        daemon, receiver, document, field):
+    state = daemon.dirs["state"]
+    state.mkdir(parents=True)
+    written = json.dumps(document)
+    (state / "state.json").write_text(written)
+    plays(daemon, receiver)
+    warnings = [line for line in daemon.text().splitlines()
+                if f": {field}: " in line and "expected" in line]
+    assert len(warnings) == 1 and "state.json" in warnings[0] and "set aside" in warnings[0], \
+        daemon.text()[-2000:]
+    aside = list(state.glob("state.json.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_text() == written  # nothing lost
+    assert daemon.stop() == 0
+    saved = json.loads((state / "state.json").read_text())  # a fresh, whole file
+    assert saved["state"]["playing"] is True
+    if field == "state.presets":
+        assert saved["state"]["x"] == 0.25  # the good fields of a damaged file are kept
