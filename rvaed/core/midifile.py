@@ -25,6 +25,8 @@ import mido
 import numpy as np
 
 from rvaed.core.errors import RvaedError
+from rvaed.core.names import shown
+from rvaed.core.reading import NotRegular, TooLarge, read_regular, walk
 
 # Parsed by mido, a MIDI file takes about 70 times its size in memory (4 MB -> ~280 MB); the
 # longest performance in the Groove MIDI Dataset (17 minutes, with hi-hat pedal data) is 156 KB.
@@ -37,7 +39,7 @@ class MidiFileError(RvaedError):
     """A file that cannot be read as drum MIDI; ``reason`` is the part after the file name."""
 
     def __init__(self, path: Path | str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
+        super().__init__(f"{shown(path)}: {reason}")
         self.path = str(path)
         self.reason = reason
 
@@ -156,13 +158,14 @@ def _notes_or_error(path: Path, max_bytes: int) -> MidiNotes | MidiFileError:
 
 
 def _read_bytes(path: Path, max_bytes: int) -> bytes:
+    """The file's bytes: a regular file only (a FIFO would block the reader forever)."""
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise MidiFileError(
-                path, f"too large: {size / 1e6:.1f} MB (the limit is {max_bytes / 1e6:.1f} MB)"
-            )
-        return path.read_bytes()
+        return read_regular(path, max_bytes)
+    except TooLarge as exc:
+        raise MidiFileError(path, f"too large: {exc.size / 1e6:.1f} MB (the limit is "
+                            f"{max_bytes / 1e6:.1f} MB)") from None
+    except NotRegular as exc:
+        raise MidiFileError(path, str(exc.strerror)) from None
     except OSError as exc:
         raise MidiFileError(path, f"unreadable: {exc.strerror or exc}") from None
 
@@ -266,12 +269,12 @@ def midi_files(paths: Iterable[str | Path], refused: list[tuple[str, str]]) -> l
 
 
 def _walk(folder: Path, refused: list[tuple[str, str]]) -> list[Path]:
-    def unreadable(exc: OSError) -> None:
-        refused.append((str(exc.filename), f"unreadable folder: {exc.strerror}"))
+    def unreadable(path: str, reason: str) -> None:
+        refused.append((path, reason))
 
     files = [
         Path(root, name)
-        for root, _dirs, names in os.walk(folder, onerror=unreadable)
+        for root, names in walk(folder, on_error=unreadable)
         for name in names
         if name.lower().endswith(MIDI_SUFFIXES)
     ]

@@ -322,15 +322,14 @@ class Daemon:
         self.tools += [automator, capture]
 
     def _inbox(self) -> Inbox:
+        assert self.trainer is not None  # started
         return Inbox(self.config.dirs.inbox, self.config.training.settle_seconds, self.policy,
-                     self._inbox_batch)
+                     self._inbox_batch, blocked=self.trainer.blocked)
 
     # -- models and training ---------------------------------------------------------------
 
     def _inbox_batch(self, batch: Batch) -> None:
-        for refused in batch.refused:
-            log.warning("inbox: %s: %s", refused.path, refused.reason)
-        if batch.files:
+        if batch.files:  # (the inbox has logged the refused files)
             self.train(list(batch.files), name="inbox")
 
     def train(self, files: list[Path], name: str | None = None) -> None:

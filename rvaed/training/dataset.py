@@ -23,6 +23,7 @@ import numpy as np
 
 from rvaed.core.errors import RvaedError
 from rvaed.core.midifile import MIDI_SUFFIXES, MidiFileError, MidiNotes, midi_files, read_midis
+from rvaed.core.names import shown
 from rvaed.core.windows import Hits, channel_mask, note_lookup
 from rvaed.training.options import IngestOptions
 
@@ -220,7 +221,8 @@ def explain_empty(report: IngestReport) -> str:
         if not report.refused:
             return f"no MIDI files found (looked for {', '.join(MIDI_SUFFIXES)} files)"
         path, reason = report.refused[0]
-        return f"no readable MIDI file: {len(report.refused)} refused (first: {path}: {reason})"
+        return (f"no readable MIDI file: {len(report.refused)} refused (first: {shown(path)}: "
+                f"{reason})")
     hits = sum(report.hits_per_voice.values())
     unmapped = report.unmapped
     found = f"{len(report.files)} file(s) read"

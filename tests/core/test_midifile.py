@@ -148,7 +148,11 @@ def test_unreadable_files_are_refused(tmp_path):
     assert _refusal(link) == "unreadable: No such file or directory"
     folder = tmp_path / "folder.mid"
     folder.mkdir()
-    assert _refusal(folder) == "unreadable: Is a directory"
+    assert _refusal(folder) == "not a regular file (a folder)"
+    fifo = tmp_path / "fifo.mid"
+    os.mkfifo(fifo)  # no writer: a blocking open would wait forever (the trainer hung so)
+    assert _refusal(fifo) == "not a regular file (a FIFO)"
+    assert _refusal(tmp_path.parent / os.devnull) == "not a regular file (a device)"
     if os.geteuid() != 0:  # root reads anything, so this case exists only for users
         locked = beat_file(tmp_path / "locked.mid", [(0.0, 36, 100)])
         locked.chmod(0)
