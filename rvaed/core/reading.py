@@ -89,7 +89,8 @@ def walk(top: str | Path, skip: Callable[[str, str], bool] = lambda parent, name
 
 
 def _entries(folder: str) -> tuple[list[str], list[str]]:
-    folders, others = [], []
+    folders: list[str] = []
+    others: list[str] = []
     with os.scandir(folder) as entries:
         for entry in entries:
             (folders if entry.is_dir(follow_symlinks=False) else others).append(entry.name)
