@@ -5,13 +5,19 @@ OSC on 127.0.0.1), and what it plays is counted at a jack_midi_dump receiver."""
 
 import json
 import os
+import shutil
+import socket
 import time
+from pathlib import Path
 
 import pytest
 from jackmidi import MidiDump
-from rig import DaemonProcess, free_udp_port
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message_builder import OscMessageBuilder
+from rig import DaemonProcess, free_udp_port, wait_until
 
 NOTE_ON = 0x90
+GROOVES = sorted((Path(__file__).resolve().parents[1] / "data" / "groove").rglob("*.mid"))
 
 
 @pytest.fixture
@@ -61,3 +67,36 @@ def test_a_state_file_of_the_wrong_shape_is_set_aside_and_the_music_starts(
     assert saved["state"]["playing"] is True
     if field == "state.presets":
         assert saved["state"]["x"] == 0.25  # the good fields of a damaged file are kept
+
+
+def bundle(port: int, *messages: tuple) -> None:
+    """One OSC bundle of ``(address, *args)`` messages over real UDP."""
+    builder = OscBundleBuilder(IMMEDIATELY)
+    for address, *args in messages:
+        message = OscMessageBuilder(address)
+        for arg in args:
+            message.add_arg(arg)
+        builder.add_content(message.build())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(builder.build().dgram, ("127.0.0.1", port))
+
+
+def test_long_paths_and_fifos_in_file_commands_are_one_line_errors(daemon, receiver):
+    plays(daemon, receiver)
+    long = "a" * 300  # longer than a file name may be (255): ENAMETOOLONG
+    bundle(daemon.port, ("/rvaed/train", long), ("/rvaed/groove", long), ("/rvaed/x", 0.125))
+    daemon.wait_log("/rvaed/train: refused path", 10)  # (the groove's: rate-limited, counted)
+    fifo = daemon.dirs["inbox"] / "fifo.mid"
+    os.mkfifo(fifo)  # no writer: the trainer's read waited forever
+    daemon.osc("/rvaed/train", "fifo.mid")
+    daemon.wait_log("not a regular file (a FIFO)", 120)
+    daemon.wait_log("training failed", 60)
+    text = daemon.text()
+    assert "Traceback" not in text and "File name too long" in text
+    assert text.count("refused path 'aaaa") == 1
+    shutil.copy(GROOVES[0], daemon.dirs["inbox"] / "good.mid")  # the trainer is free again
+    daemon.osc("/rvaed/train", "good.mid")
+    wait_until(lambda: daemon.text().count("training: started") == 2, 60, daemon)
+    assert daemon.stop() == 0
+    saved = json.loads((daemon.dirs["state"] / "state.json").read_text())
+    assert saved["state"]["x"] == 0.125  # the rest of the bundle was applied
