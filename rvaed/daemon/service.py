@@ -183,6 +183,8 @@ class Daemon:
         if old.logging != self.config.logging:
             logging.getLogger().setLevel(self.config.logging.level.upper())
         self.policy.update(self.config)
+        self.capture.per_minute = self.config.limits.captures_per_minute
+        self.capture.quota_bytes = self.config.limits.captures_bytes
         self.trainer.update(self.config.training, self.config.kit)
         self.inbox.update(self.config.dirs.inbox, self.config.training.settle_seconds)
         done = [str(c) for c in changed if not c.restart]
@@ -316,7 +318,10 @@ class Daemon:
         automator = Automator(self.performance)
         if saved_automation:
             automator.restore(saved_automation)
-        capture = Capture(self.performance, self.config.dirs.captures)
+        limits = self.config.limits
+        capture = Capture(self.performance, self.config.dirs.captures,
+                          per_minute=limits.captures_per_minute,
+                          quota_bytes=limits.captures_bytes)
         await capture.start()
         self.automator, self.capture = automator, capture
         self.tools += [automator, capture]
