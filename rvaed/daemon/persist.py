@@ -84,6 +84,17 @@ class StateStore:
         """Write ``data`` now (blocking); for the last save at exit or outside an event loop."""
         self._write(_encode(data))
 
+    def save_last(self, data: dict) -> bool:
+        """The save at exit: a failure (a read-only or full disk) is one error line, never a
+        reason to exit with an error after the music was silenced; False then."""
+        try:
+            self.save(data)
+        except OSError as exc:
+            log.error("%s: cannot save state at exit, the changes of this run are lost: %s",
+                      self.path, exc.strerror or exc)
+            return False
+        return True
+
     def save_soon(self, data: dict) -> None:
         """Remember ``data`` and write it after ``debounce`` seconds unless newer data comes.
 

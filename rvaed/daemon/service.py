@@ -144,7 +144,7 @@ class Daemon:
                 with contextlib.suppress(Exception):
                     await part.close()
         if self.performance is not None:
-            await asyncio.to_thread(self.store.save, self._snapshot())
+            await asyncio.to_thread(self.store.save_last, self._snapshot())
         if self.clock is not None:
             self.clock.close()  # Link leaves the session
         self.notifier.close()

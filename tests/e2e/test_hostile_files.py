@@ -5,16 +5,22 @@ OSC on 127.0.0.1), and what it plays is counted at a jack_midi_dump receiver."""
 
 import json
 import os
+import re
 import shutil
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+from checks import require_tools
 from jackmidi import MidiDump
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 from rig import DaemonProcess, free_udp_port, wait_until
+
+from rvaed.benchmarks.harness import jack_ports
 
 NOTE_ON = 0x90
 GROOVES = sorted((Path(__file__).resolve().parents[1] / "data" / "groove").rglob("*.mid"))
@@ -100,3 +106,27 @@ def test_long_paths_and_fifos_in_file_commands_are_one_line_errors(daemon, recei
     assert daemon.stop() == 0
     saved = json.loads((daemon.dirs["state"] / "state.json").read_text())
     assert saved["state"]["x"] == 0.125  # the rest of the bundle was applied
+
+
+def test_sigterm_with_a_read_only_state_folder_silences_logs_and_exits_0(daemon, receiver):
+    require_tools("unshare", "mount")
+    state = daemon.dirs["state"]
+    state.mkdir(parents=True)
+    # the daemon in its own mount namespace, its state folder a read-only file system
+    mounted = ('mount -t tmpfs -o ro rvaed-ro "$1" && '
+               'exec "$0" -m rvaed.cli -v run --config "$2"')
+    with open(daemon.log, "ab") as log:
+        daemon.proc = subprocess.Popen(
+            ["unshare", "-m", "sh", "-c", mounted, sys.executable, str(state),
+             str(daemon.config)], stdout=log, stderr=log)
+    wait_until(lambda: "rvaed:rvaed" in jack_ports(), 15, daemon)
+    receiver.connect_from("rvaed:rvaed")
+    assert receiver.wait_for(lambda m: any(s & 0xF0 == NOTE_ON for _, (s, *_) in m), 15), \
+        daemon.text()[-2000:]
+    assert daemon.stop() == 0, daemon.text()[-2000:]
+    text = daemon.text()
+    assert "Traceback" not in text and "rvaed: stopped" in text
+    lines = [line for line in text.splitlines() if "cannot save state at exit" in line]
+    assert len(lines) == 1 and "Read-only file system" in lines[0]
+    sent = re.search(r"(\d+) note-ons and (\d+) note-offs sent", text)
+    assert sent and int(sent[1]) == int(sent[2]) > 0, sent  # silenced before exiting
