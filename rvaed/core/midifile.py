@@ -32,6 +32,8 @@ import mido
 import numpy as np
 
 from rvaed.core.errors import RvaedError
+from rvaed.core.names import shown
+from rvaed.core.reading import NotRegular, TooLarge, read_regular, walk
 
 # Parsed by mido, a MIDI file takes about 70 times its size in memory (4 MB -> ~280 MB); the
 # longest performance in the Groove MIDI Dataset (17 minutes, with hi-hat pedal data) is 156 KB.
@@ -44,7 +46,7 @@ class MidiFileError(RvaedError):
     """A file that cannot be read as drum MIDI; ``reason`` is the part after the file name."""
 
     def __init__(self, path: Path | str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
+        super().__init__(f"{shown(path)}: {reason}")
         self.path = str(path)
         self.reason = reason
 
@@ -229,13 +231,14 @@ def _notes_or_error(path: Path, max_bytes: int) -> MidiNotes | MidiFileError:
 
 
 def _read_bytes(path: Path, max_bytes: int) -> bytes:
+    """The file's bytes: a regular file only (a FIFO would block the reader forever)."""
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise MidiFileError(
-                path, f"too large: {size / 1e6:.1f} MB (the limit is {max_bytes / 1e6:.1f} MB)"
-            )
-        return path.read_bytes()
+        return read_regular(path, max_bytes)
+    except TooLarge as exc:
+        raise MidiFileError(path, f"too large: {exc.size / 1e6:.1f} MB (the limit is "
+                            f"{max_bytes / 1e6:.1f} MB)") from None
+    except NotRegular as exc:
+        raise MidiFileError(path, str(exc.strerror)) from None
     except OSError as exc:
         raise MidiFileError(path, f"unreadable: {exc.strerror or exc}") from None
 
@@ -342,7 +345,6 @@ def _meters(path: Path, found: list[tuple[int, int, int]], ppq: int) -> tuple[Me
 
 
 MIDI_SUFFIXES = (".mid", ".midi", ".smf")  # what folders are searched for, any case
-MAX_DEPTH = 64  # folders below a given folder; deeper is a mistake or an attack, not a library
 
 
 def midi_files(paths: Iterable[str | Path], refused: list[tuple[str, str]]) -> list[Path]:
@@ -380,35 +382,14 @@ def _once(files: list[Path]) -> list[Path]:
 
 
 def _walk(folder: Path, refused: list[tuple[str, str]]) -> list[Path]:
-    """MIDI files under ``folder``, iteratively (no recursion limit), at most MAX_DEPTH
-    folders deep, each real folder once (a symlink back up the tree ends there)."""
-    visited: set[str] = set()
-    files: list[Path] = []
-    pending = [(folder, 0)]
-    while pending:
-        current, depth = pending.pop()
-        real = os.path.realpath(current)
-        if real in visited:
-            continue
-        visited.add(real)
-        if depth > MAX_DEPTH:
-            refused.append((str(current), f"more than {MAX_DEPTH} folders deep: not searched"))
-            continue
-        try:
-            entries = list(os.scandir(current))
-        except OSError as exc:
-            refused.append((str(current), f"unreadable folder: {exc.strerror or exc}"))
-            continue
-        for entry in entries:
-            if _is_folder(entry):
-                pending.append((Path(entry.path), depth + 1))
-            elif entry.name.lower().endswith(MIDI_SUFFIXES):
-                files.append(Path(entry.path))
+    """MIDI files under ``folder``: symlinked folders are followed, each real folder once."""
+    def unreadable(path: str, reason: str) -> None:
+        refused.append((path, reason))
+
+    files = [
+        Path(root, name)
+        for root, names in walk(folder, on_error=unreadable, follow_links=True)
+        for name in names
+        if name.lower().endswith(MIDI_SUFFIXES)
+    ]
     return sorted(files, key=str)
-
-
-def _is_folder(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_dir()  # follows symlinks
-    except OSError:
-        return False

@@ -150,6 +150,8 @@ class TrainingConfig:
 class Limits:
     max_file_bytes: int = field(default=1 << 20, metadata=_within(1, 1 << 40))
     max_request_bytes: int = field(default=64 << 20, metadata=_within(1, 1 << 40))
+    captures_per_minute: int = field(default=20, metadata=_within(1, 600))
+    captures_bytes: int = field(default=256 << 20, metadata=_within(1, 1 << 40))
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,16 @@ Polled rather than watched (no inotify dependency, and it works on network share
 folder has settled — no file added, removed, grown or touched for ``settle_seconds`` — the MIDI
 files in it (folders of them too) are moved to ``taken/YYYYmmdd-HHMMSS/`` inside the inbox and
 handed to a callback, which starts training on them. Files that are not MIDI, too large, or
-unreadable are reported once and left where they are; they never stop anything. `update`
-points it at another folder (SIGHUP); the switch happens at the start of the next poll, so
-one poll never mixes two folders.
+unreadable (FIFOs and devices among them: only regular files are opened, without blocking)
+are reported once and left where they are; they never stop anything. Folders are walked
+iteratively to `rvaed.core.reading.MAX_DEPTH` levels; names are logged escaped (one log
+line per event, whatever a name holds).
+
+While training cannot start (``blocked`` says why: one is running, or torch is not
+installed), nothing is taken: the files stay where they were dropped, the reason is logged
+once, and they are taken as soon as training can start. `update` points the inbox at another
+folder (SIGHUP); the switch happens at the start of the next poll, so one poll never mixes two
+folders.
 """
 
 import asyncio
@@ -21,6 +28,8 @@ from pathlib import Path
 
 from rvaed.core.errors import RvaedError
 from rvaed.core.midifile import MIDI_SUFFIXES
+from rvaed.core.names import shown
+from rvaed.core.reading import read_regular, walk
 from rvaed.daemon.policy import FilePolicy
 
 log = logging.getLogger(__name__)
@@ -52,12 +61,15 @@ class Inbox:
 
     def __init__(self, folder: Path, settle_seconds: float, policy: FilePolicy,
                  on_batch: Callable[[Batch], Awaitable[None] | None],
-                 poll_seconds: float = 0.5) -> None:
+                 poll_seconds: float = 0.5,
+                 blocked: Callable[[], str | None] = lambda: None) -> None:
         self.folder = self._next_folder = Path(folder)
         self.settle_seconds = settle_seconds
         self.policy = policy
         self.on_batch = on_batch
         self.poll_seconds = poll_seconds
+        self.blocked = blocked  # why training cannot start now (None: it can)
+        self._waiting: str | None = None  # the reason last logged for leaving files
         self._seen: Signature = frozenset()
         self._changed_at = time.monotonic()
         self._handled: Signature = frozenset()
@@ -66,7 +78,7 @@ class Inbox:
     async def run(self) -> None:
         """Poll until cancelled; the file system work runs in a thread, off the event loop."""
         while True:
-            batch = await asyncio.to_thread(self.poll)
+            batch = await asyncio.to_thread(self.poll, self.blocked())
             if batch is not None:
                 try:
                     result = self.on_batch(batch)
@@ -81,13 +93,14 @@ class Inbox:
         self._next_folder = Path(folder)
         self.settle_seconds = settle_seconds
 
-    def poll(self) -> Batch | None:
-        """Look once; a Batch when the folder has settled with something new in it."""
+    def poll(self, blocked: str | None = None) -> Batch | None:
+        """Look once; a Batch when the folder has settled with something new in it and
+        training can start (``blocked`` None; else the files wait and the reason is logged)."""
         self._switch_folder()
         try:
-            return self._poll()
+            return self._poll(blocked)
         except OSError as exc:
-            log.warning("inbox %s: cannot read: %s", self.folder, exc.strerror or exc)
+            log.warning("inbox %s: cannot read: %s", shown(self.folder), exc.strerror or exc)
             return None
 
     def _switch_folder(self) -> None:
@@ -95,9 +108,9 @@ class Inbox:
         if folder != self.folder:
             self.folder, self._seen, self._handled = folder, frozenset(), frozenset()
             self._reported.clear()
-            log.info("inbox: now watching %s", folder)
+            log.info("inbox: now watching %s", shown(folder))
 
-    def _poll(self) -> Batch | None:
+    def _poll(self, blocked: str | None) -> Batch | None:
         self.folder.mkdir(parents=True, exist_ok=True)
         files = self._scan()
         signature = frozenset(files)
@@ -107,10 +120,20 @@ class Inbox:
             return None
         if signature == self._handled or now - self._changed_at < self.settle_seconds:
             return None
+        if self._wait(blocked, len(files)):
+            return None
         batch = self._take(files)
         self._handled = self._seen = frozenset(self._scan())
         self._reported &= self._seen  # forget files that are gone: memory stays flat
         return batch if batch.files or batch.refused else None
+
+    def _wait(self, blocked: str | None, count: int) -> bool:
+        """True while training cannot start; the reason is logged once per reason."""
+        if blocked is not None and blocked != self._waiting:
+            log.warning("inbox: %d file(s) left in %s until training can start: %s", count,
+                        shown(self.folder), blocked)
+        self._waiting = blocked
+        return blocked is not None
 
     def _scan(self) -> list[tuple[str, int, int]]:
         """(relative path, size, mtime) of every file below the inbox except taken/."""
@@ -139,10 +162,11 @@ class Inbox:
             elif entry not in self._reported:
                 self._reported.add(entry)
                 refused.append(Refused(self.folder / entry[0], reason))
-                log.warning("inbox: refused %s: %s", entry[0], reason)
+                log.warning("inbox: refused %s: %s", shown(entry[0]), reason)
         taken = self._move(good) if good else ()
         if taken:
-            log.info("inbox: took %d MIDI file(s) into %s", len(taken), taken[0].parents[0])
+            log.info("inbox: took %d MIDI file(s) into %s", len(taken),
+                     shown(taken[0].parents[0]))
         return Batch(tuple(taken), tuple(refused))
 
     def _refusal(self, entry: tuple[str, int, int]) -> str | None:
@@ -153,9 +177,7 @@ class Inbox:
         if not relative.lower().endswith(MIDI_SUFFIXES):
             return f"not a MIDI file (expected a name ending in {', '.join(MIDI_SUFFIXES)})"
         try:
-            self.policy.check_size(path)
-            with path.open("rb") as file:
-                magic = file.read(len(MIDI_MAGIC))
+            magic = read_regular(path, self.policy.check_size(path))[:len(MIDI_MAGIC)]
         except RvaedError as exc:
             return str(exc)
         except OSError as exc:
@@ -173,7 +195,7 @@ class Inbox:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 (self.folder / relative).rename(target)
             except OSError as exc:
-                log.warning("inbox: cannot take %s: %s", relative, exc.strerror or exc)
+                log.warning("inbox: cannot take %s: %s", shown(relative), exc.strerror or exc)
                 continue
             moved.append(target)
         self._remove_empty_folders()
@@ -192,12 +214,18 @@ class Inbox:
 
     def _walk(self) -> list[tuple[str, list[str]]]:
         """(directory, file names) below the inbox, leaving out taken/ and hidden folders."""
-        found = []
-        for directory, subdirs, names in os.walk(self.folder):
-            subdirs[:] = [d for d in subdirs if not d.startswith(".")
-                          and not (d == TAKEN and directory == str(self.folder))]
-            found.append((directory, names))
-        return found
+        top = str(self.folder)
+
+        def skip(parent: str, name: str) -> bool:
+            return name.startswith(".") or (name == TAKEN and parent == top)
+
+        return list(walk(top, skip, self._unreadable))
+
+    def _unreadable(self, directory: str, reason: str) -> None:
+        entry = (os.path.relpath(directory, self.folder), -1, -1)  # once per folder
+        if entry not in self._reported:
+            self._reported.add(entry)
+            log.warning("inbox: %s: %s", shown(entry[0]), reason)
 
     def _remove_empty_folders(self) -> None:
         """Drop the folders emptied by taking their files (a dropped folder of grooves)."""

@@ -79,9 +79,14 @@ class FilePolicy:
             allowed = ", ".join(str(root) for root in self.roots)
             raise RvaedError(f"refused path {user_path!r}: outside the data directories "
                              f"({allowed})")
-        if must_exist and not real.exists():
+        try:
+            exists, regular = real.exists(), real.is_file()
+        except OSError as exc:  # a name longer than the file system takes (ENAMETOOLONG)
+            raise RvaedError(f"refused path {user_path[:60]!r}... ({len(user_path)} "
+                             f"characters): {exc.strerror or exc}") from None
+        if must_exist and not exists:
             raise RvaedError(f"no such file: {user_path!r}")
-        if real.is_file():
+        if regular:
             self.check_size(real)
         return real
 

@@ -20,7 +20,6 @@ import ctypes
 import logging
 import signal
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -31,10 +30,9 @@ from rvaed.control.osc import OscServer
 from rvaed.control.performance import Performance
 from rvaed.core.drummachine import DrumMachine, load_drum_machine
 from rvaed.core.errors import RvaedError
-from rvaed.core.state import NOT_RESTORED, PerformanceState, Transition
 from rvaed.daemon.config import DaemonConfig, changes, keep_running, load_config
 from rvaed.daemon.inbox import Batch, Inbox
-from rvaed.daemon.persist import StateStore
+from rvaed.daemon.persist import Saved, StateStore
 from rvaed.daemon.policy import FilePolicy
 from rvaed.daemon.supervisor import Trainer
 from rvaed.daemon.systemd import Notifier
@@ -103,17 +101,17 @@ class Daemon:
         for folder in config.dirs.all():
             folder.mkdir(parents=True, exist_ok=True)
         self.library.discard_scratch()
-        saved = self.store.load() or {}
-        decoder = self._first_decoder(saved.get("model"))
+        saved = Saved.load(self.store)  # checked: nothing in it can stop the start
+        decoder = self._first_decoder(saved.model)
         outputs = self._outputs(decoder, config)
         self.clock = self._clock()
         self.sequencer = Sequencer(self.clock, outputs, grid=decoder.grid)
         self.sequencer.start()
         self.performance = Performance(decoder, self.sequencer, _machine(outputs), self.clock,
-                                       state=_restore_state(saved.get("state"), decoder))
+                                       state=saved.state(decoder.kit.size))
         await self.performance.start()
-        self.performance.set("playing", (saved.get("state") or {}).get("playing", True))
-        await self._start_tools(saved.get("automation"))
+        self.performance.set("playing", saved.playing)
+        await self._start_tools(saved.automation())
         self.trainer = Trainer(self.library, config.training, config.kit,
                                on_model=self._trained, on_progress=self._training_progress)
         self.controls = controls = Controls(self.performance, self._mappings(decoder))
@@ -146,7 +144,7 @@ class Daemon:
                 with contextlib.suppress(Exception):
                     await part.close()
         if self.performance is not None:
-            await asyncio.to_thread(self.store.save, self._snapshot())
+            await asyncio.to_thread(self.store.save_last, self._snapshot())
         if self.clock is not None:
             self.clock.close()  # Link leaves the session
         self.notifier.close()
@@ -185,6 +183,8 @@ class Daemon:
         if old.logging != self.config.logging:
             logging.getLogger().setLevel(self.config.logging.level.upper())
         self.policy.update(self.config)
+        self.capture.per_minute = self.config.limits.captures_per_minute
+        self.capture.quota_bytes = self.config.limits.captures_bytes
         self.trainer.update(self.config.training, self.config.kit)
         self.inbox.update(self.config.dirs.inbox, self.config.training.settle_seconds)
         done = [str(c) for c in changed if not c.restart]
@@ -226,11 +226,11 @@ class Daemon:
 
     # -- building the parts ----------------------------------------------------------------
 
-    def _first_decoder(self, saved_model: str | None) -> Decoder:
+    def _first_decoder(self, saved_model: Path | None) -> Decoder:
         """The remembered model, else the configured one, else the starter model."""
         candidates = [self.library.last(), self._configured_model(), starter_model()]
         if saved_model:
-            candidates.insert(0, Path(saved_model))
+            candidates.insert(0, saved_model)
         for candidate in candidates:
             if candidate is None:
                 continue
@@ -312,30 +312,29 @@ class Daemon:
             await part.start()
             self.inputs.append(part)
 
-    async def _start_tools(self, saved_automation: dict | None) -> None:
+    async def _start_tools(self, saved_automation: Automation | None) -> None:
         """Latent automation (restored from the state file) and capture."""
         assert self.performance is not None  # started
         automator = Automator(self.performance)
         if saved_automation:
-            try:
-                automator.restore(Automation.from_dict(saved_automation))
-            except ValueError as exc:
-                log.warning("saved automation ignored: %s", exc)
-        capture = Capture(self.performance, self.config.dirs.captures)
+            automator.restore(saved_automation)
+        limits = self.config.limits
+        capture = Capture(self.performance, self.config.dirs.captures,
+                          per_minute=limits.captures_per_minute,
+                          quota_bytes=limits.captures_bytes)
         await capture.start()
         self.automator, self.capture = automator, capture
         self.tools += [automator, capture]
 
     def _inbox(self) -> Inbox:
+        assert self.trainer is not None  # started
         return Inbox(self.config.dirs.inbox, self.config.training.settle_seconds, self.policy,
-                     self._inbox_batch)
+                     self._inbox_batch, blocked=self.trainer.blocked)
 
     # -- models and training ---------------------------------------------------------------
 
     def _inbox_batch(self, batch: Batch) -> None:
-        for refused in batch.refused:
-            log.warning("inbox: %s: %s", refused.path, refused.reason)
-        if batch.files:
+        if batch.files:  # (the inbox has logged the refused files)
             self.train(list(batch.files), name="inbox")
 
     def train(self, files: list[Path], name: str | None = None) -> None:
@@ -462,27 +461,3 @@ def _give_back_memory() -> None:
     thread: ctypes lets go of the GIL, so the sequencer is not held up."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def _restore_state(saved: dict | None, decoder: Decoder) -> PerformanceState:
-    """The saved performance state, field by field; a bad field keeps its default."""
-    state = PerformanceState(voices=decoder.kit.size)
-    for name, value in (saved or {}).items():
-        if name in NOT_RESTORED:
-            continue
-        try:
-            setattr(state, name, _state_value(name, value))
-        except (ValueError, TypeError, AttributeError) as exc:
-            log.warning("saved state: %s ignored: %s", name, exc)
-    return state
-
-
-def _state_value(name: str, value: Any) -> object:
-    """A field of the state file's JSON as the state takes it (it checks the rest)."""
-    if name == "mutes":
-        return frozenset(value)
-    if name == "presets":
-        return tuple(None if slot is None else tuple(slot) for slot in value)
-    if name == "transition":
-        return Transition(value["amount"], value["unit"])
-    return value

@@ -9,6 +9,7 @@ crash of the process the reason is logged and reported, and the playing model st
 """
 
 import asyncio
+import importlib.util
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +48,14 @@ class Trainer:
     @property
     def busy(self) -> bool:
         return self.job is not None
+
+    def blocked(self) -> str | None:
+        """Why a training cannot start now (None: it can)."""
+        if self.job is not None:
+            return "a training is running; they are taken when it ends"
+        if importlib.util.find_spec("torch") is None:  # looked up, not imported
+            return "torch is not installed (pip install 'rvaed[train]'), so nothing can train"
+        return None
 
     def request(self, paths: list[Path], name: str | None = None) -> None:
         """Start training ``paths``; RvaedError when a job is already running."""

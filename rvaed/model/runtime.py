@@ -16,6 +16,7 @@ and for a table that does not play the decoder's notes. This module never import
 import copy
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -64,6 +65,7 @@ class Decoder:
         self.table: DecodeTable | None = None
         self._fp32_graph: bytes | Path = self.model_dir / DECODER  # what a table is built from
         self._trained = (self._decoder, self.weights)  # what bending 0 gives back
+        self._fp32 = _Graph(self.model_dir / DECODER)  # shared by every bent twin
         self._bind()
 
     def bent(self, amount: float, seed: int = 0) -> "Decoder":
@@ -79,7 +81,7 @@ class Decoder:
             twin._decoder, twin.weights = self._trained
             twin.bending = 0.0
         else:
-            twin._fp32_graph = _bent_graph(self.model_dir / DECODER, amount, seed)
+            twin._fp32_graph = _bent_graph(self._fp32.proto(), amount, seed)
             twin._decoder = ort.InferenceSession(twin._fp32_graph, session_options())
             twin.bending, twin.weights = float(amount), "fp32"
         twin._bind()
@@ -149,13 +151,34 @@ class Decoder:
         return self.manifest.latent.xy_of(*self.encode(pattern))
 
 
-def _bent_graph(path: Path, amount: float, seed: int) -> bytes:
-    """The fp32 decoder graph at ``path`` with Gaussian noise of ``amount`` x each weight
-    matrix's spread added to it."""
+class _Graph:
+    """The fp32 decoder graph, read from disk on the first bend only and then kept: a flood
+    of /rvaed/bend requests from any host never reads the model folder again (nor a model
+    replaced on disk since it was loaded)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._proto: Any = None
+        self._lock = threading.Lock()
+
+    def proto(self) -> Any:
+        """The onnx.ModelProto, read once (onnx is imported on demand)."""
+        with self._lock:
+            if self._proto is None:
+                import onnx
+
+                self._proto = onnx.load(self.path)
+            return self._proto
+
+
+def _bent_graph(source: Any, amount: float, seed: int) -> bytes:
+    """The fp32 decoder graph ``source`` (left as it is) with Gaussian noise of ``amount`` x
+    each weight matrix's spread added to it."""
     import onnx
     from onnx import numpy_helper
 
-    graph = onnx.load(path)
+    graph = onnx.ModelProto()
+    graph.CopyFrom(source)
     rng = np.random.default_rng(seed)
     for tensor in graph.graph.initializer:
         weights = numpy_helper.to_array(tensor)

@@ -15,12 +15,18 @@ mid-bar) is the next whole one, and the bar playing when a capture is asked for 
 
 Files go to the capture directory as ``YYYYmmdd-HHMMSS-pattern.mid`` or ``...-N-bars.mid``,
 written atomically and never over an existing file (a ``-2``, ``-3`` ... suffix instead).
+An allowed sender could otherwise fill the disk (128 files in 1.7 s were seen), so captures
+are limited to ``per_minute`` in any 60 s and the folder to ``quota_bytes`` in all (config
+``limits.captures_per_minute`` and ``limits.captures_bytes``); a capture past either is
+refused with a one-line reason naming the limit.
 """
 
 import asyncio
 import contextlib
+import io
 import logging
 import math
+import os
 import time
 from collections import deque
 from pathlib import Path
@@ -31,6 +37,7 @@ from rvaed.control.hub import Hub
 from rvaed.control.osc import Route, numbers
 from rvaed.core.atomic import write_new
 from rvaed.core.errors import RvaedError
+from rvaed.core.names import shown
 from rvaed.core.pattern import MAX_BARS, Grid, Hit, Pattern
 from rvaed.core.patternfile import pattern_midi
 from rvaed.engine.clock import next_bar
@@ -39,6 +46,8 @@ from rvaed.engine.schedule import MAX_PULL_STEPS
 log = logging.getLogger(__name__)
 
 CHECK = 0.1  # seconds between checks for a bar line (a tempo change moves the next one)
+PER_MINUTE = 20  # captures in any 60 s (config limits.captures_per_minute)
+QUOTA_BYTES = 256 << 20  # the captures folder in all (config limits.captures_bytes)
 
 
 def played_array(schedule, voices: int) -> np.ndarray:
@@ -54,10 +63,14 @@ class Capture:
     """Follows one `Performance` bar by bar and writes captures into ``directory``."""
 
     def __init__(self, performance: Hub, directory: str | Path, *,
-                 max_bars: int = MAX_BARS) -> None:
+                 max_bars: int = MAX_BARS, per_minute: int = PER_MINUTE,
+                 quota_bytes: int = QUOTA_BYTES) -> None:
         self.performance = performance
         self.directory = Path(directory)
         self.max_bars = max_bars
+        self.per_minute = per_minute
+        self.quota_bytes = quota_bytes
+        self._recent: deque[float] = deque()  # when the captures of the last minute began
         self.bars: deque[np.ndarray] = deque(maxlen=max_bars)  # (3, voices, steps per bar)
         self._bar: float | None = None  # the bar line of the bar being filled
         self._cells: np.ndarray | None = None
@@ -156,7 +169,12 @@ class Capture:
 
     async def capture(self, bars: int | None = None) -> Path:
         """Save the current loop (``bars`` None) or the last ``bars`` whole bars played (fewer
-        when fewer have played); the written file's path. RvaedError when nothing can be."""
+        when fewer have played); the written file's path. RvaedError when nothing can be,
+        or a limit refuses it."""
+        self.admit()
+        return await self._capture_admitted(bars)
+
+    async def _capture_admitted(self, bars: int | None) -> Path:
         grid = self.grid
         if bars is None:
             cells, label = self._schedule_cells(), "pattern"
@@ -174,29 +192,46 @@ class Capture:
         tempo = self.performance.clock.tempo
         kit = self.performance.decoder.kit
         path = await asyncio.to_thread(_save_new, pattern, self.directory, label, kit, grid,
-                                       tempo)
+                                       tempo, self.quota_bytes)
         log.info("capture: saved %s", path)
         return path
 
+    def admit(self) -> None:
+        """Count one capture against ``per_minute``; RvaedError when the minute is full."""
+        now = time.monotonic()
+        while self._recent and now - self._recent[0] >= 60.0:
+            self._recent.popleft()
+        if len(self._recent) >= self.per_minute:
+            raise RvaedError(f"capture refused: {len(self._recent)} in the last minute, the "
+                             f"limit (limits.captures_per_minute) is {self.per_minute}")
+        self._recent.append(now)
+
     def _osc(self, sender: tuple, args: tuple, at: int) -> None:
-        """``/rvaed/capture [bars]`` (see `ROUTES`); the result is logged."""
+        """``/rvaed/capture [bars]`` (see `ROUTES`); the result is logged (a flood is refused
+        here, through the OSC server's rate-limited log)."""
         count = numbers("/rvaed/capture", args, 1)[0] if args else None
         if count is not None and count != int(count):
             raise RvaedError("expected a whole number of bars")
+        self.admit()
         asyncio.get_running_loop().create_task(
             self._capture_logged(None if count is None else int(count)))
 
     async def _capture_logged(self, bars: int | None) -> None:
         try:
-            await self.capture(bars)
+            await self._capture_admitted(bars)
         except RvaedError as exc:
             log.error("%s", exc)
 
 
 def _save_new(pattern: Pattern, directory: Path, label: str, kit, grid: Grid,
-              tempo: float) -> Path:
-    """Write ``pattern`` under a new timestamped name in ``directory``, never replacing a file."""
+              tempo: float, quota_bytes: int) -> Path:
+    """Write ``pattern`` under a new timestamped name in ``directory``, never replacing a file,
+    unless the folder would then hold more than ``quota_bytes``."""
     midi = pattern_midi(pattern, kit, grid, bpm=tempo)
+    used = _folder_bytes(directory)
+    if used + _midi_bytes(midi) > quota_bytes:
+        raise RvaedError(f"capture refused: {shown(directory)} holds {used} bytes, the limit "
+                         f"(limits.captures_bytes) is {quota_bytes}: move some captures away")
     stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{label}"
     names = (f"{stem if number == 1 else f'{stem}-{number}'}.mid" for number in range(1, 1000))
     try:
@@ -206,6 +241,24 @@ def _save_new(pattern: Pattern, directory: Path, label: str, kit, grid: Grid,
     if path is None:
         raise RvaedError(f"{directory}: no free name for {stem}.mid")
     return path
+
+
+def _folder_bytes(directory: Path) -> int:
+    """The bytes of the files directly in ``directory`` (0 when it does not exist yet)."""
+    try:
+        with os.scandir(directory) as entries:
+            return sum(e.stat(follow_symlinks=False).st_size for e in entries
+                       if e.is_file(follow_symlinks=False))
+    except (FileNotFoundError, NotADirectoryError):  # the write says what is wrong
+        return 0
+    except OSError as exc:
+        raise RvaedError(f"{shown(directory)}: cannot read: {exc.strerror or exc}") from None
+
+
+def _midi_bytes(midi) -> int:
+    buffer = io.BytesIO()
+    midi.save(file=buffer)
+    return buffer.tell()
 
 
 ROUTES = (Route("/rvaed/capture", "[bars]", "save the current loop, or the last N bars played, "

@@ -8,7 +8,10 @@ training windows are (`rvaed.core.windows.Hits.window`: nearest step, microtimin
 loudest hit per cell), encoded by the model, and x/y moves there. A note played a little before a
 bar line is step 0 of the next bar, so the pause is confirmed half a step after the bar line.
 
-From a file: `load_pattern` (the file's first ``grid.bars`` bars) -> encode -> x/y.
+From a file: `load_pattern` (the file's first ``grid.bars`` bars) -> encode -> x/y. Over OSC
+the path is checked on the loop, the read and parse run in the shared file worker
+(`rvaed.core.fileworker`: a regular file only, within the size and time limits, never on the
+loop nor under its GIL), and the jump follows when the pattern is back.
 
 The port is handled by `rvaed.control.midiin.MidiControlInput` (found by part of its name,
 waited for, reconnected, system messages dropped, a bounded buffer): `GrooveInput` is the
@@ -31,7 +34,9 @@ from rvaed.control.hub import Hub
 from rvaed.control.midiin import MidiControlInput
 from rvaed.control.osc import Route
 from rvaed.core.errors import RvaedError
+from rvaed.core.fileworker import WORKER, FileWorker
 from rvaed.core.midi import NOTE_ON
+from rvaed.core.names import shown
 from rvaed.core.pattern import Pattern
 from rvaed.core.patternfile import load_pattern
 from rvaed.core.windows import Hits, note_lookup
@@ -169,11 +174,27 @@ class GrooveFiles:
     performance: Hub
     policy: PathPolicy
     base: Path
+    worker: FileWorker = WORKER
 
     def _osc(self, sender: tuple, args: tuple, at: int) -> None:
         if len(args) != 1 or not isinstance(args[0], str):
             raise RvaedError("expected one argument, a MIDI file's path")
-        groove_from_file(self.performance, self.policy.resolve(args[0], self.base))
+        path = self.policy.resolve(args[0], self.base)
+        asyncio.get_running_loop().create_task(self.jump_to_file(path))
+
+    async def jump_to_file(self, path: Path) -> tuple[float, float] | None:
+        """Read ``path`` in the worker, then jump; a file that fails is logged in one line."""
+        decoder = self.performance.decoder
+        try:
+            pattern = await self.worker.run(shown(path), load_pattern, path, decoder.kit,
+                                            decoder.grid)
+        except RvaedError as exc:
+            log.error("/rvaed/groove: %s", exc)
+            return None
+        if self.performance.decoder.kit != decoder.kit:  # the model changed meanwhile
+            log.warning("/rvaed/groove: %s read for a model no longer playing", shown(path))
+            return None
+        return jump_to(self.performance, pattern)
 
 
 ROUTES = (Route("/rvaed/groove", "PATH", "\"find my groove\": jump to where the model places "

@@ -24,6 +24,7 @@ import numpy as np
 from rvaed.core.errors import RvaedError
 from rvaed.core.kit import Kit, load_kit, shipped_kits
 from rvaed.core.midifile import MIDI_SUFFIXES, MidiFileError, MidiNotes, midi_files, read_midis
+from rvaed.core.names import shown
 from rvaed.core.windows import Hits, channel_mask, drum_channels, file_lookup
 from rvaed.training.options import IngestOptions
 
@@ -100,10 +101,12 @@ class IngestReport:
         options, grid = self.options, self.options.grid
         lines = [f"read {len(self.files)} file(s), {self.windows} window(s) of {grid.bars} "
                  f"bars {grid.beats_per_bar}/4; kit {options.kit.name}, {options.channel_name}"]
-        lines += _capped([f"refused {path}: {reason}" for path, reason in self.refused], most)
-        lines += _capped([f"{f.path}: {note}" for f in self.files for note in f.notes], most)
+        lines += _capped([f"refused {shown(path)}: {reason}" for path, reason in self.refused],
+                         most)
+        lines += _capped([f"{shown(f.path)}: {note}" for f in self.files for note in f.notes],
+                         most)
         if options.channel == "auto":
-            lines += _capped([f"{f.path}: {f.channels}" for f in self.files
+            lines += _capped([f"{shown(f.path)}: {f.channels}" for f in self.files
                               if not f.channels.startswith("channel 10 ")], most)
         if self.skipped_bars:
             lines.append(f"skipped {self.skipped_bars.total()} bar(s) not in "
@@ -263,7 +266,8 @@ def explain_empty(report: IngestReport) -> str:
         if not report.refused:
             return f"no MIDI files found (looked for {', '.join(MIDI_SUFFIXES)} files)"
         path, reason = report.refused[0]
-        return f"no readable MIDI file: {len(report.refused)} refused (first: {path}: {reason})"
+        return (f"no readable MIDI file: {len(report.refused)} refused (first: {shown(path)}: "
+                f"{reason})")
     hits = sum(report.hits_per_voice.values())
     unmapped = report.unmapped
     found = f"{len(report.files)} file(s) read"

@@ -166,7 +166,11 @@ def test_unreadable_files_are_refused(tmp_path):
     assert _refusal(link) == "unreadable: No such file or directory"
     folder = tmp_path / "folder.mid"
     folder.mkdir()
-    assert _refusal(folder) == "unreadable: Is a directory"
+    assert _refusal(folder) == "not a regular file (a folder)"
+    fifo = tmp_path / "fifo.mid"
+    os.mkfifo(fifo)  # no writer: a blocking open would wait forever (the trainer hung so)
+    assert _refusal(fifo) == "not a regular file (a FIFO)"
+    assert _refusal(tmp_path.parent / os.devnull) == "not a regular file (a device)"
     if os.geteuid() != 0:  # root reads anything, so this case exists only for users
         locked = beat_file(tmp_path / "locked.mid", [(0.0, 36, 100)])
         locked.chmod(0)
@@ -242,7 +246,8 @@ def test_folders_are_searched_into_symlinked_folders_and_each_file_once(tmp_path
 
 
 def test_a_folder_nested_deeper_than_the_limit_is_refused_not_a_crash(tmp_path):
-    from rvaed.core.midifile import MAX_DEPTH, midi_files
+    from rvaed.core.midifile import midi_files
+    from rvaed.core.reading import MAX_DEPTH
 
     deep = tmp_path
     for _ in range(MAX_DEPTH + 2):
@@ -251,4 +256,4 @@ def test_a_folder_nested_deeper_than_the_limit_is_refused_not_a_crash(tmp_path):
     beat_file(tmp_path / "d" / "near.mid", [(0.0, 36, 100)])
     refused: list = []
     assert [p.name for p in midi_files([tmp_path], refused)] == ["near.mid"]
-    assert [why for _, why in refused] == [f"more than {MAX_DEPTH} folders deep: not searched"]
+    assert [why for _, why in refused] == [f"folders nested deeper than {MAX_DEPTH} are not read"]

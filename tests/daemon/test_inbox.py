@@ -187,3 +187,99 @@ def test_an_updated_inbox_watches_the_new_folder_from_the_next_poll(tmp_path):
     assert sorted(path.name for path in batch.files) == sorted(g.name for g in GROOVES[1:3])
     assert all(path.is_relative_to(second / TAKEN) for path in batch.files)
     assert (first / GROOVES[0].name).exists()
+
+
+def nest(folder: Path, depth: int) -> None:
+    """Folders ``depth`` deep below ``folder`` (made through directory fds: the path is longer
+    than the kernel's PATH_MAX)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            inner = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        with open(os.open("deep.mid", os.O_WRONLY | os.O_CREAT, dir_fd=fd), "wb") as file:
+            file.write(GROOVES[0].read_bytes())
+    finally:
+        os.close(fd)
+
+
+def unnest(folder: Path) -> None:
+    """Remove what `nest` made, top down (shutil.rmtree recurses, and fails on it too)."""
+    top, spare = folder / "d", folder / "spare"
+    while top.exists():
+        for name in os.listdir(top):
+            if name == "d":
+                os.rename(top / name, spare)
+            else:
+                os.unlink(top / name)
+        os.rmdir(top)
+        if spare.exists():
+            os.rename(spare, top)
+
+
+def test_a_folder_nested_thousands_deep_is_reported_and_the_rest_is_taken(tmp_path, caplog):
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    nest(folder, 2100)  # os.walk on Python 3.11: RecursionError, the inbox task ended
+    drop(folder, GROOVES[:1], "shallow/er")
+    inbox = make_inbox(folder)
+    try:
+        (_, batch), = run_until_batches(inbox, 1)
+    finally:
+        unnest(folder)
+    assert [p.name for p in batch.files] == [GROOVES[0].name]
+    deep = [r for r in caplog.records if "nested deeper than" in r.getMessage()]
+    assert len(deep) == 1, caplog.text  # once, not once per poll
+    assert deep[0].getMessage().startswith("inbox: d/d/d/")
+
+
+def test_control_characters_in_names_cannot_forge_log_lines(tmp_path, caplog):
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    forged = "x.txt\n2026-01-01 CRITICAL rvaed: fake\r\x1b[2J"
+    (folder / forged).write_text("not MIDI")
+    (folder / os.fsdecode(b"bad-\xff.mid")).write_bytes(b"MTrk")  # a name not in UTF-8
+    os.mkfifo(folder / "fifo.mid")  # opening it would block the poll
+    batches = run_until_batches(make_inbox(folder), 1)
+    refused = {r.path.name: r.reason for _, b in batches for r in b.refused}
+    assert refused["fifo.mid"] == "not a regular file" and forged in refused
+    lines = [r.getMessage() for r in caplog.records if r.name == "rvaed.daemon.inbox"]
+    assert all("\n" not in line and "\r" not in line and "\x1b" not in line for line in lines)
+    assert any("x.txt\\x0a2026-01-01 CRITICAL" in line for line in lines), lines
+    assert any("bad-\\xff.mid" in line for line in lines), lines
+    for line in lines:
+        line.encode()  # what a log handler writes: no surrogates left
+
+
+def test_while_training_cannot_start_the_files_stay_and_are_taken_later(tmp_path, caplog):
+    folder = tmp_path / "inbox"
+    reason = ["a training is running"]
+    inbox = make_inbox(folder)
+    inbox.blocked = lambda: reason[0]
+
+    def dropped_during_a_training():
+        drop(folder, GROOVES[:2])
+        time.sleep(SETTLE * 4)  # settled, but blocked: nothing may move
+        assert sorted(p.name for p in folder.iterdir()) == sorted(g.name for g in GROOVES[:2])
+        reason[0] = None  # the training ended
+
+    (_, batch), = run_until_batches(inbox, 1, during=dropped_during_a_training)
+    assert sorted(p.name for p in batch.files) == sorted(g.name for g in GROOVES[:2])
+    waits = [r for r in caplog.records if "until training can start" in r.getMessage()]
+    assert len(waits) == 1 and "a training is running" in waits[0].getMessage()
+
+
+def test_the_trainer_says_why_the_inbox_must_wait(tmp_path, monkeypatch):
+    from rvaed.core.kit import DEFAULT_KIT
+    from rvaed.daemon import supervisor
+    from rvaed.daemon.config import TrainingConfig
+    from rvaed.model.library import ModelLibrary
+
+    trainer = supervisor.Trainer(ModelLibrary(tmp_path), TrainingConfig(), DEFAULT_KIT,
+                                 on_model=print, on_progress=print)
+    assert trainer.blocked() is None  # torch is installed here
+    # torch cannot be uninstalled for one test: its lookup is replaced (a stand-in)
+    monkeypatch.setattr(supervisor.importlib.util, "find_spec", lambda name: None)
+    assert "torch is not installed" in trainer.blocked()

@@ -1,6 +1,8 @@
 """The runtime decoder (onnxruntime) on the shipped starter model: decode, encode, no torch."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -119,3 +121,29 @@ def test_bending_nudges_the_patterns_reproducibly_and_zero_gives_the_model_back(
     unbent = bent.bent(0.0)
     assert all(unbent.decode_xy(x, y) == t for (x, y), t in zip(points, trained, strict=True))
     assert decoder.decode_xy(0.5, 0.5) == trained[4]  # the original is untouched
+
+
+def test_bending_uses_the_graph_in_memory_not_the_model_folder(model_dir, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    loaded = Decoder(folder)
+    first = loaded.bent(0.5, seed=7)
+    (folder / "decoder.onnx").write_bytes(b"\x00replaced on disk")  # read it again: an error
+    again = first.bent(0.5, seed=7)  # a twin bends from the same graph in memory
+    reference = Decoder(model_dir).bent(0.5, seed=7)
+    for x, y in ((0.1, 0.9), (0.5, 0.5), (0.8, 0.2)):
+        assert again.decode_xy(x, y) == first.decode_xy(x, y) == reference.decode_xy(x, y)
+
+
+def test_loading_decoding_and_bending_write_nothing_outside_rvaeds_folders(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    code = ("from rvaed.model.modeldir import starter_model; "
+            "from rvaed.model.runtime import Decoder; "
+            "d = Decoder(starter_model()); d.decode_xy(0.5, 0.5); d.bent(0.3).decode_xy(0.2, 0.8)")
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path,
+                   env={**env, "HOME": str(home)})
+    written = [str(path.relative_to(home)) for path in home.rglob("*")]
+    assert written == []  # onnxruntime wrote .cache/Microsoft/DeveloperTools/.onnxruntime/*

@@ -4,6 +4,7 @@ private JACK server while the pattern changed mid-bar."""
 
 import asyncio
 import os
+import sys
 from dataclasses import replace
 
 import mido
@@ -199,5 +200,35 @@ def test_capture_over_osc_only_from_allowed_senders(model_dir, tmp_path):
         await server.close()
         for capture in captures.values():
             await capture.close()
+        await perf.stop()
+    asyncio.run(scenario())
+
+
+def test_a_capture_flood_is_held_to_the_rate_limit_and_the_folder_to_its_quota(
+        model_dir, tmp_path, caplog):
+    async def scenario():
+        perf = make_performance(model_dir)
+        await perf.start()
+        folder = tmp_path / "captures"
+        capture = Capture(perf, folder, per_minute=5)
+        server = OscServer(perf, host="127.0.0.1", port=0)
+        server.serve(ROUTES, capture, lambda host: True)
+        await server.start()
+        flood = ("from pythonosc.udp_client import SimpleUDPClient; "
+                 f"c = SimpleUDPClient('127.0.0.1', {server.port}); "
+                 "[c.send_message('/rvaed/capture', []) for _ in range(128)]")
+        await shell(sys.executable, "-c", flood)  # 128 captures asked for at once, real UDP
+        await until(lambda: server.received == 128)
+        await until(lambda: len(list(folder.glob("*.mid"))) == 5)
+        assert server.rejected.count == 123
+        assert "capture refused: 5 in the last minute" in caplog.text
+        assert "limits.captures_per_minute" in caplog.text
+        size = sum(p.stat().st_size for p in folder.iterdir())
+        full = Capture(perf, folder, quota_bytes=size + 10)  # less than one more capture
+        with pytest.raises(RvaedError) as error:
+            await full.capture()
+        assert_one_line(str(error.value), "capture refused", "limits.captures_bytes")
+        assert len(list(folder.glob("*.mid"))) == 5
+        await server.close()
         await perf.stop()
     asyncio.run(scenario())

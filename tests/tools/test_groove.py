@@ -3,6 +3,7 @@ a MIDI file (also over OSC), moves the pad to where the real model encodes it. W
 quantized exactly as training windows are (checked against the same notes read from a file)."""
 
 import asyncio
+import os
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from performer import SETTLE, make_performance, shell, until
 
 from rvaed.control.osc import OscServer
 from rvaed.core.errors import RvaedError
+from rvaed.core.fileworker import FileWorker
 from rvaed.core.patternfile import load_pattern
 from rvaed.daemon.policy import FilePolicy, parse_allowlist
 from rvaed.engine import midiapi
@@ -157,4 +159,54 @@ def test_groove_over_osc_stays_inside_the_data_directories(model_dir, tmp_path):
         await until(lambda: (perf.state.x, perf.state.y) == expected)
         await server.close()
         await perf.stop()
+    asyncio.run(scenario())
+
+
+def test_a_big_file_or_a_fifo_is_read_off_the_loop_and_the_loop_keeps_answering(
+        model_dir, tmp_path, caplog):
+    async def scenario():
+        perf = make_performance(model_dir)
+        await perf.start()
+        data = tmp_path / "captures"
+        big = beat_file(data / "big.mid", groove(9500))  # 988 KB, legal: seconds of parsing
+        os.mkfifo(data / "fifo.mid")  # no writer: a blocking open or read waits forever
+        policy = FilePolicy((data,), parse_allowlist(["127.0.0.0/8"]), 1 << 20, 1 << 22)
+        server = OscServer(perf, host="127.0.0.1", port=0)
+        worker = FileWorker()
+        server.serve(ROUTES, GrooveFiles(perf, policy, data, worker), policy.sender_allowed)
+        await server.start()
+        port = str(server.port)
+        await shell("oscsend", "127.0.0.1", port, "/rvaed/groove", "s", "fifo.mid")
+        await until(lambda: "not a regular file (a FIFO)" in caplog.text, 60)
+        await shell("oscsend", "127.0.0.1", port, "/rvaed/groove", "s", big.name)
+        await shell("oscsend", "127.0.0.1", port, "/rvaed/x", "f", "0.125")
+        await until(lambda: perf.state.x == 0.125)  # answered while the file is parsed
+        assert perf.state.y == 0.5 and worker.waiting == 1, "the big file was read first"
+        expected = perf.decoder.encode_xy(load_pattern(big, perf.decoder.kit, perf.grid))
+        await until(lambda: (perf.state.x, perf.state.y) == expected, 60)
+        await server.close()
+        await perf.stop()
+        worker.close()
+    require_tools("oscsend")
+    asyncio.run(scenario())
+
+
+def test_a_file_that_takes_too_long_is_refused_and_the_next_one_is_read(model_dir, tmp_path,
+                                                                        caplog):
+    async def scenario():
+        perf = make_performance(model_dir)
+        big = beat_file(tmp_path / "big.mid", groove(9500))
+        small = beat_file(tmp_path / "small.mid", groove(2))
+        worker = FileWorker(seconds=0.2)  # of processor time: far less than the big file takes
+        files = GrooveFiles(perf, FilePolicy((tmp_path,), (), 1 << 20, 1 << 22), tmp_path,
+                            worker)
+        await worker.run("warm-up", str, 1)  # the worker started: its start is not timed
+        first = worker.pid
+        assert await files.jump_to_file(big) is None
+        assert_one_line(caplog.records[-1].getMessage(), "big.mid",
+                        "more than 0.2 s of processor time")
+        worker.seconds = 30.0
+        assert await files.jump_to_file(small) == (perf.state.x, perf.state.y) != (0.5, 0.5)
+        assert worker.pid == first  # stopped mid-parse, it was free for the next file
+        worker.close()
     asyncio.run(scenario())
