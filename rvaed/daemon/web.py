@@ -82,8 +82,6 @@ class Desk:
 
     def __init__(self, daemon, lookup: Lookup) -> None:
         self.daemon, self.lookup = daemon, lookup
-        self.curve: list[dict] = []
-        self._job: object = None
         self._thumbs: dict[str, bytes] = {}
 
     @property
@@ -98,17 +96,15 @@ class Desk:
 
     def _training(self) -> dict:
         trainer = self.daemon.trainer
-        job = trainer.job if trainer is not None else None
-        if job is not None and job is not self._job:
-            self._job, self.curve = job, []
-        last = job.last if job is not None else None
-        if last is not None and (not self.curve or self.curve[-1]["epoch"] != last.epoch):
-            self.curve = [*self.curve, last.to_dict()][-MAX_CURVE:]
-        status = trainer.last_result if trainer is not None else "idle"
-        if job is not None:
-            status = (f"epoch {last.epoch}/{last.epochs}" if last is not None
+        if trainer is None:
+            return {"busy": False, "status": "idle", "curve": []}
+        epochs = trainer.epochs
+        status = trainer.last_result
+        if trainer.busy:
+            status = (f"epoch {epochs[-1].epoch}/{epochs[-1].epochs}" if epochs
                       else "reading the files")
-        return {"busy": job is not None, "status": status, "curve": self.curve}
+        return {"busy": trainer.busy, "status": status,
+                "curve": [e.to_dict() for e in epochs[-MAX_CURVE:]]}
 
     def _automation(self) -> dict:
         automator = getattr(self.daemon, "automator", None)

@@ -37,7 +37,7 @@ def draw_map(decoder: Decoder, size: int, point: tuple[float, float] = (0.5, 0.5
              labels: bool = True) -> np.ndarray:
     """(height, width, 3) uint8: the map of ``size`` x ``size`` tiles, labelled (or, for a
     thumbnail, only the tiles)."""
-    layout = Layout(decoder.kit.names, decoder.grid.steps, size)
+    layout = Layout(decoder.kit.names, decoder.grid.steps, size, labels)
     image = np.zeros((layout.height, layout.width, 3), np.uint8)
     ground = np.empty((layout.tile_h, layout.tile_w, 3), np.float32)
     ground[:] = BACKGROUND
@@ -57,15 +57,18 @@ def draw_map(decoder: Decoder, size: int, point: tuple[float, float] = (0.5, 0.5
 class Layout:
     """Where the title, the voice names, the tiles and the axis values go."""
 
-    def __init__(self, voices: tuple[str, ...], steps: int, size: int) -> None:
+    def __init__(self, voices: tuple[str, ...], steps: int, size: int,
+                 labels: bool = True) -> None:
         self.voices, self.size = voices, size
         self.tile_w, self.tile_h = steps * STEP_PX, len(voices) * VOICE_PX
-        self.left = MARGIN_PX + max(text_width(name) for name in voices) + GAP_PX
-        self.top = MARGIN_PX + HEIGHT * TITLE_SCALE + GAP_PX
+        self.left = self.top = GAP_PX
+        if labels:
+            self.left += MARGIN_PX + max(text_width(name) for name in voices)
+            self.top += MARGIN_PX + HEIGHT * TITLE_SCALE
         self.right = self.left + size * (self.tile_w + GAP_PX)
         self.bottom = self.top + size * (self.tile_h + GAP_PX)
-        self.width = self.right + text_width("Y 0.00", AXIS_SCALE) + MARGIN_PX
-        self.height = self.bottom + HEIGHT * AXIS_SCALE + MARGIN_PX
+        self.width = self.right + (text_width("Y 0.00", AXIS_SCALE) + MARGIN_PX if labels else 0)
+        self.height = self.bottom + (HEIGHT * AXIS_SCALE + MARGIN_PX if labels else 0)
 
     def tile(self, row: int, column: int) -> tuple[int, int]:
         """Top and left pixel of tile (row, column)."""

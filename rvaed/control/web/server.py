@@ -17,7 +17,6 @@ configured `limits`; the daemon side (`Desk`) confines every path it names.
 """
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -71,18 +70,19 @@ def assets() -> dict[str, bytes]:
 
 
 class Client:
-    """One WebSocket: a slot holding the newest snapshot, a short queue for the messages that
-    must all arrive (hello, errors), and a task that sends them."""
+    """One WebSocket: the snapshot parts not yet sent (newer values replace older ones), a
+    short queue for the messages that must all arrive (hello, errors), and a task that sends
+    them."""
 
     def __init__(self, socket: web.WebSocketResponse, trusted: bool) -> None:
         self.socket, self.trusted = socket, trusted
-        self._newest: str | None = None
+        self._pending: dict = {}
         self._queue: deque[str] = deque(maxlen=16)
         self._ready = asyncio.Event()
 
-    def offer(self, text: str) -> None:
-        """Send ``text`` unless a newer snapshot replaces it first."""
-        self._newest = text
+    def offer(self, update: dict) -> None:
+        """Send these parts of the snapshot (merged with any not sent yet)."""
+        self._pending.update(update)
         self._ready.set()
 
     def tell(self, text: str) -> None:
@@ -96,9 +96,9 @@ class Client:
             self._ready.clear()
             while self._queue:
                 await self.socket.send_str(self._queue.popleft())
-            text, self._newest = self._newest, None
-            if text is not None:
-                await self.socket.send_str(text)
+            update, self._pending = self._pending, {}
+            if update:
+                await self.socket.send_str(json.dumps({"t": "state", **update}))
 
 
 class WebServer:
@@ -115,7 +115,7 @@ class WebServer:
         self.received = 0
         self.assets = assets()
         self._map: tuple[object, bytes] | None = None
-        self._dirty = True
+        self._sent: dict = {}  # the snapshot as last sent to every client
         self._sent_at = 0.0
         self._runner: web.AppRunner | None = None
         self._feedback: asyncio.Task | None = None
@@ -149,7 +149,7 @@ class WebServer:
             raise RvaedError(f"web: cannot listen on {self.host}:{self.port}: "
                              f"{exc.strerror or exc}") from None
         self.port = self._runner.addresses[0][1]
-        self.hub.listeners.append(self._changed)
+        await self._map_json()  # ready before the first page asks
         self._feedback = asyncio.get_running_loop().create_task(self._feedback_loop())
 
     async def close(self) -> None:
@@ -161,8 +161,6 @@ class WebServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        with contextlib.suppress(ValueError):
-            self.hub.listeners.remove(self._changed)
 
     def urls(self, host: str | None = None) -> tuple[str, str]:
         """The page's address, and the same carrying the key (what the log prints)."""
@@ -187,26 +185,22 @@ class WebServer:
             route.handler(owner, peer, tuple(args), at)
         except RvaedError as exc:
             raise ValueError(f"{address}: {exc}") from None
-        self._dirty = True
-
-    def _changed(self, hub: Hub) -> None:
-        self._dirty = True
 
     async def _feedback_loop(self) -> None:
-        last_extras: dict = {}
+        """Every ``FEEDBACK_INTERVAL``: the parts of the snapshot that changed, to everyone
+        (at least every ``CLOCK_EVERY`` the clock, which anchors the playheads)."""
         while True:
             await asyncio.sleep(FEEDBACK_INTERVAL)
             if not self.clients:
                 continue
-            extras = self.desk.extras()
-            due = time.monotonic() - self._sent_at >= CLOCK_EVERY
-            if self._dirty or extras != last_extras or due:
-                self._dirty, last_extras, self._sent_at = False, extras, time.monotonic()
-                self.broadcast(json.dumps(view.snapshot(self.hub, extras)))
-
-    def broadcast(self, text: str) -> None:
-        for client in self.clients:
-            client.offer(text)
+            current = view.snapshot(self.hub, self.desk.extras())
+            update = {k: v for k, v in current.items()
+                      if k != "clock" and self._sent.get(k) != v}
+            if update or time.monotonic() - self._sent_at >= CLOCK_EVERY:
+                update["clock"] = current["clock"]
+                self._sent, self._sent_at = current, time.monotonic()
+                for client in self.clients:
+                    client.offer(update)
 
     # -- HTTP handlers ---------------------------------------------------------------------
 
@@ -249,11 +243,15 @@ class WebServer:
         return web.json_response(view.parameter_table())
 
     async def _latent_map(self, request: web.Request) -> web.Response:
+        return web.Response(body=await self._map_json(), content_type="application/json")
+
+    async def _map_json(self) -> bytes:
+        """The current model's map (decoded off the loop once per model)."""
         decoder = self.hub.decoder
         if self._map is None or self._map[0] is not decoder:
             data = await asyncio.to_thread(view.latent_map, decoder)
-            self._map = (decoder, json.dumps(data).encode())
-        return web.Response(body=self._map[1], content_type="application/json")
+            self._map = (decoder, json.dumps({**data, "id": id(decoder)}).encode())
+        return self._map[1]
 
     async def _pair(self, request: web.Request) -> web.Response:
         code = (await _json(request)).get("code")
@@ -301,7 +299,6 @@ class WebServer:
             self.desk.train(str(batch))
         except RvaedError as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
-        self._dirty = True
         return web.json_response({"ok": True})
 
     async def _models(self, request: web.Request) -> web.Response:
@@ -355,7 +352,7 @@ class WebServer:
         sender = asyncio.get_running_loop().create_task(client.send_newest())
         client.tell(json.dumps({"t": "hello", "parameters": view.parameter_table(),
                                  "trusted": client.trusted}))
-        client.offer(json.dumps(view.snapshot(self.hub, self.desk.extras())))
+        client.offer(view.snapshot(self.hub, self.desk.extras()))
         peer = (request.remote or "?", 0)
         try:
             async for message in socket:

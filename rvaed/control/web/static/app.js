@@ -14,7 +14,7 @@ const page = {
   received: 0, storing: false, finger: null, pending: null, batch: null, curveLen: -1,
   lastModel: null, lastTraining: null,
 };
-window.rvaed = page;  // for tests and the curious: the newest snapshot is page.snap
+window.rvaed = page;  // for tests and the curious: the daemon's newest snapshot is page.snap
 
 // -- the key ------------------------------------------------------------------------------
 function takeKey() {
@@ -140,7 +140,10 @@ function format(row, value) {
 }
 
 // -- rendering a snapshot -----------------------------------------------------------------
-function render(snap) {
+function render(update) {
+  // a snapshot's changed parts: merged into the whole the page draws
+  const snap = Object.assign({}, page.snap, update);
+  delete snap.t;
   page.snap = snap;
   page.snapAt = performance.now();
   $("model").textContent = snap.model;
@@ -160,7 +163,7 @@ function render(snap) {
   renderPresets(snap);
   $("autostate").textContent = snap.automation.status;
   renderGrid(snap);
-  if (snap.map !== page.mapId) loadMap(snap.map);
+  if (snap.map !== page.mapId && !page.mapLoading) loadMap();
   drawPad();
   renderTraining(snap.training);
   if (page.lastModel !== null && page.lastModel !== snap.model && !$("models").hidden) loadModels();
@@ -253,14 +256,16 @@ function playhead() {
 }
 
 // -- the pad over the latent map ----------------------------------------------------------
-async function loadMap(id) {
-  page.mapId = id;
+async function loadMap() {
+  page.mapLoading = true;
   try {
     const response = await fetch("/api/map");
     page.map = await response.json();
+    page.mapId = page.map.id;
     page.mapImage = null;
     drawPad();
   } catch (error) { showError(`map: ${error.message}`); }
+  page.mapLoading = false;
 }
 function mapImage(size) {
   // the tiles drawn once per model and size: per tile, voices x steps, hue per voice
@@ -537,4 +542,5 @@ setupPad();
 setupPlay();
 setupTrain();
 connect();
+loadMap();
 requestAnimationFrame(playhead);
