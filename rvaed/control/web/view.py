@@ -8,8 +8,6 @@ are taken as OSC feedback takes them (`Parameter.outward`, the clock's for the c
 and the grid is the installed schedule's note-ons: exactly what goes out to MIDI.
 """
 
-import time
-
 import numpy as np
 
 from rvaed.control.hub import Hub
@@ -39,24 +37,26 @@ def values(hub: Hub) -> dict[str, float | int]:
 
 
 def played(hub: Hub) -> list[list]:
-    """The installed schedule's note-ons as [voice, step, velocity, shift in steps, sent]
-    (sent: the drum machine has a sound for the voice)."""
+    """The installed schedule's note-ons as [voice, step, velocity, shift in steps, note]
+    (note: the MIDI note sent, null when the drum machine has no sound for the voice)."""
     schedule = hub.schedule
     if schedule is None:
         return []
     spb = schedule.grid.steps_per_beat
-    return [[e.voice, e.step, e.velocity, round(e.shift * spb, 3), e.destination is not None]
+    return [[e.voice, e.step, e.velocity, round(e.shift * spb, 3),
+             e.destination.note if e.destination is not None else None]
             for e in schedule.events]
 
 
 def clock_view(hub: Hub) -> dict:
-    """Enough of the clock for the page to run its playhead between snapshots."""
+    """Enough of the clock for the page to run its playhead between snapshots (``now``: the
+    host clock's seconds at ``beat``, for whoever compares with MIDI arrival times)."""
     clock = hub.clock
     now = clock.now()
     line = clock.timeline()
     return {"tempo": clock.tempo, "playing": clock.playing, "peers": clock.peers,
             "link": clock.enabled, "beat": clock.beat_at(now), "start_beat": line.start_beat,
-            "sent": time.time()}
+            "now": now}
 
 
 def snapshot(hub: Hub, extras: dict) -> dict:

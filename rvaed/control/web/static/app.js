@@ -96,6 +96,7 @@ function connect() {
 function send(address, ...args) {
   if (page.socket && page.socket.readyState === WebSocket.OPEN) {
     page.socket.send(JSON.stringify({ a: address, v: args }));
+    page.sent = { a: address, v: args };
   }
 }
 
@@ -223,10 +224,11 @@ function renderGrid(snap) {
     cell.classList.toggle("muted", snap.mutes.includes(v));
     if (shown === want) return;
     cell.replaceChildren();
-    if (!hit) { delete cell.dataset.v; delete cell.dataset.velocity; return; }
+    if (!hit) { delete cell.dataset.v; delete cell.dataset.velocity; delete cell.dataset.note; return; }
     cell.dataset.v = want;
     cell.dataset.velocity = hit[2];
-    const bar = el("b", { className: hit[4] ? "" : "unsent", title: `velocity ${hit[2]}, timing ${hit[3] >= 0 ? "+" : ""}${hit[3]} step` });
+    if (hit[4] !== null) cell.dataset.note = hit[4]; else delete cell.dataset.note;
+    const bar = el("b", { className: hit[4] !== null ? "" : "unsent", title: `velocity ${hit[2]}, timing ${hit[3] >= 0 ? "+" : ""}${hit[3]} step` });
     bar.style.height = `${Math.max(8, (hit[2] / 127) * 100)}%`;
     bar.style.transform = `translateX(${(hit[3] * 100).toFixed(0)}%)`;
     cell.append(bar);
