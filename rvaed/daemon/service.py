@@ -29,6 +29,7 @@ from rvaed.control.mapfile import load_mappings
 from rvaed.control.midiin import follow_inputs
 from rvaed.control.osc import OscServer
 from rvaed.control.performance import Performance
+from rvaed.control.web.server import WebServer
 from rvaed.core.drummachine import DrumMachine, load_drum_machine
 from rvaed.core.errors import RvaedError
 from rvaed.core.secret import SessionSecret
@@ -75,7 +76,7 @@ class Daemon:
         self.trainer: Trainer | None = None
         self.osc: OscServer | None = None
         self.secret = SessionSecret()  # what the web page's file commands need
-        self.web = None  # the web page (rvaed.daemon.web), when on
+        self.web: WebServer | None = None  # the web page (rvaed.daemon.web), when on
         self.controls: Controls | None = None
         self.inbox: Inbox | None = None
         self.controllers: list = []  # controller MIDI inputs, one per configured default port

@@ -88,7 +88,7 @@ def next_loop(page, after_loops: int = 1) -> tuple[float, float]:
 def received(receiver: MidiDump, window: tuple[float, float]) -> list[tuple[int, int]]:
     """(note, velocity) of the note-ons that arrived inside ``window`` (waits for its end)."""
     start, end = window
-    assert receiver.wait_for(lambda m: m and m[-1][0] > end or now() > end + 0.5,
+    assert receiver.wait_for(lambda m: (m and m[-1][0] > end) or now() > end + 0.5,
                              timeout=end - now() + 5)
     return sorted((m[1], m[2]) for t, m in receiver.kinds(NOTE_ON)
                   if start <= t < end and m[2] > 0)
