@@ -261,13 +261,14 @@ def request(rig, path: str, body: bytes | None = None, **headers) -> tuple[int, 
 
 def test_without_the_key_uploads_and_file_commands_are_refused(rig, browser):
     page = open_page(browser, rig.url)  # no key in this context
+    uploads = rig.daemon.dirs["state"] / "uploads"
+    before = sorted(uploads.iterdir()) if uploads.exists() else []
     status = page.evaluate("""async () => {
         const form = new FormData();
         form.append('file', new File([new Uint8Array([77, 84, 104, 100])], 'a.mid'));
         return (await fetch('/api/upload', {method: 'POST', body: form})).status; }""")
     assert status == 401
-    uploads = rig.daemon.dirs["state"] / "uploads"
-    assert not uploads.exists() or not any(uploads.iterdir())
+    assert (sorted(uploads.iterdir()) if uploads.exists() else []) == before
     page.evaluate("window.rvaed.socket.send(JSON.stringify({a: '/rvaed/model', v: ['x']}))")
     page.wait_for_function("document.querySelector('#error').textContent"
                            ".includes('needs the session key')")

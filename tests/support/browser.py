@@ -58,5 +58,5 @@ def open_page(browser, url: str, viewport: dict | None = None, requests: list | 
     if requests is not None:
         context.on("request", lambda request: requests.append(request.url))
     page.goto(url)
-    page.wait_for_function(READY, timeout=15000)
+    page.wait_for_function(READY, timeout=30000)
     return page
