@@ -1,13 +1,16 @@
 """Control latency: a control message arriving -> the new pattern installed in the sequencer.
 
-The daemon's own parts run here on one asyncio loop (OSC server, controller MIDI input,
-performance, real decoder, real sequencer thread playing on the internal clock into a JACK
-output port with the GM drum map, so every install also prepares that output's messages).
+The daemon's own parts run here on one asyncio loop (OSC server, the web page's server,
+controller MIDI input, performance, real decoder, real sequencer thread playing on the
+internal clock into a JACK output port with the GM drum map, so every install also prepares
+that output's messages).
 Another process sends the controls: python-osc over UDP to 127.0.0.1, and python-rtmidi
-through the same private JACK server (dummy driver) for MIDI. Each phase first sends x/y
-moves at a gentle probe rate, then as a flood of 2,000 messages a second. Latency is timed
-from the packet's arrival (the kernel's receive timestamp for OSC, the rtmidi callback for
-MIDI) to the end of `Sequencer.install`, for the oldest change each install covers. Resident
+through the same private JACK server (dummy driver) for MIDI, and aiohttp's WebSocket client
+sending what the page's pad sends (``{"a": "/rvaed/xy", "v": [x, y]}``) for the web phase.
+Each phase first sends x/y moves at a gentle probe rate, then as a flood of 2,000 messages a
+second. Latency is timed from the packet's arrival (the kernel's receive timestamp for OSC,
+the rtmidi callback for MIDI, the WebSocket message handed to the web server by aiohttp) to
+the end of `Sequencer.install`, for the oldest change each install covers. Resident
 memory is read before and after the floods (it should stay flat: the flood is coalesced).
 """
 
@@ -20,12 +23,31 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from rvaed.core.errors import RvaedError
+
 HELP = "control latency: OSC/MIDI message -> installed pattern, with and without a flood"
 
 SENDER = r"""
 import sys, time, random
 kind, target, rate, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
-if kind == "osc":
+if kind == "ws":
+    import asyncio, json, aiohttp
+
+    async def main():
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"http://127.0.0.1:{target}/ws") as ws:
+                batch = max(1, int(rate / 200))
+                start = next_at = time.perf_counter()
+                while time.perf_counter() - start < seconds:
+                    for _ in range(batch):
+                        v = random.random()
+                        await ws.send_str(json.dumps({"a": "/rvaed/xy", "v": [v, 1.0 - v]}))
+                    next_at += batch / rate
+                    await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+
+    asyncio.run(main())
+    sys.exit(0)
+elif kind == "osc":
     from pythonosc.udp_client import SimpleUDPClient
     client = SimpleUDPClient("127.0.0.1", int(target))
     send = lambda v: client.send_message("/rvaed/xy", [v, 1.0 - v])
@@ -80,7 +102,9 @@ async def _measure(args, jack: str | None) -> dict:
     """The phases, with the sequencer playing every note into a JACK port when ``jack``."""
     from rvaed.control.osc import OscServer
     from rvaed.control.performance import Performance
+    from rvaed.control.web.server import WebServer
     from rvaed.core.drummachine import load_drum_machine
+    from rvaed.core.secret import SessionSecret
     from rvaed.engine.clock import InternalClock
     from rvaed.engine.midiout import Output
     from rvaed.engine.sequencer import Sequencer
@@ -99,6 +123,9 @@ async def _measure(args, jack: str | None) -> dict:
     sequencer.start()
     server = OscServer(perf, None, host="127.0.0.1", port=0)
     await server.start()
+    web = WebServer(perf, server.route, _PadOnly(decoder.manifest.name), SessionSecret(),
+                    port=0)
+    await web.start()
     figures: dict = {"model": decoder.manifest.name, "seconds": args.seconds,
                      "flood_rate": args.flood_rate, "outputs": len(outputs),
                      "decode": table, "rss_mb_start": _rss_mb()}
@@ -106,9 +133,13 @@ async def _measure(args, jack: str | None) -> dict:
         for flood in (False, True):
             figures[f"osc{'_flood' if flood else ''}"] = await _phase(
                 perf, "osc", str(server.port), args, flood, lambda: server.received)
+        for flood in (False, True):
+            figures[f"web{'_flood' if flood else ''}"] = await _phase(
+                perf, "ws", str(web.port), args, flood, lambda: web.received)
         if jack:
             figures.update(await _midi_phases(perf, args))
     finally:
+        await web.close()
         await server.close()
         sequencer.stop()
         await perf.stop()
@@ -173,6 +204,39 @@ async def _midi_phases(perf, args) -> dict:
     return figures
 
 
+class _PadOnly:
+    """The web server's daemon side for the benchmark: the snapshot's model name, no files."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def extras(self) -> dict:
+        return {"model": self.model, "training": {"busy": False, "status": "idle",
+                                                  "curve": []},
+                "automation": {"status": "idle", "points": []}}
+
+    async def upload(self, files: list[tuple[str, bytes]]) -> dict:
+        raise RvaedError("the benchmark takes no uploads")
+
+    def train(self, batch: str) -> None:
+        raise RvaedError("the benchmark does not train")
+
+    async def models(self) -> list[dict]:
+        return []
+
+    async def thumbnail(self, name: str) -> bytes:
+        raise RvaedError("the benchmark has no library")
+
+    async def rename(self, name: str, new: str) -> str:
+        raise RvaedError("the benchmark has no library")
+
+    async def capture(self, bars: int | None) -> str:
+        raise RvaedError("the benchmark does not capture")
+
+    def capture_file(self, name: str) -> Path:
+        raise RvaedError("the benchmark does not capture")
+
+
 def _rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -185,7 +249,7 @@ def _print_table(figures: dict) -> None:
           f"{figures['seconds']:g} s per phase, flood {figures['flood_rate']:g} msg/s")
     print(f"{'phase':<12} {'messages':>9} {'installs':>9} {'decodes':>8} {'p50 ms':>8} "
           f"{'p99 ms':>8} {'max ms':>8} {'RSS MB':>14}")
-    for phase in ("osc", "osc_flood", "midi", "midi_flood"):
+    for phase in ("osc", "osc_flood", "web", "web_flood", "midi", "midi_flood"):
         row = figures.get(phase)
         if not row or not row.get("count"):
             continue

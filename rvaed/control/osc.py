@@ -121,6 +121,12 @@ class OscServer:
             if route.latest:
                 self._setters.add(route.address.encode())
 
+    def route(self, address: str) -> tuple[Route, object] | None:
+        """The route served at ``address`` and its owner (the web page dispatches through
+        them too), or None."""
+        served = self._routes.get(address)
+        return None if served is None else (served[0], served[1])
+
     def reply(self, sender: tuple, address: str, args: list) -> None:
         """Send one message back to ``sender`` (answers to the daemon's own commands)."""
         self._send(build_msg(address, args).dgram, sender[:2])

@@ -10,8 +10,8 @@ null where null has no meaning of its own, takes its built-in default; an unknow
 error naming file, line and field.
 
 On SIGHUP the daemon reads the file again: `changes` says which keys differ, and a key marked
-``restart`` in its metadata (the OSC socket, the MIDI API, Link, the state and model folders)
-keeps its running value (`keep_running`) until rvaed is restarted.
+``restart`` in its metadata (the OSC and web sockets, the MIDI API, Link, the state and model
+folders) keeps its running value (`keep_running`) until rvaed is restarted.
 """
 
 import contextlib
@@ -123,6 +123,13 @@ class OscConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    enabled: bool = field(default=True, metadata=RESTART)
+    bind: str = field(default="127.0.0.1", metadata={"check": _ip_address, **RESTART})
+    port: int = field(default=9080, metadata={**_within(0, 65535), **RESTART})
+
+
+@dataclass(frozen=True)
 class DataDirs:
     """Where rvaed keeps its state and the files it reads and writes (all must be absolute)."""
 
@@ -168,6 +175,7 @@ class DaemonConfig:
     midi: MidiConfig = MidiConfig()
     link: LinkConfig = field(default=LinkConfig(), metadata=RESTART)
     osc: OscConfig = OscConfig()
+    web: WebConfig = WebConfig()
     mappings: tuple[str, ...] = ("touchosc", "generic")
     dirs: DataDirs = field(default_factory=DataDirs)
     training: TrainingConfig = TrainingConfig()

@@ -28,14 +28,17 @@ from rvaed.control.mapfile import load_mappings
 from rvaed.control.midiin import follow_inputs
 from rvaed.control.osc import OscServer
 from rvaed.control.performance import Performance
+from rvaed.control.web.server import WebServer
 from rvaed.core.drummachine import DrumMachine, load_drum_machine
 from rvaed.core.errors import RvaedError
+from rvaed.core.secret import SessionSecret
 from rvaed.daemon.config import DaemonConfig, changes, keep_running, load_config
 from rvaed.daemon.inbox import Batch, Inbox
 from rvaed.daemon.persist import Saved, StateStore
 from rvaed.daemon.policy import FilePolicy
 from rvaed.daemon.supervisor import Trainer
 from rvaed.daemon.systemd import Notifier
+from rvaed.daemon.web import start_web
 from rvaed.engine.clock import Clock, InternalClock
 from rvaed.engine.midiout import VIRTUAL, Output, carry_over
 from rvaed.engine.sequencer import Sequencer
@@ -70,6 +73,8 @@ class Daemon:
         self.performance: Performance | None = None
         self.trainer: Trainer | None = None
         self.osc: OscServer | None = None
+        self.secret = SessionSecret()  # what the web page's file commands need
+        self.web: WebServer | None = None  # the web page (rvaed.daemon.web), when on
         self.controls: Controls | None = None
         self.inbox: Inbox | None = None
         self.controllers: list = []  # controller MIDI inputs, one per configured default port
@@ -116,6 +121,9 @@ class Daemon:
                                on_model=self._trained, on_progress=self._training_progress)
         self.controls = controls = Controls(self.performance, self._mappings(decoder))
         await self._start_osc(controls)
+        if (web := await start_web(self)) is not None:
+            self.web = web
+            self.tools.append(web)  # closed on shutdown with the tools
         await self._start_inputs(controls)
         self.inbox = self._inbox()
         self._tasks += [asyncio.create_task(self.inbox.run(), name="inbox"),

@@ -39,6 +39,7 @@ class Trainer:
         self.on_progress = on_progress
         self.job: TrainJob | None = None
         self.last_result: str = "idle"
+        self.epochs: list[Progress] = []  # every finished epoch of the latest job (curves)
         self._task: asyncio.Task | None = None
 
     def update(self, config: TrainingConfig, kit: str) -> None:
@@ -65,7 +66,9 @@ class Trainer:
             raise RvaedError("training: no MIDI files given")
         options = TrainOptions(epochs=self.config.epochs, threads=self.config.threads)
         ingest = IngestOptions(load_kit(self.kit), channel=self.config.channel, workers=1)
-        self.job = TrainJob.start(paths, self.library.scratch(), options, ingest=ingest,
+        self.epochs = []
+        self.job = TrainJob.start(paths, self.library.scratch(), options,
+                                  on_progress=self.epochs.append, ingest=ingest,
                                   name=name or _name_from(paths))
         log.info("training: started on %d file(s), pid %s", len(paths), self.job.pid)
         self.job.on_read = _log_read

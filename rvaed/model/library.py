@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 LAST_FILE = "last-model.json"
 SCRATCH_PREFIX = ".scratch-"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_STAMP = re.compile(r"-(\d{8}-\d{6})(?:-\d+)?$")
 
 
 def safe_name(text: str) -> str:
@@ -87,6 +88,25 @@ class ModelLibrary:
             target.rmdir()
             raise
         log.info("model %s added to the library", target.name)
+        return target
+
+    def rename(self, name: str, new: str) -> Path:
+        """Give the model named exactly ``name`` the name ``new`` (made safe), keeping its
+        timestamp; the remembered last model follows. The renamed model's path."""
+        if name not in self.names():
+            raise RvaedError(f"no model {name!r} in {self.root}")
+        stamp = _STAMP.search(name)
+        when = datetime.strptime(stamp[1], "%Y%m%d-%H%M%S") if stamp else datetime.now()
+        source, target = self.root / name, self._reserve(safe_name(new), when)
+        was_last = self.last() == source
+        try:
+            source.rename(target)
+        except OSError:
+            target.rmdir()
+            raise
+        if was_last:
+            self.remember(target)
+        log.info("model %s renamed to %s", name, target.name)
         return target
 
     def _reserve(self, name: str, when: datetime) -> Path:

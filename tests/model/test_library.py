@@ -125,3 +125,14 @@ def test_discard_scratch_removes_leftovers_of_a_killed_training(fresh_model, tmp
     (half_written / "decoder.onnx").write_bytes(b"\0" * 10)
     library.discard_scratch()
     assert os.listdir(library.root) == [kept.name]
+
+
+def test_rename_keeps_the_timestamp_and_the_remembered_model(model_dir, tmp_path):
+    library = ModelLibrary(tmp_path / "lib")
+    added = library.add(model_dir, "dropped", when=WHEN)
+    library.remember(added)
+    renamed = library.rename(added.name, "my funk / take 2")
+    assert renamed.name == "my-funk-take-2-20250301-201500"
+    assert not added.exists() and library.last() == renamed
+    with pytest.raises(RvaedError, match="no model"):
+        library.rename("nothing-20250301-201500", "x")

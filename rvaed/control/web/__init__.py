@@ -1,0 +1,1 @@
+"""The web page: the daemon's device in a browser (server, snapshot, shipped static files)."""

@@ -1,0 +1,84 @@
+"""What the page shows, as plain data: the parameter table, the state, the pattern the
+sequencer plays and the clock it plays on; and the latent map under the pad.
+
+Every client gets the same snapshot (`snapshot`), so two phones and a laptop never disagree:
+they draw what the daemon says, never what they last sent. The parameter rows are those of
+rvaed.core.state (the page builds one control per row from `parameter_table`), the values
+are taken as OSC feedback takes them (`Parameter.outward`, the clock's for the clock's rows),
+and the grid is the installed schedule's note-ons: exactly what goes out to MIDI.
+"""
+
+import numpy as np
+
+from rvaed.control.hub import Hub
+from rvaed.core.parameters import CLOCK
+from rvaed.core.state import PARAMETERS, PRESETS
+from rvaed.model.latentmap import decode_tiles, positions
+from rvaed.model.runtime import Decoder
+
+MAP_SIZE = 8  # tiles per side under the pad
+LEVELS = 10  # a tile's onset probabilities are sent as digits 0-9
+
+
+def parameter_table() -> list[dict]:
+    """The parameter table as the page builds its controls from it."""
+    return [{"name": row.name, "address": row.address, "low": row.low, "high": row.high,
+             "span": list(row.span), "default": row.outward(row.default),
+             "kind": row.kind.__name__, "off": row.off, "doc": row.doc,
+             "clock": row.invalidates == CLOCK} for row in PARAMETERS.values()]
+
+
+def values(hub: Hub) -> dict[str, float | int]:
+    """Every parameter's value on the wire (as OSC feedback sends it)."""
+    clock, state = hub.clock, hub.state
+    return {row.name: row.outward(getattr(clock if row.invalidates == CLOCK else state,
+                                          row.name))
+            for row in PARAMETERS.values()}
+
+
+def played(hub: Hub) -> list[list]:
+    """The installed schedule's note-ons as [voice, step, velocity, shift in steps, note]
+    (note: the MIDI note sent, null when the drum machine has no sound for the voice)."""
+    schedule = hub.schedule
+    if schedule is None:
+        return []
+    spb = schedule.grid.steps_per_beat
+    return [[e.voice, e.step, e.velocity, round(e.shift * spb, 3),
+             e.destination.note if e.destination is not None else None]
+            for e in schedule.events]
+
+
+def clock_view(hub: Hub) -> dict:
+    """Enough of the clock for the page to run its playhead between snapshots (``now``: the
+    host clock's seconds at ``beat``, for whoever compares with MIDI arrival times)."""
+    clock = hub.clock
+    now = clock.now()
+    line = clock.timeline()
+    return {"tempo": clock.tempo, "playing": clock.playing, "peers": clock.peers,
+            "link": clock.enabled, "beat": clock.beat_at(now), "start_beat": line.start_beat,
+            "now": now}
+
+
+def snapshot(hub: Hub, extras: dict) -> dict:
+    """The whole view: state, pattern, clock, plus what the daemon adds (model, training,
+    automation)."""
+    state, grid = hub.state, hub.grid
+    return {"t": "state", "values": values(hub), "x": state.x, "y": state.y,
+            "mutes": sorted(state.mutes), "freezes": sorted(state.freezes),
+            "presets": [list(p) if p else None for p in state.presets],
+            "voices": list(hub.decoder.kit.names),
+            "grid": {"steps": grid.steps, "steps_per_beat": grid.steps_per_beat,
+                     "beats_per_bar": grid.beats_per_bar},
+            "pattern": played(hub), "clock": clock_view(hub), "map": id(hub.decoder),
+            **extras}
+
+
+def latent_map(decoder: Decoder, size: int = MAP_SIZE) -> dict:
+    """The tiles under the pad (`decode_tiles`, as `rvaed map` draws them): per tile, per
+    voice, one digit 0-9 per step (onset probability); row 0 is the top (y = 1)."""
+    tiles = decode_tiles(decoder, size)
+    digits = np.minimum(LEVELS - 1, (tiles * LEVELS).astype(np.int64))
+    rows = [["".join(map(str, voice)) for voice in tile] for line in digits for tile in line]
+    return {"size": size, "positions": positions(size).tolist(), "voices": list(decoder.kit.names),
+            "steps": decoder.grid.steps, "model": decoder.manifest.name, "tiles": rows,
+            "presets": PRESETS}
