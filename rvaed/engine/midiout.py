@@ -101,8 +101,13 @@ class Output:
         return self.spec, self.virtual_name if self.spec == VIRTUAL else ""
 
     @property
+    def label(self) -> str:
+        """How the log names this output: its virtual port's name, or its port spec."""
+        return self.virtual_name if self.spec == VIRTUAL else self.spec
+
+    @property
     def name(self) -> str:
-        return self._port_name or (self.virtual_name if self.spec == VIRTUAL else self.spec)
+        return self._port_name or self.label
 
     @property
     def connected(self) -> bool:
@@ -115,7 +120,7 @@ class Output:
     def open(self) -> None:
         """Start the sender in the background; the port opens when the MIDI system has it."""
         midiapi.api(self.api)  # an unknown or missing API is the user's error, raised here
-        self._thread = threading.Thread(target=self._supervise, name=f"midiout {self.name}",
+        self._thread = threading.Thread(target=self._supervise, name=f"midiout {self.label}",
                                         daemon=True)
         self._thread.start()
 
@@ -179,7 +184,7 @@ class Output:
             if self._closing.is_set():
                 break
             if not outage:
-                log.warning("output %s: lost (%s); reopening it when it returns", self.name,
+                log.warning("output %s: lost (%s); reopening it when it returns", self.label,
                             reason)
             outage = not opened
             restart = RESTART if opened else min(restart * 2, 4.0)
@@ -230,22 +235,22 @@ class Output:
         """Act on one status line; True when a port opened."""
         if word == "open":
             self._said.clear()
-            log.warning("output %s: %s %r (clean slate sent)", self.spec,
+            log.warning("output %s: %s %r (clean slate sent)", self.label,
                         "reconnected to" if self._was_open else "connected to", text)
             with self._lock:
                 self._sender, self._port_name, self._was_open = sender, text, True
             return True
         if word == "vanished":
             log.warning("output %s: port %r vanished; waiting for it to come back",
-                        self.spec, text)
+                        self.label, text)
             self._detach()
         elif f"{word} {text}" in self._said:
             return False
         self._said.add(f"{word} {text}")
         if word == "waiting":
-            log.warning("output %s: no port matching %r yet; waiting for it", self.spec, text)
+            log.warning("output %s: no port matching %r yet; waiting for it", self.label, text)
         elif word == "error":
-            log.warning("output %s: no MIDI system answers (%s); %s", self.name, text,
+            log.warning("output %s: no MIDI system answers (%s); %s", self.label, text,
                         HOW_TO_GET_MIDI)
         return False
 

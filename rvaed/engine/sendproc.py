@@ -99,6 +99,7 @@ class _Sender:
         self.sent = self.dropped = 0
         self.pulse: _JackPulse | None = None
         self._retry = 0.0
+        self._missing = 0      # checks in a row that did not list the open port's destination
         self._said = ""
 
     def say(self, line: str, once: bool = False) -> None:
@@ -117,12 +118,20 @@ class _Sender:
                 os._exit(3)  # closing JACK clients here would wait on that server
             if not self.port_name:
                 self._open()
-            elif not self.settings["virtual"] and self.port_name not in self.client.get_ports():
-                self.say(f"vanished {self.port_name}")
-                self.client.close_port()
-                self.port_name = ""
+            elif not self.settings["virtual"]:
+                self._watch_port()
             if _readable(sys.stdin.buffer, self.settings["poll"]) and not self._forward():
                 return
+
+    def _watch_port(self) -> None:
+        """Close the port when its destination is gone (missing twice in a row: JACK can list
+        no ports at all for a moment when it is busy)."""
+        self._missing = 0 if self.port_name in self.client.get_ports() else self._missing + 1
+        if self._missing >= 2:
+            self.say(f"vanished {self.port_name}")
+            self.client.close_port()
+            self.port_name = ""
+            self._missing = 0
 
     def _open(self) -> None:
         if self.client is None and not self._client():
