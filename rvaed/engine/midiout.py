@@ -74,7 +74,8 @@ class Output:
         """``latency_ms``: how late the device sounds; positive sends earlier, negative later.
 
         ``drum_machine`` maps voices to notes for this output; None plays the schedule's notes.
-        ``name``: the virtual port's name (its JACK client and port, its ALSA client).
+        ``name``: the virtual port's name (its JACK client and port, its ALSA client); a
+        named output's client is `VIRTUAL_NAME`.
         """
         self.spec = port or VIRTUAL
         self.virtual_name = name
@@ -194,7 +195,7 @@ class Output:
         shared_fd = os.memfd_create("rvaed-sender")
         os.ftruncate(shared_fd, mmap.PAGESIZE)
         settings = {"api": self.api, "virtual": self.spec == VIRTUAL, "spec": self.spec,
-                    "name": self.virtual_name, "slate": self.clean_slate(), "shared": shared_fd,
+                    "name": self.virtual_name if self.spec == VIRTUAL else VIRTUAL_NAME, "slate": self.clean_slate(), "shared": shared_fd,
                     "poll": min(self._poll, CHECK)}
         verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
         process = subprocess.Popen(

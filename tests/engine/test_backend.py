@@ -16,6 +16,7 @@ import time
 
 import pytest
 from checks import require_tools
+from jackmidi import densest
 
 from rvaed.benchmarks.harness import Sink, free_jack_name, jack_ports, start_jack, stop_jack
 from rvaed.core.drummachine import load_drum_machine
@@ -92,11 +93,6 @@ def wait(predicate, timeout: float) -> float:
 
 def ons(sink: Sink) -> list[float]:
     return [t for t, m in sink.messages() if m[0] & 0xF0 == NOTE_ON]
-
-
-def densest(times: list[float], window: float = 0.010) -> int:
-    """The most messages received within any ``window`` seconds."""
-    return max((sum(1 for u in times if t <= u < t + window) for t in times), default=0)
 
 
 @contextlib.contextmanager
