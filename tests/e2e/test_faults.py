@@ -4,15 +4,17 @@ before it plays. Link is off (the internal clock plays); the daemon plays to a n
 jackd2 jack_midi_dump in another process on the session's private JACK server."""
 
 import itertools
+import json
 import os
 import signal
 import time
 
 import pytest
+from checks import require_tools
 from jackmidi import MidiDump, densest
 from rig import DaemonProcess, free_udp_port, wait_until
 
-from rvaed.benchmarks.harness import Sink, jack_ports
+from rvaed.benchmarks.harness import Sink, free_jack_name, jack_ports, start_jack, stop_jack
 from rvaed.core.drummachine import load_drum_machine
 from rvaed.core.kit import load_kit
 
@@ -118,3 +120,29 @@ def sounding_notes(messages) -> set[tuple[int, int]]:
         elif m[0] & 0xF0 == CC and m[1] == 123:  # All Notes Off on that channel
             sounding = {k for k in sounding if k[0] != key[0]}
     return sounding
+
+
+def test_without_a_midi_system_the_daemon_plays_on_and_opens_the_output_when_one_appears(
+        tmp_path, monkeypatch, daemons):
+    """No ALSA sequencer here (/dev/snd is absent) and no JACK server under the name the
+    daemon looks for, until the test starts one."""
+    require_tools("jackd", "jack_lsp")
+    name = free_jack_name("rvaed-late")
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", name)
+    daemon = DaemonProcess(tmp_path, free_udp_port(), verbose=False, link={"enabled": False},
+                           midi={"api": "auto"})
+    daemons.append(daemon)
+    daemon.start(ready=lambda: "no MIDI system answers" in daemon.text())
+    daemon.osc("/rvaed/xy", 0.9, 0.1)
+    server = start_jack(name)
+    try:
+        wait_until(lambda: "rvaed:rvaed" in jack_ports(), 30, daemon)
+        daemon.wait_log("connected to 'rvaed'", 10)
+        assert daemon.stop() == 0
+    finally:
+        stop_jack(server)
+    log = daemon.text()
+    assert log.count("no MIDI system answers") == 1, log
+    assert "start JACK or PipeWire" in log and "ALSA lib" not in log, log
+    saved = json.loads((daemon.dirs["state"] / "state.json").read_text())
+    assert saved["state"]["x"] == pytest.approx(0.9)
