@@ -37,6 +37,7 @@ import signal
 import struct
 import sys
 import time
+from typing import Any
 
 import rtmidi
 
@@ -94,7 +95,7 @@ class _Sender:
         self.settings = settings
         self.shared = shared
         self.slate = [tuple(message) for message in settings["slate"]]
-        self.client = None     # the rtmidi MidiOut, once the MIDI system answered
+        self.client: Any = None  # the rtmidi MidiOut, once the MIDI system answered
         self.port_name = ""    # the open port's name, "" while none is open
         self.sent = self.dropped = 0
         self.pulse: _JackPulse | None = None
