@@ -28,6 +28,13 @@ lists keeps its queue and sounding notes; one that is gone is silenced there and
 note-offs, All Notes Off) and handed back for the caller to close; a new one is played from
 the next step queued.
 
+How late is never a burst: a note-on or MIDI clock tick that is due more than `late` seconds
+ago (a quarter step, at most `LATE_MAX`, unless configured) when the thread gets to it, after
+a stall of this process or of the machine, is dropped and counted in `Timing.dropped`, and no
+note-off is owed for it; each message handed to an output carries that same expiry, so its
+sender process drops what waited too long in its pipe. The music resumes on the grid with the
+next message that is on time. Note-offs are never dropped.
+
 How no note is left hanging: a note-off is queued the moment its note-on is sent, and stays
 queued whatever happens to the schedule or the tempo; stopping the transport sends every
 pending note-off at once, and the thread's `finally` does the same plus All Notes Off (CC 123),
