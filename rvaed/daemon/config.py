@@ -105,6 +105,9 @@ class MidiConfig:
     outputs: tuple[MidiOutput, ...] = (MidiOutput(),)
     inputs: tuple[str, ...] = ()
     groove_input: str | None = None
+    # a note-on or clock tick later than this is dropped, never sent late (null: a quarter
+    # step, at most 20 ms)
+    late_ms: float | None = field(default=None, metadata={**_within(0.1, 1000), **RESTART})
 
 
 @dataclass(frozen=True)

@@ -110,7 +110,9 @@ class Daemon:
         decoder = self._first_decoder(saved.model)
         outputs = self._outputs(decoder, config)
         self.clock = self._clock()
-        self.sequencer = Sequencer(self.clock, outputs, grid=decoder.grid)
+        late = config.midi.late_ms
+        self.sequencer = Sequencer(self.clock, outputs, grid=decoder.grid,
+                                   late=None if late is None else late / 1000)
         self.sequencer.start()
         self.performance = Performance(decoder, self.sequencer, _machine(outputs), self.clock,
                                        state=saved.state(decoder.kit.size))
@@ -146,7 +148,9 @@ class Daemon:
         if self.sequencer is not None:
             self.sequencer.stop()
             offs, _, ons = self.sequencer.timing.sent
-            log.info("MIDI out: %d note-ons and %d note-offs sent", ons, offs)
+            _, ticks, late = self.sequencer.timing.dropped
+            log.info("MIDI out: %d note-ons and %d note-offs sent; dropped too late: %d "
+                     "note-ons, %d clock ticks", ons, offs, late, ticks)
         for part in [*self.controllers, *self.inputs, *self.tools, self.osc, self.trainer]:
             if part is not None:
                 with contextlib.suppress(Exception):
@@ -280,7 +284,7 @@ class Daemon:
             machine = load_drum_machine(spec.drum_machine, decoder.kit)
             outputs.append(Output(VIRTUAL if spec.virtual else spec.port, machine,
                                   latency_ms=spec.latency_ms, clock_out=spec.clock_out,
-                                  api=self.config.midi.api))
+                                  api=self.config.midi.api, name=spec.port))
         return outputs
 
     def _mappings(self, decoder: Decoder) -> list:

@@ -1,32 +1,68 @@
-"""MIDI outputs: a port found by part of its name (waited for, reconnected) or a virtual port.
+"""MIDI outputs: a port found by part of its name, or a virtual port; lost and reopened.
 
-Connecting is slow and can fail; sending must not. So each named output has a watcher thread
-that finds the port, notices when it vanishes and reconnects when it returns (a log line each
-time), and hands the sequencer a ready port by swapping one reference. The sequencer's `send`
-takes an uncontended lock (the watcher holds it only for that swap) and drops messages while no
-port is there. On reconnecting, All Notes Off goes to the channels played so far, so a note cut
-off by an unplugged cable cannot hang once the device is back. On SIGHUP `carry_over` keeps
-every output whose port is already open (a virtual port cannot be opened twice under one name)
-and retunes it to the new drum machine, latency and MIDI clock setting.
+Every call into the MIDI system happens in a sender process of the output's own
+(rvaed/engine/sendproc.py): python-rtmidi holds the GIL in each call, and against a hung JACK
+server a call never returns, which froze the whole daemon (OSC, SIGTERM, saving) when it ran
+here. The sequencer's `send` only writes a 12-byte record to a non-blocking pipe: it never
+waits, and drops the message while the output is lost.
+
+The interface other parts use (a port watcher, the sequencer, the daemon):
+- `connected` / `lost`: whether messages reach a port now (`lost` once it was open and is not).
+- `send(message, expires)`: never blocks; False when dropped. ``expires`` (host time) drops a
+  message that could not leave in time instead of sending it late; 0 never drops (note-offs).
+- `reopen(reason)`: abandon the sender process and start a fresh one (a backend-specific
+  watcher calls it when it knows better, e.g. an ALSA subscription removed from outside).
+
+A supervisor thread per output starts the sender, follows its status lines and its heartbeat
+(a shared page it writes at least every `sendproc.CHECK` seconds), and on any loss (the
+backend gone or hung, the port vanished, the sender silent for `HUNG` seconds: then it is
+killed) logs one line naming the output, and starts over until the port is back: a JACK
+server restarted, a device replugged, a MIDI system that appears after the start. Every port
+the sender opens gets the clean slate before its first note: note-offs for every note the
+output's drum machine can send (for hardware that ignores All Notes Off) and All Notes Off
+(CC 123) on its channels and every channel it played. On SIGHUP `carry_over` keeps every
+output whose port is already open (a virtual port cannot be opened twice under one name) and
+retunes it to the new drum machine, latency and MIDI clock setting.
 """
 
+import json
 import logging
+import mmap
+import os
+import select
+import subprocess
+import sys
 import threading
-import time
+from dataclasses import dataclass
 
 from rvaed.core.drummachine import DrumMachine
 from rvaed.core.midi import ALL_NOTES_OFF, CONTROL_CHANGE
 from rvaed.engine import midiapi
+from rvaed.engine.clock import now
+from rvaed.engine.sendproc import CHECK, RECORD, SHARED
 
 log = logging.getLogger(__name__)
 
-VIRTUAL = "virtual"  # port spec for a virtual port named `rvaed` that other programs connect to
+VIRTUAL = "virtual"  # port spec for a virtual port other programs connect to
 VIRTUAL_NAME = "rvaed"
-# JACK delivers what was sent in its next period, and closing any JACK client of this process
-# while messages are in flight garbled them at a python-rtmidi JACK input of the same process
-# (ten note-offs arrived as ten copies of the first: docs/decisions.md). Closing waits first,
-# several periods at any usual buffer size.
-DRAIN = 0.05
+HUNG = 2.0       # seconds without a heartbeat after which the sender is abandoned
+STARTING = 15.0  # seconds a new sender may take to start Python and beat for the first time
+RESTART = 0.5    # seconds between a loss and the next sender (doubling to 4 s while it fails)
+CLOSE_WAIT = 2.0
+HOW_TO_GET_MIDI = ("to get MIDI: start JACK or PipeWire, load the ALSA sequencer "
+                   "(modprobe snd-seq), or set midi.api; the output opens when one appears")
+
+
+@dataclass
+class _Sender:
+    """One running sender process, its command pipe and its shared page."""
+
+    process: subprocess.Popen
+    pipe: int
+    shared: mmap.mmap
+
+    def heartbeat(self) -> tuple[float, float, float]:
+        return SHARED.unpack_from(self.shared, 0)
 
 
 class Output:
@@ -34,142 +70,220 @@ class Output:
 
     def __init__(self, port: str | None = VIRTUAL, drum_machine: DrumMachine | None = None,
                  latency_ms: float = 0.0, clock_out: bool = False, api: str = "auto",
-                 poll: float = 0.5) -> None:
+                 poll: float = 0.5, name: str = VIRTUAL_NAME) -> None:
         """``latency_ms``: how late the device sounds; positive sends earlier, negative later.
 
         ``drum_machine`` maps voices to notes for this output; None plays the schedule's notes.
+        ``name``: the virtual port's name (its JACK client and port, its ALSA client); a
+        named output's client is `VIRTUAL_NAME`.
         """
         self.spec = port or VIRTUAL
+        self.virtual_name = name
         self.drum_machine = drum_machine
         self.latency = latency_ms / 1000.0
         self.clock_out = clock_out
         self.api = api
         self._poll = poll
         self._lock = threading.Lock()
-        self._port = None      # an open rtmidi.MidiOut, or None while disconnected
+        self._sender: _Sender | None = None   # set while a port is open
         self._port_name: str | None = None
-        self._channels: set[int] = set()  # status channels (0-15) notes were sent on
+        self._was_open = False
+        self._channels: set[int] = set()      # status channels (0-15) notes were sent on
         self._closing = threading.Event()
-        self._watcher: threading.Thread | None = None
+        self._reopen = threading.Event()
+        self._reopen_reason = ""
+        self._said: set[str] = set()          # waiting/error lines logged in this outage
+        self._thread: threading.Thread | None = None
+        self.dropped = 0  # messages dropped because no port was open or the pipe was full
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What makes two outputs the same port (kept open across a reload)."""
+        return self.spec, self.virtual_name if self.spec == VIRTUAL else ""
+
+    @property
+    def label(self) -> str:
+        """How the log names this output: its virtual port's name, or its port spec."""
+        return self.virtual_name if self.spec == VIRTUAL else self.spec
 
     @property
     def name(self) -> str:
-        return self._port_name or self.spec
+        return self._port_name or self.label
 
     @property
     def connected(self) -> bool:
-        return self._port is not None
+        return self._sender is not None
+
+    @property
+    def lost(self) -> bool:
+        return self._was_open and self._sender is None
 
     def open(self) -> None:
-        """Open the virtual port now, or start waiting for the named port in the background."""
+        """Start the sender in the background; the port opens when the MIDI system has it."""
         midiapi.api(self.api)  # an unknown or missing API is the user's error, raised here
-        if self.spec == VIRTUAL:
-            port = midiapi.open_client(self.api, "output", VIRTUAL_NAME)
-            port.open_virtual_port(VIRTUAL_NAME)
-            self._attach(port, VIRTUAL_NAME)
-            return
-        self._watcher = threading.Thread(target=self._watch, name=f"midiout {self.spec}",
-                                         daemon=True)
-        self._watcher.start()
+        self._thread = threading.Thread(target=self._supervise, name=f"midiout {self.label}",
+                                        daemon=True)
+        self._thread.start()
 
-    def send(self, message) -> bool:
-        """Send a MIDI message now; False (and nothing sent) while the port is away."""
+    def send(self, message, expires: float = 0.0) -> bool:
+        """Hand a MIDI message to the sender now; False (dropped) while no port is open."""
         if message[0] & 0xF0 == 0x90:
             self._channels.add(message[0] & 0x0F)
         with self._lock:
-            port = self._port
-            if port is None:
+            sender = self._sender
+            if sender is None:
+                self.dropped += 1
                 return False
             try:
-                port.send_message(message)
-            except Exception as exc:  # rtmidi raises its own error types; the show goes on
-                log.warning("output %s: send failed: %s", self.name, exc)
+                os.write(sender.pipe, RECORD.pack(expires, len(message), bytes(message)))
+            except BlockingIOError:  # the sender stopped reading: its heartbeat will tell
+                self.dropped += 1
                 return False
         return True
 
+    def reopen(self, reason: str) -> None:
+        """Abandon the sender and open the port afresh (logged once, as any loss)."""
+        self._reopen_reason = reason
+        self._reopen.set()
+
     def all_notes_off(self) -> None:
         """CC 123 on every channel this output played (and its drum machine's channels)."""
-        channels = set(self._channels)
-        if self.drum_machine is not None:
-            channels |= {c - 1 for c in self.drum_machine.channels}
-        for channel in sorted(channels):
-            self.send((CONTROL_CHANGE | channel, ALL_NOTES_OFF, 0))
+        for message in self._all_notes_off():
+            self.send(message)
 
     def close(self) -> None:
-        """Stop watching and close the port once what was sent has left."""
-        if self._port is not None:
-            time.sleep(DRAIN)
+        """Let the sender send what it was given, then end it and the supervisor."""
         self._closing.set()
-        if self._watcher is not None:
-            self._watcher.join()
-        self._detach()
+        if self._thread is not None:
+            self._thread.join()
 
     def retune(self, other: "Output") -> None:
         """Play as ``other`` says (drum machine, latency, MIDI clock), on this open port."""
         self.drum_machine, self.latency = other.drum_machine, other.latency
         self.clock_out = other.clock_out
 
-    def _attach(self, port, name: str) -> None:
-        with self._lock:
-            self._port, self._port_name = port, name
+    def clean_slate(self) -> list[tuple[int, int, int]]:
+        """Note-offs for every note the drum machine can send, then All Notes Off."""
+        offs = [] if self.drum_machine is None else sorted(
+            {d.note_off for d in self.drum_machine.destinations if d is not None})
+        return offs + self._all_notes_off()
+
+    def _all_notes_off(self) -> list[tuple[int, int, int]]:
+        channels = set(self._channels)
+        if self.drum_machine is not None:
+            channels |= {c - 1 for c in self.drum_machine.channels}
+        return [(CONTROL_CHANGE | channel, ALL_NOTES_OFF, 0) for channel in sorted(channels)]
+
+    # -- the supervisor thread ----------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        restart, outage = RESTART, False
+        while not self._closing.is_set():
+            sender = self._spawn()
+            opened, reason = self._follow(sender)
+            self._end(sender)
+            if self._closing.is_set():
+                break
+            if not outage:
+                log.warning("output %s: lost (%s); reopening it when it returns", self.label,
+                            reason)
+            outage = not opened
+            restart = RESTART if opened else min(restart * 2, 4.0)
+            self._closing.wait(restart)
+
+    def _spawn(self) -> _Sender:
+        shared_fd = os.memfd_create("rvaed-sender")
+        os.ftruncate(shared_fd, mmap.PAGESIZE)
+        settings = {"api": self.api, "virtual": self.spec == VIRTUAL, "spec": self.spec,
+                    "name": self.virtual_name if self.spec == VIRTUAL else VIRTUAL_NAME, "slate": self.clean_slate(), "shared": shared_fd,
+                    "poll": min(self._poll, CHECK)}
+        verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rvaed.engine.sendproc", json.dumps(settings)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=None if verbose else subprocess.DEVNULL,  # ALSA/JACK library noise: -v
+            pass_fds=(shared_fd,), env={**os.environ, "JACK_NO_START_SERVER": "1"})
+        shared = mmap.mmap(shared_fd, mmap.PAGESIZE)
+        os.close(shared_fd)
+        SHARED.pack_into(shared, 0, 0.0, 0, 0)
+        assert process.stdin is not None
+        os.set_blocking(process.stdin.fileno(), False)
+        return _Sender(process, process.stdin.fileno(), shared)
+
+    def _follow(self, sender: _Sender) -> tuple[bool, str]:
+        """Follow the sender's status until it is lost; (whether a port was open, why lost)."""
+        assert sender.process.stdout is not None
+        lines, opened, started = sender.process.stdout, False, now()
+        while not self._closing.is_set():
+            if self._reopen.is_set():
+                self._reopen.clear()
+                return opened, self._reopen_reason
+            if select.select([lines], [], [], CHECK)[0]:
+                line = lines.readline().decode(errors="replace").strip()
+                if not line:
+                    return opened, f"its sender exited with {sender.process.wait()}"
+                word, _, text = line.partition(" ")
+                if word == "lost":
+                    return opened, text
+                opened |= self._status(sender, word, text)
+            beat = sender.heartbeat()[0]
+            silent = now() - (beat or started)
+            if silent > (HUNG if beat else STARTING):
+                return opened, f"the MIDI system did not answer for {silent:.1f} s"
+        return opened, "closed"
+
+    def _status(self, sender: _Sender, word: str, text: str) -> bool:
+        """Act on one status line; True when a port opened."""
+        if word == "open":
+            self._said.clear()
+            log.warning("output %s: %s %r (clean slate sent)", self.label,
+                        "reconnected to" if self._was_open else "connected to", text)
+            with self._lock:
+                self._sender, self._port_name, self._was_open = sender, text, True
+            return True
+        if word == "vanished":
+            log.warning("output %s: port %r vanished; waiting for it to come back",
+                        self.label, text)
+            self._detach()
+        elif f"{word} {text}" in self._said:
+            return False
+        self._said.add(f"{word} {text}")
+        if word == "waiting":
+            log.warning("output %s: no port matching %r yet; waiting for it", self.label, text)
+        elif word == "error":
+            log.warning("output %s: no MIDI system answers (%s); %s", self.label, text,
+                        HOW_TO_GET_MIDI)
+        return False
 
     def _detach(self) -> None:
         with self._lock:
-            port, self._port = self._port, None
-        if port is not None:
-            port.close_port()
-            port.delete()
+            self._sender = None
 
-    def _watch(self) -> None:
-        """Find the port, then keep checking it is still there; reconnect when it returns."""
-        probe = midiapi.open_client(self.api, "output", f"{VIRTUAL_NAME}-probe")
-        waiting_logged = False
+    def _end(self, sender: _Sender) -> None:
+        """Close the pipe (the sender sends what is left and exits); kill it if it does not."""
+        self._detach()
+        assert sender.process.stdin is not None
+        sender.process.stdin.close()
         try:
-            while not self._closing.is_set():
-                ports = probe.get_ports()
-                if self._port is not None and self._port_name not in ports:
-                    log.warning("output %s: port %r vanished; waiting for it to come back",
-                                self.spec, self._port_name)
-                    self._detach()
-                if self._port is None:
-                    index = midiapi.match_port(ports, self.spec)
-                    if index is not None:
-                        self._connect(ports[index], index)
-                        waiting_logged = False
-                    elif not waiting_logged:
-                        log.warning("output %s: no port matching %r yet; waiting for it",
-                                    self.spec, self.spec)
-                        waiting_logged = True
-                self._closing.wait(self._poll)
-        finally:
-            probe.delete()
-
-    def _connect(self, name: str, index: int) -> None:
-        port = midiapi.open_client(self.api, "output", VIRTUAL_NAME)
-        try:
-            port.open_port(index, name=f"to {name}"[:60])
-        except Exception as exc:  # the port went away between listing and opening
-            log.warning("output %s: cannot open %r: %s", self.spec, name, exc)
-            port.delete()
-            return
-        reconnect = self._port_name is not None
-        log.warning("output %s: %s %r", self.spec, "reconnected to" if reconnect else
-                    "connected to", name)  # before it shows as connected: no one waits on it
-        self._attach(port, name)
-        if reconnect:
-            self.all_notes_off()
+            sender.process.wait(CLOSE_WAIT if self._closing.is_set() else 0)
+        except subprocess.TimeoutExpired:
+            sender.process.kill()
+            sender.process.wait()
+        sender.process.stdout.close()  # type: ignore[union-attr]
+        sender.shared.close()
 
 
 def carry_over(running: list[Output], wanted: list[Output]) -> list[Output]:
     """``wanted`` (not opened yet), where each output on a port already open in ``running``
     is that running output retuned; the rest are opened."""
-    by_spec = {output.spec: output for output in running}
+    by_key = {output.key: output for output in running}
     outputs = []
     for output in wanted:
-        kept = by_spec.pop(output.spec, None)
+        kept = by_key.pop(output.key, None)
         if kept is None:
             output.open()
         else:
             kept.retune(output)
         outputs.append(kept or output)
     return outputs
+

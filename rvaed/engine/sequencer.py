@@ -28,6 +28,13 @@ lists keeps its queue and sounding notes; one that is gone is silenced there and
 note-offs, All Notes Off) and handed back for the caller to close; a new one is played from
 the next step queued.
 
+How late is never a burst: a note-on or MIDI clock tick that is due more than `late` seconds
+ago (a quarter step, at most `LATE_MAX`, unless configured) when the thread gets to it, after
+a stall of this process or of the machine, is dropped and counted in `Timing.dropped`, and no
+note-off is owed for it; each message handed to an output carries that same expiry, so its
+sender process drops what waited too long in its pipe. The music resumes on the grid with the
+next message that is on time. Note-offs are never dropped.
+
 How no note is left hanging: a note-off is queued the moment its note-on is sent, and stays
 queued whatever happens to the schedule or the tempo; stopping the transport sends every
 pending note-off at once, and the thread's `finally` does the same plus All Notes Off (CC 123),
@@ -38,7 +45,6 @@ import gc
 import heapq
 import logging
 import math
-import os
 import sys
 import threading
 import time
@@ -53,16 +59,17 @@ from rvaed.engine.clock import Clock, Timeline, now
 from rvaed.engine.midiclock import Message, MidiClock
 from rvaed.engine.midiout import Output
 from rvaed.engine.schedule import MAX_PULL_STEPS, Event, Schedule
+from rvaed.engine.sendproc import ask_realtime
 
 log = logging.getLogger(__name__)
 
 OFF, CLOCK, ON = 0, 1, 2  # message kinds; at one instant note-offs go first, note-ons last
-FIFO_PRIORITY = 50
 SWITCH_INTERVAL = 0.0001  # much tighter send errors under an OSC flood (docs/decisions.md)
 DEFAULT_GRID = Grid()
 # Busy-wait before each deadline: covers the sleep's wake-up lateness (its p99 under
 # SCHED_FIFO and without: docs/decisions.md) and taking back the GIL.
 SPIN_REALTIME, SPIN_NORMAL = 0.0003, 0.001
+LATE_MAX = 0.020  # late is never a burst: a later note-on or clock tick is dropped, counted
 
 
 class _Note(NamedTuple):
@@ -114,6 +121,7 @@ class Timing:
         self._rows = np.zeros((capacity, 3))
         self._count = 0
         self.sent = [0, 0, 0]  # messages ever sent, per kind (OFF, CLOCK, ON)
+        self.dropped = [0, 0, 0]  # messages dropped too late, per kind (never a note-off)
 
     def add(self, scheduled: float, sent: float, kind: int) -> None:
         row = self._rows[self._count % len(self._rows)]
@@ -138,8 +146,12 @@ class Sequencer:
 
     def __init__(self, clock: Clock, outputs: list[Output], grid: Grid = DEFAULT_GRID,
                  spin: float | None = None, poll: float = 0.002, records: int = 1 << 16,
-                 switch_interval: float | None = SWITCH_INTERVAL) -> None:
+                 switch_interval: float | None = SWITCH_INTERVAL,
+                 late: float | None = None) -> None:
+        """``late``: seconds a note-on or MIDI clock tick may be late before it is dropped
+        (None: a quarter step, at most `LATE_MAX`)."""
         self.clock = clock
+        self.late = late
         self.outputs = list(outputs)
         self.grid = grid
         self.spin = SPIN_NORMAL if spin is None else spin
@@ -336,22 +348,38 @@ class Sequencer:
                     del lane.sounding[key]
                     self._send(output, item, scheduled, OFF)
             else:
-                self._send(output, item, scheduled, CLOCK)
+                self._send(output, item, scheduled, CLOCK, self._tolerance(line, beat))
 
     def _note_on(self, line: Timeline, lane: _Lane, beat: float, note: _Note,
                  scheduled: float) -> None:
         key = (note.off[0], note.off[1])
         if key in lane.sounding:  # the same note again before its note-off: end it first
             self._send(lane.output, note.off, scheduled, OFF)
-        self._send(lane.output, note.on, scheduled, ON)
+        if not self._send(lane.output, note.on, scheduled, ON, self._tolerance(line, beat)):
+            return  # too late: dropped, and no note-off is owed
         off_beat = beat + self._prepared.schedule.gate
         lane.sounding[key] = off_beat
         lane.push(off_beat, OFF, self._count(), note.off)
 
+    def _tolerance(self, line: Timeline, beat: float) -> float:
+        """Seconds a note-on or clock tick may be late: `late`, else a quarter step, at most
+        `LATE_MAX`."""
+        if self.late is not None:
+            return self.late
+        step = line.time_at(beat + 1 / self.grid.steps_per_beat) - line.time_at(beat)
+        return min(step / 4, LATE_MAX)
+
     def _send(self, output: Output, message: tuple[int, ...], scheduled: float,
-              kind: int) -> None:
-        output.send(message)
-        self.timing.add(scheduled, now(), kind)
+              kind: int, tolerance: float | None = None) -> bool:
+        """Send now, or drop (and count) a message later than ``tolerance`` (None: never
+        dropped, as note-offs); the sender drops it too should it wait past that."""
+        sent = now()
+        if tolerance is not None and sent - scheduled > tolerance:
+            self.timing.dropped[kind] += 1
+            return False
+        output.send(message, 0.0 if tolerance is None else scheduled + tolerance)
+        self.timing.add(scheduled, sent, kind)
+        return True
 
     def _silence(self, all_notes_off: bool) -> None:
         """Send every pending note-off now and forget the queues; MIDI clock Stop; CC 123."""
@@ -374,9 +402,7 @@ class Sequencer:
 
 def _ask_realtime() -> bool:
     """Ask for SCHED_FIFO for this thread; fine without it (most desktops refuse)."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(FIFO_PRIORITY))
-    except (AttributeError, OSError) as exc:
-        log.info("sequencer runs without SCHED_FIFO (%s)", exc)
-        return False
-    return True
+    refusal = ask_realtime()
+    if refusal is not None:
+        log.info("sequencer runs without SCHED_FIFO (%s)", refusal)
+    return refusal is None

@@ -25,13 +25,20 @@ def test_api_names_and_port_matching():
     assert midiapi.match_port(ports, "volca") is None
 
 
-def test_the_virtual_port_is_there_at_once(jack_server):
-    output = Output(api="jack")
+def wait_connected(output: Output, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not output.connected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return output.connected
+
+
+def test_the_virtual_port_opens_under_its_configured_name(jack_server):
+    output = Output(api="jack", name="drums-a")
     output.open()
     receiver = Receiver("rx-virtual")
     try:
-        assert output.connected and output.name == "rvaed"
-        receiver.connect_from("rvaed:")
+        assert wait_connected(output) and output.name == "drums-a"
+        receiver.connect_from("drums-a:drums-a")
         time.sleep(0.05)
         assert output.send((0x99, 36, 100))
         assert receiver.wait_for(lambda m: (0x99, 36, 100) in [x[1] for x in m])
@@ -46,15 +53,14 @@ def test_a_missing_port_is_waited_for_then_connected(jack_server, caplog):
     output.open()
     receiver = None
     try:
-        time.sleep(0.2)
+        deadline = time.monotonic() + 10
+        while "no port matching 'late-box' yet" not in caplog.text:
+            assert time.monotonic() < deadline, "no line saying the port is waited for"
+            time.sleep(0.02)
         assert not output.connected
         assert not output.send((0x99, 36, 100))  # dropped, not blocked, while away
-        assert "no port matching 'late-box' yet" in caplog.text
         receiver = Receiver("late-box")
-        deadline = time.monotonic() + 3
-        while not output.connected and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert output.connected and "connected to 'late-box:late-box'" in caplog.text
+        assert wait_connected(output) and "connected to 'late-box:late-box'" in caplog.text
         time.sleep(0.05)  # JACK makes a new connection live within a few periods
         assert output.send((0x99, 38, 90))
         assert receiver.wait_for(lambda m: (0x99, 38, 90) in [x[1] for x in m])

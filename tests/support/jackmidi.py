@@ -97,3 +97,8 @@ class MidiDump(Receiver):
     def close(self) -> None:
         self._dump.terminate()
         self._dump.wait(5)
+
+
+def densest(times: list[float], window: float = 0.010) -> int:
+    """The most messages received within any ``window`` seconds: a burst shows as many."""
+    return max((sum(1 for u in times if t <= u < t + window) for t in times), default=0)

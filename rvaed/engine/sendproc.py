@@ -1,0 +1,213 @@
+"""The process that talks to the MIDI system for one output, so that no MIDI call can freeze
+the daemon.
+
+Why a process: python-rtmidi holds the GIL inside every call into the MIDI system. Against a
+hung JACK server (SIGSTOP) creating a client never returns and a send spins once JACK's ring
+buffer is full; either stops every thread of the calling process (OSC, SIGTERM, saving), and
+no thread can interrupt it (docs/decisions.md). Only the calling process is frozen, so every
+rtmidi call for an output happens here, and the daemon abandons this process (SIGKILL) when it
+stops answering.
+
+Protocol (`midiout.Output` is the other end):
+- argv[1]: JSON settings (api, virtual or a port spec, the client/port name, the clean-slate
+  messages, the seconds between checks of the port and the backend: at most `CHECK`).
+- stdin: fixed-size records, `RECORD` = (expires, length, up to 3 bytes). ``expires`` is the
+  host time after which the message is dropped instead of sent (0: never dropped; note-offs
+  and All Notes Off), so messages that waited in the pipe while this process was stalled
+  never burst out late. End of file: send what is left and exit.
+- stdout: status lines, `open NAME`, `waiting TEXT`, `vanished NAME`, `error TEXT`,
+  `lost TEXT` (then it exits).
+- the descriptor ``shared`` of the settings: a page the daemon watches, `SHARED` = (heartbeat
+  time, written at least every `CHECK` seconds, also while waiting for a port; messages sent;
+  messages dropped).
+
+Before the first message of every opened port it sends the clean slate (note-offs for every
+note the output's drum machine can send, then All Notes Off on its channels). On JACK it also
+checks that the server still runs cycles (`jack_last_frame_time` advances; libjack through
+ctypes): a stopped or hung server is reported `lost` within `STALLED` seconds.
+"""
+
+import contextlib
+import ctypes
+import json
+import mmap
+import os
+import select
+import signal
+import struct
+import sys
+import time
+from typing import Any
+
+import rtmidi
+
+from rvaed.engine import midiapi
+from rvaed.engine.clock import now
+
+RECORD = struct.Struct("<dB3s")
+SHARED = struct.Struct("<ddd")  # heartbeat, sent, dropped
+FIFO_PRIORITY = 50
+PR_SET_PDEATHSIG = 1
+# JACK runs a cycle every period (1.3 ms at 64 frames, 170 ms at 8192 frames / 48 kHz): a
+# frame counter that stands still this long means the server stopped serving.
+STALLED = 0.3
+CHECK = 0.1  # the longest wait for records: the heartbeat and the checks run at least this often
+RETRY = 1.0  # seconds between attempts to reach a MIDI system that did not answer
+SETTLE = 0.05  # JACK makes a new connection live a few periods after it is made
+
+
+def ask_realtime() -> str | None:
+    """SCHED_FIFO for the calling thread: None when granted, else why not (most desktops
+    refuse; everything works without it)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(FIFO_PRIORITY))
+    except (AttributeError, OSError) as exc:
+        return str(exc)
+    return None
+
+
+class _JackPulse:
+    """Whether the JACK server still runs its cycles, read from its shared frame counter."""
+
+    def __init__(self) -> None:
+        lib = ctypes.CDLL("libjack.so.0")
+        lib.jack_client_open.restype = ctypes.c_void_p
+        lib.jack_client_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p]
+        lib.jack_last_frame_time.restype = ctypes.c_uint32
+        lib.jack_last_frame_time.argtypes = [ctypes.c_void_p]
+        self._lib = lib
+        self._client = lib.jack_client_open(b"rvaed-pulse", 1, None)  # JackNoStartServer
+        self._frame, self._moved = -1, now()
+
+    def alive(self) -> bool:
+        if not self._client:
+            return True  # no way to tell: the send watchdog in the daemon still guards
+        frame = self._lib.jack_last_frame_time(self._client)
+        if frame != self._frame:
+            self._frame, self._moved = frame, now()
+        return now() - self._moved < STALLED
+
+
+class _Sender:
+    """The loop: open the port, send what arrives, watch the port and the backend."""
+
+    def __init__(self, settings: dict, shared: mmap.mmap) -> None:
+        self.settings = settings
+        self.shared = shared
+        self.slate = [tuple(message) for message in settings["slate"]]
+        self.client: Any = None  # the rtmidi MidiOut, once the MIDI system answered
+        self.port_name = ""    # the open port's name, "" while none is open
+        self.sent = self.dropped = 0
+        self.pulse: _JackPulse | None = None
+        self._retry = 0.0
+        self._missing = 0      # checks in a row that did not list the open port's destination
+        self._said = ""
+
+    def say(self, line: str, once: bool = False) -> None:
+        if once and line == self._said:
+            return
+        self._said = line
+        sys.stdout.write(line.replace("\n", " ") + "\n")
+        sys.stdout.flush()
+
+    def run(self) -> None:
+        """Until the daemon closes the pipe (or the backend is lost: the process exits)."""
+        while True:
+            SHARED.pack_into(self.shared, 0, now(), self.sent, self.dropped)
+            if self.pulse is not None and not self.pulse.alive():
+                self.say("lost the JACK server stopped running cycles")
+                os._exit(3)  # closing JACK clients here would wait on that server
+            if not self.port_name:
+                self._open()
+            elif not self.settings["virtual"]:
+                self._watch_port()
+            if _readable(sys.stdin.buffer, self.settings["poll"]) and not self._forward():
+                return
+
+    def _watch_port(self) -> None:
+        """Close the port when its destination is gone (missing twice in a row: JACK can list
+        no ports at all for a moment when it is busy)."""
+        self._missing = 0 if self.port_name in self.client.get_ports() else self._missing + 1
+        if self._missing >= 2:
+            self.say(f"vanished {self.port_name}")
+            self.client.close_port()
+            self.port_name = ""
+            self._missing = 0
+
+    def _open(self) -> None:
+        if self.client is None and not self._client():
+            return
+        if self.settings["virtual"]:
+            self.client.open_virtual_port(self.settings["name"])
+            self._ready(self.settings["name"])
+            return
+        ports = self.client.get_ports()
+        index = midiapi.match_port(ports, self.settings["spec"])
+        if index is None:
+            self.say(f"waiting {self.settings['spec']}", once=True)
+            return
+        self.client.open_port(index, name=f"to {ports[index]}"[:60])
+        self._ready(ports[index])
+
+    def _client(self) -> bool:
+        if now() < self._retry:
+            return False
+        try:
+            self.client = midiapi.open_client(self.settings["api"], "output",
+                                              self.settings["name"])
+        except Exception as exc:  # no MIDI system (yet): the daemon says how to get one
+            self.say(f"error {exc}", once=True)
+            self._retry = now() + RETRY
+            return False
+        if self.client.get_current_api() == rtmidi.API_UNIX_JACK:
+            self.pulse = _JackPulse()
+        return True
+
+    def _ready(self, name: str) -> None:
+        time.sleep(SETTLE)
+        for message in self.slate:
+            self.client.send_message(message)
+        self.port_name = name
+        self.say(f"open {name}")
+
+    def _forward(self) -> bool:
+        """Send (or drop, late or while no port is open) what arrived; False at end of file."""
+        data = os.read(0, RECORD.size * 256)
+        if not data:
+            return False
+        data += _rest(data)
+        for expires, length, raw in RECORD.iter_unpack(data):
+            if not self.port_name or (expires and now() > expires):
+                self.dropped += 1
+                continue
+            self.client.send_message(raw[:length])
+            self.sent += 1
+        return True
+
+
+def _readable(stream, timeout: float) -> bool:
+    return bool(select.select([stream], [], [], timeout)[0])
+
+
+def _rest(data: bytes) -> bytes:
+    """The rest of a record cut by a short read (writes of whole records are atomic)."""
+    missing = -len(data) % RECORD.size
+    rest = b""
+    while len(rest) < missing:
+        rest += os.read(0, missing - len(rest)) or b"\0" * missing
+    return rest
+
+
+def main() -> None:
+    settings = json.loads(sys.argv[1])
+    with contextlib.suppress(OSError):  # Linux: end with the daemon even when it is killed
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the daemon's to handle
+    ask_realtime()
+    with mmap.mmap(settings["shared"], SHARED.size) as shared:
+        _Sender(settings, shared).run()
+    time.sleep(SETTLE)  # what was sent last leaves in JACK's next periods
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Faults of the real `rvaed run` process never reach the audience: a stall of the daemon
+(SIGSTOP) ends without a burst, and after kill -9 mid-note the restarted daemon ends that note
+before it plays. Link is off (the internal clock plays); the daemon plays to a named output, a
+jackd2 jack_midi_dump in another process on the session's private JACK server."""
+
+import itertools
+import json
+import os
+import signal
+import time
+
+import pytest
+from checks import require_tools
+from jackmidi import MidiDump, densest
+from rig import DaemonProcess, free_udp_port, wait_until
+
+from rvaed.benchmarks.harness import Sink, free_jack_name, jack_ports, start_jack, stop_jack
+from rvaed.core.drummachine import load_drum_machine
+from rvaed.core.kit import load_kit
+
+NOTE_ON, NOTE_OFF, CC = 0x90, 0x80, 0xB0
+
+
+def daemon_to(tmp_path, receiver: str) -> DaemonProcess:
+    return DaemonProcess(tmp_path, free_udp_port(), link={"enabled": False},
+                         midi={"api": "jack", "outputs": [{"port": receiver, "virtual": False}]})
+
+
+def port_of(receiver: str):
+    return lambda: f"rvaed:to {receiver}" in jack_ports()
+
+
+@pytest.fixture
+def daemons():
+    made: list[DaemonProcess] = []
+    yield made
+    for daemon in made:
+        daemon.kill()
+
+
+def test_a_stalled_daemon_resumes_without_a_burst(tmp_path, jack_server, daemons):
+    with Sink("rx-stall") as sink:
+        daemon = daemon_to(tmp_path, "rx-stall")
+        daemons.append(daemon)
+        daemon.start(ready=port_of("rx-stall"))
+
+        def ons() -> list[float]:
+            return [t for t, m in sink.messages() if m[0] & 0xF0 == NOTE_ON]
+
+        wait_until(lambda: len(ons()) >= 24, 20, daemon)
+        before = ons()
+        os.kill(daemon.proc.pid, signal.SIGSTOP)
+        time.sleep(1.5)
+        os.kill(daemon.proc.pid, signal.SIGCONT)
+        wait_until(lambda: len(ons()) >= len(before) + 24, 20, daemon)
+        assert daemon.stop() == 0
+        times = ons()
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    stall = gaps.index(max(gaps)) + 1  # the first note-on after the stall
+    resumed = [t for t in times[stall:] if t < times[stall] + 0.5]
+    print(f"stall of {max(gaps):.2f} s: densest 10 ms after it {densest(resumed)} note-ons, "
+          f"before it {densest(before)}")
+    assert max(gaps) > 1.2  # the stall is there, and was not filled with late notes
+    assert densest(resumed) <= densest(before), "overdue notes came out at once"
+    assert "dropped too late:" in daemon.text()
+
+
+def test_kill_9_mid_note_the_restarted_daemon_ends_it_before_playing(tmp_path, jack_server,
+                                                                      daemons):
+    receiver = MidiDump("rx-kill")
+    try:
+        daemon = daemon_to(tmp_path, "rx-kill")
+        daemons.append(daemon)
+        daemon.start(ready=port_of("rx-kill"))
+        assert receiver.wait_for(lambda m: len(receiver.kinds(NOTE_ON)) >= 8, 20)
+        hanging = kill_mid_note(daemon, receiver)
+        cut = len(receiver.messages)
+        wait_until(lambda: not port_of("rx-kill")(), 10, daemon)
+        daemon.start(ready=port_of("rx-kill"))  # the same config, state and data
+        assert receiver.wait_for(
+            lambda m: any(x[0] & 0xF0 == NOTE_ON for _, x in m[cut:]), 20)
+        assert daemon.stop() == 0
+        after = [m for _, m in receiver.messages[cut:]]
+    finally:
+        receiver.close()
+    first_on = next(i for i, m in enumerate(after) if m[0] & 0xF0 == NOTE_ON)
+    slate = after[:first_on]
+    for channel, note in hanging:
+        assert (NOTE_OFF | channel, note, 0) in slate, f"note {note} left hanging: {after[:20]}"
+    gm = load_drum_machine("gm", load_kit())
+    every = {d.note_off for d in gm.destinations if d is not None}
+    assert every <= set(slate) and (CC | 9, 123, 0) in slate  # GM: channel 10
+
+
+def kill_mid_note(daemon: DaemonProcess, receiver: MidiDump) -> set[tuple[int, int]]:
+    """kill -9 the daemon right after a note-on arrived; the notes sounding then."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        messages = list(receiver.messages)
+        if messages and messages[-1][1][0] & 0xF0 == NOTE_ON:
+            daemon.proc.kill()
+            daemon.proc.wait()
+            time.sleep(0.2)  # what was on its way arrives
+            sounding = sounding_notes(receiver.messages)
+            if sounding:
+                return sounding
+            daemon.start(ready=port_of("rx-kill"))  # the note ended in time: again
+        time.sleep(0.0005)
+    raise AssertionError("never killed during a note")
+
+
+def sounding_notes(messages) -> set[tuple[int, int]]:
+    sounding: set[tuple[int, int]] = set()
+    for _, m in messages:
+        key = (m[0] & 0x0F, m[1])
+        if m[0] & 0xF0 == NOTE_ON:
+            sounding.add(key)
+        elif m[0] & 0xF0 == NOTE_OFF:
+            sounding.discard(key)
+        elif m[0] & 0xF0 == CC and m[1] == 123:  # All Notes Off on that channel
+            sounding = {k for k in sounding if k[0] != key[0]}
+    return sounding
+
+
+def test_without_a_midi_system_the_daemon_plays_on_and_opens_the_output_when_one_appears(
+        tmp_path, monkeypatch, daemons):
+    """No ALSA sequencer here (/dev/snd is absent) and no JACK server under the name the
+    daemon looks for, until the test starts one."""
+    require_tools("jackd", "jack_lsp")
+    name = free_jack_name("rvaed-late")
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", name)
+    daemon = DaemonProcess(tmp_path, free_udp_port(), verbose=False, link={"enabled": False},
+                           midi={"api": "auto"})
+    daemons.append(daemon)
+    daemon.start(ready=lambda: "no MIDI system answers" in daemon.text())
+    daemon.osc("/rvaed/xy", 0.9, 0.1)
+    server = start_jack(name)
+    try:
+        wait_until(lambda: "rvaed:rvaed" in jack_ports(), 30, daemon)
+        daemon.wait_log("connected to 'rvaed'", 10)
+        assert daemon.stop() == 0
+    finally:
+        stop_jack(server)
+    log = daemon.text()
+    assert log.count("no MIDI system answers") == 1, log
+    assert "start JACK or PipeWire" in log and "ALSA lib" not in log, log
+    saved = json.loads((daemon.dirs["state"] / "state.json").read_text())
+    assert saved["state"]["x"] == pytest.approx(0.9)
