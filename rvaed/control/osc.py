@@ -9,17 +9,45 @@ buffer. Anything malformed is dropped with a rate-limited log line; the state ne
 its valid ranges (see rvaed.core.state).
 
 Every input address is a `Route`: its arguments, its effect in one line, whether it touches
-files (then only allowed senders may send it) and its handler, all with one signature. The
-performance's routes are `ROUTES` below (one per parameter of the state's table, and the rest);
-the daemon adds its commands and the tools' (the whole registry: `rvaed.daemon.routes.ROUTES`,
-which renders the README's OSC tables).
+files and its handler, all with one signature. The performance's routes are `ROUTES` below (one
+per parameter of the state's table, and the rest); the daemon adds its commands and the tools'
+(the whole registry: `rvaed.daemon.routes.ROUTES`, which renders the README's OSC tables).
 
-Feedback (to subscribers, at most every 50 ms when something changed, and in reply to
-/rvaed/state) uses the same addresses, so a TouchOSC control bound to /rvaed/threshold shows
-the value, plus:
+Who may do what. Performance controls are open plain OSC. A route that touches files (train,
+model switch, capture, groove from a file) is obeyed only with the daemon's secret as its
+first argument (a string; the daemon logs at start where to find it), checked by a `Guard`
+(rvaed.daemon.policy.FilePolicy), whatever the source address: `/rvaed/train SECRET PATH ...`.
+On the daemon's machine `rvaed train --daemon` uses a local socket instead.
+
+The daemon never answers more than a few bytes to a datagram from an unproven sender, and
+never obeys itself: datagrams from its own address and port are dropped, as is a subscription
+to them. Each source (address and port) has a budget of `SOURCE_RATE` datagrams a second;
+what it sends beyond is read and dropped unparsed, so a flood from one host does not starve the
+phone. python-osc's own warnings (one per odd datagram) are rate-limited like ours.
+
+Feedback: the subscription handshake (rvaed.control.subscribers has the why):
+
+1. send ``/rvaed/subscribe [PORT]`` (PORT: where you listen; default the port you send from);
+2. the daemon sends ``/rvaed/hello NONCE`` (one string) to your IP at that port;
+3. send ``/rvaed/subscribe/confirm NONCE`` (from any port of the same IP): feedback starts,
+   the whole state first, then what changes (at most every 50 ms, within a byte budget of
+   32 KB/s per subscriber);
+4. the daemon sends a fresh ``/rvaed/hello NONCE`` every 20 s: echo each one as in step 3, or
+   the subscription ends 60 s after the last echo. ``/rvaed/unsubscribe NONCE`` ends it now.
+
+A phone layout does step 1 when it opens and answers every /rvaed/hello with step 3 (a TouchOSC
+script: ``if message[1] == '/rvaed/hello' then sendOSC('/rvaed/subscribe/confirm',
+message[2][1].value) end`` in onReceiveOSC; Open Stage Control: a widget on /rvaed/hello whose
+onValue script does ``send('/rvaed/subscribe/confirm', value)``). At most 16 subscribers (4 per
+IP) are live; more are refused, never evicted. /rvaed/state and the daemon's replies
+(/rvaed/models) go to the sender's live subscriptions, not back to the sending port.
+
+Feedback uses the same addresses as the input, so a TouchOSC control bound to /rvaed/threshold
+shows the value, plus:
 
 | address                    | arguments                                              |
 | -------------------------- | ------------------------------------------------------ |
+| /rvaed/hello               | NONCE: echo it to /rvaed/subscribe/confirm             |
 | /rvaed/pattern             | voices steps, voices*steps ints row by row (velocity, 0 = none) |
 | /rvaed/pattern/N           | steps floats 1.0/0.0 for voice N (1-based): a TouchOSC grid row |
 | /rvaed/mute, /rvaed/freeze | VOICE-NUMBER 0/1, one message per voice                 |
