@@ -34,6 +34,7 @@ from rvaed.core.errors import RvaedError
 from rvaed.core.state import NOT_RESTORED, PerformanceState, Transition
 from rvaed.daemon.config import DaemonConfig, changes, keep_running, load_config
 from rvaed.daemon.inbox import Batch, Inbox
+from rvaed.daemon.localsocket import LocalSocket
 from rvaed.daemon.persist import StateStore
 from rvaed.daemon.policy import FilePolicy
 from rvaed.daemon.supervisor import Trainer
@@ -72,6 +73,8 @@ class Daemon:
         self.performance: Performance | None = None
         self.trainer: Trainer | None = None
         self.osc: OscServer | None = None
+        self.local: LocalSocket | None = None  # the CLI's socket
+        self.training_watchers: list = []  # called with every training progress report
         self.controls: Controls | None = None
         self.inbox: Inbox | None = None
         self.controllers: list = []  # controller MIDI inputs, one per configured default port
@@ -118,6 +121,7 @@ class Daemon:
                                on_model=self._trained, on_progress=self._training_progress)
         self.controls = controls = Controls(self.performance, self._mappings(decoder))
         await self._start_osc(controls)
+        self.local = await LocalSocket.open(self)
         await self._start_inputs(controls)
         self.inbox = self._inbox()
         self._tasks += [asyncio.create_task(self.inbox.run(), name="inbox"),
@@ -141,7 +145,8 @@ class Daemon:
             self.sequencer.stop()
             offs, _, ons = self.sequencer.timing.sent
             log.info("MIDI out: %d note-ons and %d note-offs sent", ons, offs)
-        for part in [*self.controllers, *self.inputs, *self.tools, self.osc, self.trainer]:
+        for part in [*self.controllers, *self.inputs, *self.tools, self.osc, self.local,
+                     self.trainer]:
             if part is not None:
                 with contextlib.suppress(Exception):
                     await part.close()
@@ -350,6 +355,8 @@ class Daemon:
     def _training_progress(self, fraction: float, status: str) -> None:
         if self.osc is not None:
             self.osc.report_training(fraction, status)
+        for watcher in list(self.training_watchers):
+            watcher(fraction, status)
         self.notifier.status(f"playing {self.model.name}; training: {status}")
 
     def _trained(self, model: Path) -> None:
