@@ -21,10 +21,11 @@ On the daemon's machine `rvaed train --daemon` uses a local socket instead.
 
 The daemon never answers more than a few bytes to a datagram from an unproven sender, and
 never obeys itself: datagrams from its own address and port are dropped, as is a subscription
-to them. Each source (address and port) has a budget of work a second (`SOURCE_RATE`): a
-setter, of which a burst keeps only the newest, costs 1, anything else `SOURCE_COST`; what a
-source sends beyond it is read and dropped unparsed, so a flood from one host does not starve
-the phone. python-osc's own warnings (one per odd datagram) are rate-limited like ours.
+to them. Each source (address and port) may send `SOURCE_RATE` messages a second besides
+setters (of a burst of those only the newest is parsed, so they cost next to nothing and the
+last value of a fader is never lost); what it sends beyond is read and dropped unparsed, so
+a flood from one host does not starve the phone. python-osc's own warnings (one per odd
+datagram) are rate-limited like ours.
 
 Feedback: the subscription handshake (rvaed.control.subscribers has the why):
 
@@ -89,8 +90,7 @@ MAX_DATAGRAM = 16384  # larger datagrams are refused (controllers send a few hun
 DRAIN_LIMIT = 512  # datagrams read per wake-up before giving the loop back
 FEEDBACK_INTERVAL = 0.05
 RECEIVE_BUFFER = 4 << 20  # bytes asked for (the kernel caps it at net.core.rmem_max)
-SOURCE_RATE = 2000  # work a second from one source (address, port), burst as much: a setter
-SOURCE_COST = 10  # (coalesced, cheap) costs 1, anything else this: 2,000 faders or 200 others
+SOURCE_RATE = 200  # messages a second from one source (address, port) besides setters, burst
 MAX_SOURCES = 4096  # sources with a budget held at once (the least recently seen go first)
 HELLO_RATE = 200  # hellos a second to all unproven senders together: ~7 KB/s at most
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux
@@ -261,12 +261,11 @@ class OscServer:
         self._sources[key] = budget  # most recently seen last
         if len(self._sources) > MAX_SOURCES:
             self._sources.popitem(last=False)
-        if budget.take(1 if data[:data.find(b"\0")] in self._setters else SOURCE_COST):
+        if data[:data.find(b"\0")] in self._setters or budget.take():
             return True
         self.over_budget += 1
-        self.rejected(f"{sender[0]}:{sender[1]} sends more than its budget ({SOURCE_RATE} "
-                      f"setters or {SOURCE_RATE // SOURCE_COST} other messages a second): the "
-                      "rest is dropped")
+        self.rejected(f"{sender[0]}:{sender[1]} sends more than {SOURCE_RATE} messages a second "
+                      "besides setters: the rest is dropped")
         return False
 
     def _is_self(self, client: Client) -> bool:
