@@ -21,6 +21,7 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 
 from rvaed.benchmarks import osc as osc_bench
+from rvaed.control import subscribers
 from rvaed.control.controls import Controls
 from rvaed.control.mapfile import load_mapping
 from rvaed.control.osc import ROUTES, OscServer, Route
@@ -433,3 +434,32 @@ def test_the_performer_gets_through_a_flood_from_another_host():
     assert flood["over_budget"] > flood["flood_sent"] / 2
     assert flood["performer_share"] >= 0.75, flood  # 0.35-0.49 before; 0.92-1.0 loaded
     assert figures["amplification"]["ratio"] <= 1.5
+
+
+def test_a_subscription_lives_while_its_hellos_are_echoed_and_ends_without(model_dir,
+                                                                           monkeypatch):
+    monkeypatch.setattr(subscribers, "LIFETIME", 0.6)
+    monkeypatch.setattr(subscribers, "RENEW_EVERY", 0.2)
+
+    async def scenario():
+        perf, server = await serve(model_dir)
+        client = udp()
+        address = ("127.0.0.1", server.port)
+        await asyncio.to_thread(subscribe, client, address)
+        await until(lambda: server.subscribers)
+        echoed = set()
+        deadline = time.monotonic() + 1.5  # more than two lifetimes, echoing every hello
+        while time.monotonic() < deadline:
+            for datagram in _datagrams(client):
+                message = OscMessage(datagram)
+                if message.address == "/rvaed/hello":
+                    echoed.add(message.params[0])
+                    client.sendto(build_msg("/rvaed/subscribe/confirm", message.params).dgram,
+                                  address)
+            await asyncio.sleep(0.02)
+        assert len(echoed) >= 1 and server.subscribers, "renewed by the echoes"
+        await until(lambda: not server.subscribers, timeout=3)  # no more echoes: it ends
+        client.close()
+        await server.close()
+        await perf.stop()
+    asyncio.run(scenario())
