@@ -177,12 +177,8 @@ class OscServer:
     def reply(self, sender: tuple, address: str, args: list) -> None:
         """Answer ``sender`` at its live subscriptions, within their budgets (never back to
         the sending port: the source may be forged)."""
-        targets = self.subscriptions.of_host(sender[0])
-        if not targets:
-            raise ValueError(f"{address}: no reply to {sender[0]}: subscribe first "
-                             "(/rvaed/subscribe), replies go to subscribers")
         datagram = build_msg(address, args).dgram
-        for subscriber in targets:
+        for subscriber in self._subscribed(address, sender[0]):
             subscriber.replies[address] = datagram
             subscriber.behind = True
 
@@ -358,12 +354,16 @@ class OscServer:
         self.performance.set_transition(numbers("/rvaed/transition", args[:1], 1)[0], unit)
         self._dirty = True
 
-    def _state(self, sender, args, at) -> None:
-        targets = self.subscriptions.of_host(sender[0])
+    def _subscribed(self, address: str, host: str) -> list[Subscriber]:
+        """``host``'s live subscriptions, where its answers go; ValueError if none."""
+        targets = self.subscriptions.of_host(host)
         if not targets:
-            raise ValueError(f"/rvaed/state: no reply to {sender[0]}: subscribe first "
-                             "(/rvaed/subscribe), the state goes to subscribers")
-        for subscriber in targets:  # everything again, at the next feedback, within budget
+            raise ValueError(f"{address}: no reply to {host}: subscribe first "
+                             "(/rvaed/subscribe), replies go to subscribers")
+        return targets
+
+    def _state(self, sender, args, at) -> None:
+        for subscriber in self._subscribed("/rvaed/state", sender[0]):  # all again, in budget
             subscriber.sent.clear()
             subscriber.behind = True
 
