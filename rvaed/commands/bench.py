@@ -10,7 +10,7 @@ HELP = "run a benchmark: decode, train, timing, control"
 BENCHMARKS: list[str] = [
     "timing",
     "decode", "train",
-    "control",
+    "control", "osc",
     "peers", "startup", "all",
 ]
 

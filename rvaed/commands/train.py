@@ -28,10 +28,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("paths", nargs="+", metavar="FILES|DIRS", help="MIDI files or folders")
     parser.add_argument("-o", "--output", type=Path, metavar="MODEL",
                         help="the model directory to write (replaced if it is a model)")
-    parser.add_argument("--daemon", nargs="?", const="127.0.0.1:9000", metavar="HOST:PORT",
-                        help="instead, ask the running daemon (default 127.0.0.1:9000) to "
-                        "train on the files and play the new model; the files must lie in "
-                        "its data directories (its inbox, for instance)")
+    parser.add_argument("--daemon", action="store_true",
+                        help="instead, ask the daemon running on this machine to train on the "
+                        "files and play the new model: shows its progress, exits 1 if it "
+                        "refuses or fails; the files must lie in its data directories (its "
+                        "inbox, for instance)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="with --daemon: the daemon's config, to find its state directory "
+                        "(default: the one `rvaed run` reads)")
     parser.add_argument("--epochs", type=int, default=150, help="at most this many (150)")
     parser.add_argument("--seed", type=int, default=0, help="for a reproducible run (0)")
     parser.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1),
@@ -62,7 +66,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     if args.daemon:
-        return ask_daemon(args.daemon, args.paths)
+        return ask_daemon(args.config, args.paths)
     if args.output is None:
         raise RvaedError("-o MODEL is required (or --daemon to let the daemon train)")
     from rvaed.training.job import TrainRequest, run_training
@@ -254,15 +258,25 @@ def plot_image(history: list[dict], width: int = 600, height: int = 300):
     return image
 
 
-def ask_daemon(address: str, paths: list[str]) -> int:
-    """Send /rvaed/train with absolute paths; the daemon logs progress and refusals."""
-    from pythonosc.udp_client import SimpleUDPClient
+def ask_daemon(config: str | None, paths: list[str]) -> int:
+    """Train in the running daemon through its local socket: its progress, then the result
+    (0) or the refusal or failure (1)."""
+    from rvaed.daemon.config import load_config
+    from rvaed.daemon.localsocket import ask_to_train, socket_path
 
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise RvaedError(f"--daemon {address!r}: expected HOST:PORT, e.g. 127.0.0.1:9000")
     files = [str(Path(path).resolve()) for path in paths]
-    SimpleUDPClient(host, int(port)).send_message("/rvaed/train", files)
-    print(f"asked the daemon at {host}:{port} to train on {len(files)} path(s); "
-          "progress is in its log and in OSC feedback /rvaed/training")
-    return 0
+    for answer in ask_to_train(socket_path(load_config(config)), files):
+        if "progress" in answer:
+            print(f"{answer['progress']:4.0%} {answer['status']}", file=sys.stderr, flush=True)
+        elif "accepted" in answer:
+            print(f"the daemon is {answer['accepted']}", file=sys.stderr, flush=True)
+        elif "done" in answer:
+            print(f"model {answer['done']} trained; the daemon plays it from the next loop")
+            return 0
+        else:
+            reason = answer.get("refused") or answer.get("failed") or answer
+            print(f"rvaed train: the daemon {'refused' if 'refused' in answer else 'failed'}: "
+                  f"{reason}", file=sys.stderr)
+            return 1
+    print("rvaed train: the daemon closed the connection before the result", file=sys.stderr)
+    return 1

@@ -9,17 +9,47 @@ buffer. Anything malformed is dropped with a rate-limited log line; the state ne
 its valid ranges (see rvaed.core.state).
 
 Every input address is a `Route`: its arguments, its effect in one line, whether it touches
-files (then only allowed senders may send it) and its handler, all with one signature. The
-performance's routes are `ROUTES` below (one per parameter of the state's table, and the rest);
-the daemon adds its commands and the tools' (the whole registry: `rvaed.daemon.routes.ROUTES`,
-which renders the README's OSC tables).
+files and its handler, all with one signature. The performance's routes are `ROUTES` below (one
+per parameter of the state's table, and the rest); the daemon adds its commands and the tools'
+(the whole registry: `rvaed.daemon.routes.ROUTES`, which renders the README's OSC tables).
 
-Feedback (to subscribers, at most every 50 ms when something changed, and in reply to
-/rvaed/state) uses the same addresses, so a TouchOSC control bound to /rvaed/threshold shows
-the value, plus:
+Who may do what. Performance controls are open plain OSC. A route that touches files (train,
+model switch, capture, groove from a file) is obeyed only with the daemon's secret as its
+first argument (a string; the daemon logs at start where to find it), checked by a `Guard`
+(rvaed.daemon.policy.FilePolicy), whatever the source address: `/rvaed/train SECRET PATH ...`.
+On the daemon's machine `rvaed train --daemon` uses a local socket instead.
+
+The daemon never answers more than a few bytes to a datagram from an unproven sender, and
+never obeys itself: datagrams from its own address and port are dropped, as is a subscription
+to them. Each source (address and port) may send `SOURCE_RATE` messages a second besides
+setters (of a burst of those only the newest is parsed, so they cost next to nothing and the
+last value of a fader is never lost); what it sends beyond is read and dropped unparsed, so
+a flood from one host does not starve the phone. python-osc's own warnings (one per odd
+datagram) are rate-limited like ours.
+
+Feedback: the subscription handshake (rvaed.control.subscribers has the why):
+
+1. send ``/rvaed/subscribe [PORT]`` (PORT: where you listen; default the port you send from);
+2. the daemon sends ``/rvaed/hello NONCE`` (one string) to your IP at that port;
+3. send ``/rvaed/subscribe/confirm NONCE`` (from any port of the same IP): feedback starts,
+   the whole state first, then what changes (at most every 50 ms, within a byte budget of
+   32 KB/s per subscriber);
+4. the daemon sends a fresh ``/rvaed/hello NONCE`` every 20 s: echo each one as in step 3, or
+   the subscription ends 60 s after the last echo. ``/rvaed/unsubscribe NONCE`` ends it now.
+
+A phone layout does step 1 when it opens and answers every /rvaed/hello with step 3 (a TouchOSC
+script: ``if message[1] == '/rvaed/hello' then sendOSC('/rvaed/subscribe/confirm',
+message[2][1].value) end`` in onReceiveOSC; Open Stage Control: a widget on /rvaed/hello whose
+onValue script does ``send('/rvaed/subscribe/confirm', value)``). At most 16 subscribers (4 per
+IP) are live; more are refused, never evicted. /rvaed/state and the daemon's replies
+(/rvaed/models) go to the sender's live subscriptions, not back to the sending port.
+
+Feedback uses the same addresses as the input, so a TouchOSC control bound to /rvaed/threshold
+shows the value, plus:
 
 | address                    | arguments                                              |
 | -------------------------- | ------------------------------------------------------ |
+| /rvaed/hello               | NONCE: echo it to /rvaed/subscribe/confirm             |
 | /rvaed/pattern             | voices steps, voices*steps ints row by row (velocity, 0 = none) |
 | /rvaed/pattern/N           | steps floats 1.0/0.0 for voice N (1-based): a TouchOSC grid row |
 | /rvaed/mute, /rvaed/freeze | VOICE-NUMBER 0/1, one message per voice                 |
@@ -33,20 +63,23 @@ Controller maps (rvaed.control.mapfile) may bind any other address (TouchOSC's /
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 import struct
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pythonosc.osc_message_builder import build_msg
 from pythonosc.osc_packet import OscPacket
 
 from rvaed.control.controls import Controls
 from rvaed.control.hub import Hub
-from rvaed.control.ratelimit import RateLimitedLog
+from rvaed.control.ratelimit import RateLimitedLog, RateLimitFilter, TokenBucket
+from rvaed.control.subscribers import Client, Subscriber, Subscriptions
 from rvaed.core.errors import RvaedError
 from rvaed.core.parameters import CLOCK, Parameter
 from rvaed.core.state import PARAMETERS, PRESETS, number
@@ -55,11 +88,20 @@ log = logging.getLogger(__name__)
 
 MAX_DATAGRAM = 16384  # larger datagrams are refused (controllers send a few hundred bytes)
 DRAIN_LIMIT = 512  # datagrams read per wake-up before giving the loop back
-MAX_SUBSCRIBERS = 16
 FEEDBACK_INTERVAL = 0.05
+RECEIVE_BUFFER = 4 << 20  # bytes asked for (the kernel caps it at net.core.rmem_max)
+SOURCE_RATE = 500  # messages a second from one source (address, port) besides setters, burst
+MAX_SOURCES = 4096  # sources with a budget held at once (the least recently seen go first)
+HELLO_RATE = 200  # hellos a second to all unproven senders together: ~7 KB/s at most
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux
 Handler = Callable[[Any, tuple, tuple, int], None]  # (owner, sender, args, arrival_ns)
-Allowed = Callable[[str], bool]  # may this host send what touches files?
+
+
+class Guard(Protocol):
+    """Decides whether a command that touches files is obeyed (rvaed.daemon.policy)."""
+
+    def admit(self, address: str, host: str, args: tuple) -> tuple:
+        """The command's own arguments (the credential taken off), or RvaedError."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +113,7 @@ class Route:
     arguments: str  # as documented ("" for none)
     effect: str  # one line
     handler: Handler
-    files: bool = False  # touches files: obeyed only from allowed senders (osc.allow)
+    files: bool = False  # touches files: obeyed only when its `Guard` admits it (the secret)
     latest: bool = False  # only sets state: of a burst of them, the newest is all that counts
 
 
@@ -94,30 +136,41 @@ class OscServer:
         self.rejected = RateLimitedLog(log, "OSC")
         self.received = 0
         self.coalesced = 0  # setter messages skipped because a newer one came in the same burst
-        self.subscribers: dict[tuple[str, int], None] = {}
+        self.over_budget = 0  # datagrams dropped unparsed: their source was over its budget
+        self.own = 0  # datagrams from the daemon's own socket, dropped
+        self.subscriptions = Subscriptions()
         self.training: tuple[float, str] = (0.0, "idle")
         self._sock: socket.socket | None = None
         self._dirty = True
         self._sent_clock: tuple = ()
         self._feedback: asyncio.Task | None = None
-        self._routes: dict[str, tuple[Route, object, Allowed | None]] = {}
+        self._routes: dict[str, tuple[Route, object, Guard | None]] = {}
         self._setters: set[bytes] = set()
+        self._sources: OrderedDict[tuple, TokenBucket] = OrderedDict()
+        self._hellos = TokenBucket(HELLO_RATE, HELLO_RATE)
+        self._local: dict[str, bool] = {}
+        self._library_log = RateLimitFilter("pythonosc")
         self.serve(ROUTES, self)
+
+    @property
+    def subscribers(self) -> dict[Client, Subscriber]:
+        """The live (confirmed) subscriptions."""
+        return self.subscriptions.live
 
     @property
     def addresses(self) -> list[str]:
         return sorted(self._routes)
 
-    def serve(self, routes: Iterable[Route], owner: object, allowed: Allowed | None = None,
+    def serve(self, routes: Iterable[Route], owner: object, guard: Guard | None = None,
               ) -> None:
         """Serve ``routes`` for ``owner`` (their handlers' first argument); those that touch
-        files only from the hosts ``allowed`` says yes to (required for them)."""
+        files only when ``guard`` admits them (required for them)."""
         for route in routes:
-            if route.files and allowed is None:
-                raise ValueError(f"{route.address}: touches files, served without a sender check")
+            if route.files and guard is None:
+                raise ValueError(f"{route.address}: touches files, served without a guard")
             if route.address in self._routes:
                 raise ValueError(f"{route.address}: served twice")
-            self._routes[route.address] = (route, owner, allowed)
+            self._routes[route.address] = (route, owner, guard)
             if route.latest:
                 self._setters.add(route.address.encode())
 
@@ -128,8 +181,12 @@ class OscServer:
         return None if served is None else (served[0], served[1])
 
     def reply(self, sender: tuple, address: str, args: list) -> None:
-        """Send one message back to ``sender`` (answers to the daemon's own commands)."""
-        self._send(build_msg(address, args).dgram, sender[:2])
+        """Answer ``sender`` at its live subscriptions, within their budgets (never back to
+        the sending port: the source may be forged)."""
+        datagram = build_msg(address, args).dgram
+        for subscriber in self._subscribed(address, sender[0]):
+            subscriber.replies[address] = datagram
+            subscriber.behind = True
 
     async def start(self) -> None:
         """Bind and start reading; a port in use is a one-line error."""
@@ -144,12 +201,15 @@ class OscServer:
         sock.setblocking(False)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        with contextlib.suppress(OSError):  # room for a flood's burst while the loop is busy
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         self._sock = sock
         self.port = sock.getsockname()[1]
         loop = asyncio.get_running_loop()
         loop.add_reader(sock.fileno(), self._drain)
         self.performance.listeners.append(self._pattern_changed)
         self._feedback = loop.create_task(self._feedback_loop())
+        logging.getLogger().addFilter(self._library_log)  # python-osc logs on the root logger
         log.info("OSC: listening on %s:%d", self.host, self.port)
 
     async def close(self) -> None:
@@ -163,6 +223,7 @@ class OscServer:
             self._sock = None
         with contextlib.suppress(ValueError):
             self.performance.listeners.remove(self._pattern_changed)
+        logging.getLogger().removeFilter(self._library_log)
 
     def report_training(self, progress: float, status: str) -> None:
         """Training progress for subscribers (0..1 and a short status)."""
@@ -184,11 +245,42 @@ class OscServer:
                 log.debug("OSC: receive: %s", exc)
                 continue
             self.received += 1
-            if len(data) > MAX_DATAGRAM or flags & socket.MSG_TRUNC:
-                self.rejected(f"datagram from {sender[0]} larger than {MAX_DATAGRAM} bytes ignored")
-                continue
-            burst.append((data, sender, _arrival(ancillary)))
+            if self._admitted(sender, data):
+                if len(data) > MAX_DATAGRAM or flags & socket.MSG_TRUNC:
+                    self.rejected(f"datagram from {sender[0]} larger than {MAX_DATAGRAM} "
+                                  "bytes ignored")
+                    continue
+                burst.append((data, sender, _arrival(ancillary)))
         self.apply_burst(burst)
+
+    def _admitted(self, sender: tuple, data: bytes) -> bool:
+        """Not from the daemon's own socket, and its source within its budget."""
+        if self._is_self((sender[0], sender[1])):
+            self.own += 1
+            return False
+        key = sender[:2]
+        budget = self._sources.pop(key, None) or TokenBucket(SOURCE_RATE, SOURCE_RATE)
+        self._sources[key] = budget  # most recently seen last
+        if len(self._sources) > MAX_SOURCES:
+            self._sources.popitem(last=False)
+        if data[:data.find(b"\0")] in self._setters or budget.take():
+            return True
+        self.over_budget += 1
+        self.rejected(f"{sender[0]}:{sender[1]} sends more than {SOURCE_RATE} messages a second "
+                      "besides setters: the rest is dropped")
+        return False
+
+    def _is_self(self, client: Client) -> bool:
+        """``client`` is this daemon's socket: its port at one of this machine's addresses."""
+        return client[1] == self.port and self._is_local(client[0])
+
+    def _is_local(self, host: str) -> bool:
+        known = self._local.get(host)
+        if known is None:
+            known = self._local[host] = _local_address(host)
+            if len(self._local) > MAX_SOURCES:
+                self._local.clear()
+        return known
 
     def apply_burst(self, burst: list[tuple[bytes, tuple, int]]) -> None:
         """Apply datagrams (data, sender, arrival) in order, except that in a run of setter
@@ -236,10 +328,10 @@ class OscServer:
     def message(self, address: str, args: tuple, sender: tuple, at: int) -> None:
         served = self._routes.get(address)
         if served is not None:
-            route, owner, allowed = served
-            if route.files and not allowed(sender[0]):  # type: ignore[misc]
-                raise ValueError(f"{address}: refused from {sender[0]} (not in osc.allow)")
+            route, owner, guard = served
             try:
+                if route.files:
+                    args = guard.admit(address, sender[0], args)  # type: ignore[union-attr]
                 route.handler(owner, sender, args, at)
             except RvaedError as exc:
                 raise ValueError(f"{address}: {exc}") from None
@@ -268,28 +360,49 @@ class OscServer:
         self.performance.set_transition(numbers("/rvaed/transition", args[:1], 1)[0], unit)
         self._dirty = True
 
-    def _state(self, sender, args, at) -> None:
-        for datagram in self._feedback_messages():
-            self._send(datagram, sender[:2])
+    def _subscribed(self, address: str, host: str) -> list[Subscriber]:
+        """``host``'s live subscriptions, where its answers go; ValueError if none."""
+        targets = self.subscriptions.of_host(host)
+        if not targets:
+            raise ValueError(f"{address}: no reply to {host}: subscribe first "
+                             "(/rvaed/subscribe), replies go to subscribers")
+        return targets
 
-    def _subscriber(self, address: str, sender, args) -> tuple[str, int]:
-        if not args:
-            return (sender[0], sender[1])
-        port = numbers(address, args, 1)[0]
-        if port != int(port) or not 1 <= port <= 65535:
-            raise ValueError(f"{address}: expected a UDP port 1-65535")
-        return (sender[0], int(port))
+    def _state(self, sender, args, at) -> None:
+        for subscriber in self._subscribed("/rvaed/state", sender[0]):  # all again, in budget
+            subscriber.sent.clear()
+            subscriber.behind = True
 
     def _subscribe(self, sender, args, at) -> None:
-        client = self._subscriber("/rvaed/subscribe", sender, args)
-        self.subscribers.pop(client, None)
-        self.subscribers[client] = None
-        while len(self.subscribers) > MAX_SUBSCRIBERS:
-            del self.subscribers[next(iter(self.subscribers))]
-        self._state((client[0], client[1]), (), at)
+        client = (sender[0], sender[1])
+        if args:
+            port = numbers("/rvaed/subscribe", args, 1)[0]
+            if port != int(port) or not 1 <= port <= 65535:
+                raise ValueError("/rvaed/subscribe: expected a UDP port 1-65535")
+            client = (sender[0], int(port))
+        if self._is_self(client):
+            raise ValueError(f"/rvaed/subscribe: {client[0]}:{client[1]} is this daemon")
+        if not self._hellos.take():
+            raise ValueError(f"/rvaed/subscribe: more than {HELLO_RATE} a second, "
+                             f"{client[0]} not answered")
+        self._hello(client)
+
+    def _hello(self, client: Client) -> None:
+        self._send(build_msg("/rvaed/hello", self.subscriptions.nonce(client)).dgram, client)
+
+    def _verified(self, address: str, sender, args) -> Client:
+        client = self.subscriptions.verify(sender[0], args[0] if len(args) == 1 else None)
+        if client is None:
+            raise ValueError(f"{address}: expected the NONCE of a recent /rvaed/hello to "
+                             f"{sender[0]}")
+        return client
+
+    def _confirm(self, sender, args, at) -> None:
+        self.subscriptions.confirm(self._verified("/rvaed/subscribe/confirm", sender, args))
 
     def _unsubscribe(self, sender, args, at) -> None:
-        self.subscribers.pop(self._subscriber("/rvaed/unsubscribe", sender, args), None)
+        client = self._verified("/rvaed/unsubscribe", sender, args)
+        self.subscriptions.end(client, "asked")
 
     # -- feedback --------------------------------------------------------------------------
 
@@ -299,17 +412,32 @@ class OscServer:
     async def _feedback_loop(self) -> None:
         while True:
             await asyncio.sleep(FEEDBACK_INTERVAL)
+            for client in self.subscriptions.expire():
+                self._hello(client)
             clock = self.performance.clock
             clock_now = (clock.tempo, clock.peers, clock.playing)
-            if not self.subscribers or not (self._dirty or clock_now != self._sent_clock):
+            changed = self._dirty or clock_now != self._sent_clock
+            if not any(changed or s.behind for s in self.subscribers.values()):
                 continue
             self._dirty, self._sent_clock = False, clock_now
-            datagrams = self._feedback_messages()
-            for client in list(self.subscribers):
-                for datagram in datagrams:
-                    self._send(datagram, client)
+            current = self._feedback_messages()
+            for subscriber in list(self.subscribers.values()):
+                self._deliver(subscriber, current)
 
-    def _feedback_messages(self) -> list[bytes]:
+    def _deliver(self, subscriber: Subscriber, current: dict[str, bytes]) -> None:
+        """What ``subscriber`` has not had yet, as far as its byte budget goes now."""
+        due = subscriber.due(current)
+        for address, datagram in due:
+            if not subscriber.budget.take(len(datagram)):
+                subscriber.behind = True
+                return
+            self._send(datagram, subscriber.client)
+            subscriber.bytes_sent += len(datagram)
+            if subscriber.replies.pop(address, None) is None:
+                subscriber.sent[address] = datagram
+        subscriber.behind = False
+
+    def _feedback_messages(self) -> dict[str, bytes]:
         perf = self.performance
         state, clock = perf.state, perf.clock
         hits = perf.pattern.hits(state.threshold)
@@ -330,11 +458,13 @@ class OscServer:
                      build_msg("/rvaed/transition", [state.transition.amount,
                                                      state.transition.unit]),
                      build_msg("/rvaed/training", list(self.training))]
-        messages += [build_msg(f"/rvaed/{name[:-2]}", [v + 1, int(v in getattr(state, name))])
-                     for name in ("mutes", "freezes") for v in range(voices)]
-        messages += [build_msg(f"/rvaed/preset/{n + 1}", list(p) if p else [])
-                     for n, p in enumerate(state.presets)]
-        return [m.dgram for m in messages]
+        keyed = {m.address: m.dgram for m in messages}
+        keyed |= {f"{address} {v + 1}": build_msg(address, [v + 1, int(v in getattr(state, name))])
+                  .dgram for name, address in VOICE_SETS.items() for v in range(voices)}
+        keyed |= {f"/rvaed/preset/{n + 1}": build_msg(f"/rvaed/preset/{n + 1}",
+                                                      list(p) if p else []).dgram
+                  for n, p in enumerate(state.presets)}
+        return keyed
 
     def _send(self, datagram: bytes, client: tuple[str, int]) -> None:
         try:
@@ -351,7 +481,7 @@ def _setter(row: Parameter) -> Handler:
 
 
 def _voice(name: str) -> Handler:
-    address = "/rvaed/" + name[:-2]
+    address = VOICE_SETS[name]
 
     def handler(server: OscServer, sender: tuple, args: tuple, at: int) -> None:
         if len(args) != 2:
@@ -374,6 +504,7 @@ def _preset(store: bool) -> Handler:
     return handler
 
 
+VOICE_SETS = {"mutes": "/rvaed/mute", "freezes": "/rvaed/freeze"}  # state field -> address
 X = PARAMETERS["x"]
 # The performance's routes: a setter per parameter (a switch, playing, is an event: a stop and
 # a start in one burst both count), then the rest.
@@ -382,22 +513,44 @@ ROUTES = (
       for row in PARAMETERS.values()),
     Route("/rvaed/xy", f"x y ({X.low:g}..{X.high:g})", "move in the latent space (both axes)",
           OscServer._xy, latest=True),
-    Route("/rvaed/mute", "VOICE 0/1",
+    Route(VOICE_SETS["mutes"], "VOICE 0/1",
           "mute a voice (VOICE: its name in the kit, or its number from 1)", _voice("mutes")),
-    Route("/rvaed/freeze", "VOICE 0/1", "freeze a voice: it keeps the hits it plays now",
+    Route(VOICE_SETS["freezes"], "VOICE 0/1", "freeze a voice: it keeps the hits it plays now",
           _voice("freezes")),
     Route("/rvaed/preset/store", f"N (1..{PRESETS})", "store x/y in preset N", _preset(True)),
     Route("/rvaed/preset/recall", f"N (1..{PRESETS})", "glide to preset N",
           _preset(False)),
     Route("/rvaed/transition", "amount [ms or bars]",
           "glide time of a preset recall (default unit ms)", OscServer._transition),
-    Route("/rvaed/state", "", "reply with every feedback message, to the sender",
-          OscServer._state),
-    Route("/rvaed/subscribe", "[port]",
-          "send feedback to the sender's IP (at port): pattern grid, state, model, training",
+    Route("/rvaed/state", "", "send every feedback message again, to the sender's live "
+          "subscriptions", OscServer._state),
+    Route("/rvaed/subscribe", "[PORT]",
+          "ask for feedback at the sender's IP (at PORT): the answer is /rvaed/hello NONCE",
           OscServer._subscribe),
-    Route("/rvaed/unsubscribe", "[port]", "stop that feedback", OscServer._unsubscribe),
+    Route("/rvaed/subscribe/confirm", "NONCE",
+          "echo a /rvaed/hello: feedback (pattern grid, state, model, training) starts or "
+          "goes on for 60 s", OscServer._confirm),
+    Route("/rvaed/unsubscribe", "NONCE", "stop that feedback now", OscServer._unsubscribe),
 )
+
+
+def _local_address(host: str) -> bool:
+    """True when ``host`` is an address of this machine (loopback, or one it can bind)."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback or address.is_unspecified:
+        return True
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((host, 0))
+        except OSError:
+            return False
+    return True
 
 
 def _arrival(ancillary: list) -> int:

@@ -65,6 +65,11 @@ def _ip_networks(values: tuple[str, ...]) -> str | None:
     return None
 
 
+def _secret(value: str) -> str | None:
+    return None if len(value) >= 12 and value.isprintable() and " " not in value else \
+        "expected at least 12 printable characters without spaces (or null: generated)"
+
+
 def _env_dir(variable: str, fallback: str) -> Path:
     """An XDG base directory: the variable when it holds an absolute path, else ~/fallback."""
     value = os.environ.get(variable, "")
@@ -123,6 +128,7 @@ class OscConfig:
     port: int = field(default=9000, metadata={**_within(1, 65535), **RESTART})
     allow: tuple[str, ...] = field(default=("127.0.0.0/8", "::1"),
                                    metadata={"check": _ip_networks})
+    secret: str | None = field(default=None, metadata={"check": _secret})
 
 
 @dataclass(frozen=True)

@@ -1,24 +1,74 @@
 """Guard the OSC commands that touch files: who may send them, and which paths they may name.
 
 OSC listens on the network so a phone can play; anyone who reaches the port can move x/y. A
-command that reads or writes files (train, load a model, save, capture) is only obeyed when the
-sender's address is on the allowlist (default: this machine), and every path it names must
-resolve — after following symlinks — inside one of the configured data directories, with no
-``..`` anywhere and within the size limits. The daemon holds one policy for its whole run
-and `update` changes it in place on SIGHUP, so every guard made from it obeys the new
-allowlist at once.
+command that reads or writes files (train, load a model, capture, groove from a file) is only
+obeyed when it carries the daemon's secret as its first argument (`FilePolicy.admit`): a UDP
+source address proves nothing on a LAN, where it can be forged. The sender must also be in
+the allowlist (``osc.allow``, default this machine) — a narrowing, not the proof. Every path
+a command names must resolve — after following symlinks — inside one of the configured data
+directories, with no ``..`` anywhere and within the size limits. The daemon holds one policy
+for its whole run and `update` changes it in place on SIGHUP, so every guard made from it
+obeys the new allowlist at once.
+
+The secret is one definition for every remote surface (OSC and the web page's session):
+`session_secret` — ``osc.secret`` from the config, else a random one the daemon keeps in
+`SECRET_FILE` in its state directory (mode 0600, made at the first start). `FilePolicy.secret`
+holds it, `FilePolicy.authentic` checks a candidate in constant time. It is never logged;
+the log names the file. On the daemon's own machine the CLI uses the local socket
+(rvaed.daemon.localsocket) and needs no secret.
 """
 
+import hmac
 import ipaddress
+import logging
 import os
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rvaed.core.atomic import write_new
 from rvaed.core.errors import RvaedError
 from rvaed.daemon.config import DaemonConfig
 
+log = logging.getLogger(__name__)
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+SECRET_FILE = "secret"
+
+
+def secret_path(config: DaemonConfig) -> Path:
+    return config.dirs.state / SECRET_FILE
+
+
+def session_secret(config: DaemonConfig) -> str:
+    """The secret remote senders prove themselves with: ``osc.secret``, else the one kept in
+    the state directory (made, mode 0600, when there is none yet)."""
+    if config.osc.secret:
+        return config.osc.secret
+    path = secret_path(config)
+    kept = _read_secret(path)
+    if not kept:  # mkstemp's file is 0600, and write_new never replaces one made meanwhile
+        try:
+            write_new(path.parent, iter([path.name]),
+                      (secrets.token_urlsafe(12) + "\n").encode())
+        except OSError as exc:
+            log.warning("%s: cannot keep a secret (%s): remote commands that touch files are "
+                        "refused until it can", path, exc.strerror or exc)
+            return ""
+        kept = _read_secret(path)
+    return kept
+
+
+def _read_secret(path: Path) -> str:
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return ""
+    except (OSError, UnicodeDecodeError) as exc:
+        log.warning("%s: cannot read the secret (%s): remote commands that touch files are "
+                    "refused until it can", path, exc)
+        return ""
 
 
 def parse_allowlist(entries: Iterable[str]) -> tuple[Network, ...]:
@@ -50,11 +100,13 @@ class FilePolicy:
     allow: tuple[Network, ...]
     max_file_bytes: int
     max_request_bytes: int
+    secret: str = ""  # none: no remote sender is admitted
 
     @classmethod
     def from_config(cls, config: DaemonConfig) -> "FilePolicy":
         return cls(config.dirs.all(), parse_allowlist(config.osc.allow),
-                   config.limits.max_file_bytes, config.limits.max_request_bytes)
+                   config.limits.max_file_bytes, config.limits.max_request_bytes,
+                   session_secret(config))
 
     def update(self, config: DaemonConfig) -> None:
         """Take the allowlist, data directories and limits of ``config`` from now on."""
@@ -62,6 +114,21 @@ class FilePolicy:
 
     def sender_allowed(self, host: str) -> bool:
         return sender_allowed(host, self.allow)
+
+    def authentic(self, candidate: object) -> bool:
+        """``candidate`` is the secret (compared in constant time)."""
+        return (bool(self.secret) and isinstance(candidate, str)
+                and hmac.compare_digest(candidate.encode(), self.secret.encode()))
+
+    def admit(self, address: str, host: str, args: tuple) -> tuple:
+        """The arguments of a file command after its leading secret, if ``host`` is allowed
+        and the secret is right; a one-line RvaedError otherwise."""
+        if not self.sender_allowed(host):
+            raise RvaedError(f"refused from {host} (not in osc.allow)")
+        if not args or not self.authentic(args[0]):
+            raise RvaedError(f"refused from {host}: expected the secret as the first argument "
+                             f"({address} SECRET ...)")
+        return tuple(args[1:])
 
     def resolve(self, user_path: str, base: Path, must_exist: bool = True) -> Path:
         """The real path ``user_path`` names, relative to ``base`` unless absolute.

@@ -7,13 +7,14 @@ them on a running daemon's OSC server; `readme_tables` renders the README's OSC 
 them (a test holds the README to it: ``python -m rvaed.daemon.routes README.md`` updates it).
 
 OSC listens on the network so a phone can play, but anyone on the network must not make the
-daemon read or write files. So every route that touches files is refused unless the sender is
-in ``osc.allow`` (default: this machine only), and every path it names must resolve inside the
-data directories (rvaed.daemon.policy.FilePolicy). Bending touches no file: it is open to every
-sender like the performance addresses.
+daemon read or write files. So every route that touches files is refused unless it carries the
+daemon's secret as its first argument (and the sender is in ``osc.allow``), and every path it
+names must resolve inside the data directories (rvaed.daemon.policy.FilePolicy). Bending
+touches no file: it is open to every sender like the performance addresses.
 """
 
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -21,19 +22,25 @@ from rvaed.control import osc
 from rvaed.control.osc import OscServer, Route, numbers
 from rvaed.core.errors import RvaedError
 from rvaed.core.midifile import MIDI_SUFFIXES, midi_files
+from rvaed.daemon.policy import secret_path
 from rvaed.model.modeldir import model_path
 from rvaed.tools import automation, capture, groove
+
+log = logging.getLogger(__name__)
 
 MAX_PATHS = 256
 BEGIN = ("<!-- The OSC tables below are generated from rvaed/daemon/routes.py: "
          "python -m rvaed.daemon.routes README.md -->")
 END = "<!-- end of the generated OSC tables -->"
-FILES_NOTE = ("Commands that touch files are obeyed only from the addresses in `osc.allow` "
-              "(default: this\nmachine), and every path must lie inside the daemon's data "
-              "directories:")
+FILES_NOTE = ("Commands that touch files are obeyed only with the daemon's secret as their "
+              "first argument\n(SECRET: `osc.secret`, else the file `secret` in the state "
+              "directory), only from the addresses in\n`osc.allow` (default: this machine), and "
+              "every path must lie inside the daemon's data directories.\nOn the daemon's "
+              "machine, `rvaed train --daemon FILES` needs no secret (it uses a local socket):")
 
 
-def _train(daemon, sender: tuple, args: tuple, at: int) -> None:
+def train_files(daemon, args: tuple) -> list[Path]:
+    """The MIDI files a train request names, checked against the file policy."""
     if not args or len(args) > MAX_PATHS or not all(isinstance(a, str) for a in args):
         raise RvaedError(f"expected 1-{MAX_PATHS} paths (strings)")
     policy, inbox = daemon.policy, daemon.config.dirs.inbox
@@ -43,7 +50,11 @@ def _train(daemon, sender: tuple, args: tuple, at: int) -> None:
         raise RvaedError(f"no {'/'.join(MIDI_SUFFIXES)} files in the given paths")
     files = [policy.resolve(str(file), inbox) for file in found]  # no symlink escapes
     policy.check_request(files)
-    daemon.train(files)
+    return files
+
+
+def _train(daemon, sender: tuple, args: tuple, at: int) -> None:
+    daemon.train(train_files(daemon, args))
 
 
 def _cancel(daemon, sender: tuple, args: tuple, at: int) -> None:
@@ -77,8 +88,8 @@ COMMANDS = (
           _cancel, files=True),
     Route("/rvaed/model", "NAME", "play a library model (or `starter`), on the next loop",
           _model, files=True),
-    Route("/rvaed/models", "", "reply /rvaed/models NAME ... (the library)", _models,
-          files=True),
+    Route("/rvaed/models", "", "reply /rvaed/models NAME ... (the library) to the sender's "
+          "subscriptions", _models, files=True),
 )
 ROUTES = (*osc.ROUTES, *COMMANDS, *automation.ROUTES, *capture.ROUTES, *groove.ROUTES)
 
@@ -86,12 +97,15 @@ ROUTES = (*osc.ROUTES, *COMMANDS, *automation.ROUTES, *capture.ROUTES, *groove.R
 def serve(daemon, server: OscServer) -> None:
     """Serve the daemon's commands and its tools' routes on ``server`` (the performance's it
     serves itself) for ``daemon`` (a rvaed.daemon.service.Daemon)."""
-    allowed = daemon.policy.sender_allowed
-    server.serve(COMMANDS, daemon, allowed)
+    guard = daemon.policy
+    server.serve(COMMANDS, daemon, guard)
     server.serve(automation.ROUTES, daemon.automator)
-    server.serve(capture.ROUTES, daemon.capture, allowed)
+    server.serve(capture.ROUTES, daemon.capture, guard)
     files = groove.GrooveFiles(daemon.performance, daemon.policy, daemon.config.dirs.captures)
-    server.serve(groove.ROUTES, files, allowed)
+    server.serve(groove.ROUTES, files, guard)
+    where = "osc.secret in the config" if daemon.config.osc.secret else secret_path(daemon.config)
+    log.info("OSC: commands that touch files need the secret (in %s) as their first argument; "
+             "on this machine `rvaed train --daemon` needs none", where)
 
 
 def readme_tables(routes: tuple[Route, ...] = ROUTES) -> str:
@@ -104,7 +118,11 @@ def readme_tables(routes: tuple[Route, ...] = ROUTES) -> str:
 
 def _table(routes) -> list[str]:
     return ["| address | arguments | effect |", "| --- | --- | --- |",
-            *(f"| `{r.address}` | {r.arguments} | {r.effect} |" for r in routes)]
+            *(f"| `{r.address}` | {_arguments(r)} | {r.effect} |" for r in routes)]
+
+
+def _arguments(route: Route) -> str:
+    return f"SECRET {route.arguments}".strip() if route.files else route.arguments
 
 
 def tables_in(text: str, where: str = "README.md") -> str:

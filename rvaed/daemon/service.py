@@ -34,6 +34,7 @@ from rvaed.core.errors import RvaedError
 from rvaed.core.secret import SessionSecret
 from rvaed.daemon.config import DaemonConfig, changes, keep_running, load_config
 from rvaed.daemon.inbox import Batch, Inbox
+from rvaed.daemon.localsocket import LocalSocket
 from rvaed.daemon.persist import Saved, StateStore
 from rvaed.daemon.policy import FilePolicy
 from rvaed.daemon.supervisor import Trainer
@@ -75,6 +76,8 @@ class Daemon:
         self.osc: OscServer | None = None
         self.secret = SessionSecret()  # what the web page's file commands need
         self.web: WebServer | None = None  # the web page (rvaed.daemon.web), when on
+        self.local: LocalSocket | None = None  # the CLI's socket
+        self.training_watchers: list = []  # called with every training progress report
         self.controls: Controls | None = None
         self.inbox: Inbox | None = None
         self.controllers: list = []  # controller MIDI inputs, one per configured default port
@@ -126,6 +129,7 @@ class Daemon:
         if (web := await start_web(self)) is not None:
             self.web = web
             self.tools.append(web)  # closed on shutdown with the tools
+        self.local = await LocalSocket.open(self)
         await self._start_inputs(controls)
         self.inbox = self._inbox()
         self._tasks += [asyncio.create_task(self.inbox.run(), name="inbox"),
@@ -151,7 +155,8 @@ class Daemon:
             _, ticks, late = self.sequencer.timing.dropped
             log.info("MIDI out: %d note-ons and %d note-offs sent; dropped too late: %d "
                      "note-ons, %d clock ticks", ons, offs, late, ticks)
-        for part in [*self.controllers, *self.inputs, *self.tools, self.osc, self.trainer]:
+        for part in [*self.controllers, *self.inputs, *self.tools, self.osc, self.local,
+                     self.trainer]:
             if part is not None:
                 with contextlib.suppress(Exception):
                     await part.close()
@@ -361,6 +366,8 @@ class Daemon:
     def _training_progress(self, fraction: float, status: str) -> None:
         if self.osc is not None:
             self.osc.report_training(fraction, status)
+        for watcher in list(self.training_watchers):
+            watcher(fraction, status)
         self.notifier.status(f"playing {self.model.name}; training: {status}")
 
     def _trained(self, model: Path) -> None:

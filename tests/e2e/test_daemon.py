@@ -123,16 +123,20 @@ def test_killed_training_and_garbage_in_the_inbox_leave_the_music_playing(receiv
     shutil.copy(sorted(GROOVE.rglob("*.mid"))[0], good)
     outside = daemon.root / "outside.mid"
     shutil.copy(good, outside)
-    ask = [sys.executable, "-m", "rvaed.cli", "train", "--daemon", f"127.0.0.1:{daemon.port}"]
-    subprocess.run([*ask, str(outside)], check=True, capture_output=True)
-    daemon.wait_log("outside the data directories", 10)
-    subprocess.run([*ask, str(good)], check=True, capture_output=True)
+    ask = [sys.executable, "-m", "rvaed.cli", "train", "--daemon", "--config", str(daemon.config)]
+    refused = subprocess.run([*ask, str(outside)], capture_output=True, text=True)
+    assert refused.returncode == 1 and "outside the data directories" in refused.stderr
+    asked = subprocess.Popen([*ask, str(good)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)  # waits for the result, through the local socket
     wait_until(lambda: daemon.text().count("training: started") == 2, 30, daemon)
     children = daemon.children()
     assert children, "no training process"
     for pid in children:
         os.kill(pid, signal.SIGKILL)
     daemon.wait_log("killed by SIGKILL", 30)
+    out, err = asked.communicate(timeout=30)
+    assert asked.returncode == 1, (out, err)
+    assert "the daemon is training 1 file(s)" in err and "failed" in err, err
     killed = now()
     assert receiver.wait_for(lambda m: any(t > killed + 2 for t, _ in m), 5)
     assert_never_stopped(receiver, killed - 2, max_gap=4.0)

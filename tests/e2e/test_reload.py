@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from performer import subscribe
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 from rig import DaemonProcess, free_udp_port, wait_until
@@ -31,15 +32,28 @@ GM_CHANNEL, DIGITAKT_CHANNELS = 9, set(range(8))  # status channels (0-based)
 
 
 class Client:
-    """An OSC client on its own UDP socket, so that replies come back to it."""
+    """An OSC client on its own UDP socket, subscribed (the handshake) once the daemon runs,
+    so that feedback and replies come to it."""
 
     def __init__(self, port: int) -> None:
         self.server = ("127.0.0.1", port)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
+        self.subscribed = False
 
     def send(self, address: str, *args) -> None:
         self.sock.sendto(build_msg(address, list(args)).dgram, self.server)
+
+    def subscribe(self) -> None:
+        if not self.subscribed:
+            subscribe(self.sock, self.server)
+            self.subscribed = True
+
+    def ask(self, address: str, *args) -> list[tuple]:
+        """Replies to a request (they go to the subscription): every one within a second."""
+        self.subscribe()
+        self.send(address, *args)
+        return self.replies(address)
 
     def replies(self, address: str, timeout: float = 1.0) -> list[tuple]:
         """Arguments of every reply to ``address`` that came within ``timeout``."""
@@ -55,16 +69,20 @@ class Client:
         return found
 
     def x(self) -> float:
-        """The daemon's x, from its reply to /rvaed/state."""
+        """The daemon's x: the last /rvaed/xy of its feedback after what was sent before
+        settled (a feedback interval) and /rvaed/state sent it all again."""
+        self.subscribe()
+        time.sleep(0.2)
+        self.replies("/rvaed/xy", 0.1)
         self.send("/rvaed/state")
-        while True:
-            self.sock.settimeout(2.0)
-            message = OscMessage(self.sock.recv(65536))
-            if message.address == "/rvaed/xy":
-                return message.params[0]
+        return self.replies("/rvaed/xy", 0.5)[-1][0]
 
     def close(self) -> None:
         self.sock.close()
+
+
+def secret(daemon: DaemonProcess) -> str:
+    return (daemon.dirs["state"] / "secret").read_text().strip()
 
 
 def mapping(root: Path, name: str) -> str:
@@ -113,8 +131,7 @@ def test_sighup_applies_every_section_and_the_music_plays_on(daemon, client,
     client.send("/rvaed/threshold", 0.2)
     client.send("/a", 0.2)
     assert client.x() == pytest.approx(0.2)
-    client.send("/rvaed/models")
-    assert client.replies("/rvaed/models"), "loopback is allowed before the reload"
+    assert client.ask("/rvaed/models", secret(daemon)), "loopback is allowed before the reload"
     assert "reloaded" not in daemon.text() and "rvaed: playing model" not in daemon.text()
     inbox = daemon.root / "inbox-2"
     rewrite(daemon, mappings=[mapping(daemon.root, "b")], osc={"allow": ["::1"],
@@ -132,8 +149,7 @@ def test_sighup_applies_every_section_and_the_music_plays_on(daemon, client,
     restart = [ln for ln in daemon.text().splitlines() if "needs a restart" in ln]
     assert len(restart) == 1 and "osc.port" in restart[0], restart
 
-    client.send("/rvaed/models")
-    assert client.replies("/rvaed/models") == []
+    assert client.ask("/rvaed/models", secret(daemon)) == []
     daemon.wait_log("/rvaed/models: refused from 127.0.0.1 (not in osc.allow)", 5)
     client.send("/b", 0.8)
     assert client.x() == pytest.approx(0.8), "the new map moves x (the old OSC port still serves)"
@@ -168,8 +184,7 @@ def test_a_broken_file_on_sighup_keeps_the_running_config(daemon, client,
     assert len(line.split(": ", 1)[1].splitlines()) == 1
     client.send("/a", 0.3)
     assert client.x() == pytest.approx(0.3), "the running mappings still route"
-    client.send("/rvaed/models")
-    assert client.replies("/rvaed/models"), "the running osc.allow still holds"
+    assert client.ask("/rvaed/models", secret(daemon)), "the running osc.allow still holds"
 
     daemon.config.write_text(good.replace("epochs: 25", "epochs: 4").replace("warning", "info"))
     assert "training.epochs 25 -> 4" in reload(daemon, "reloaded"), "the file is read again"

@@ -18,7 +18,7 @@ import pytest
 from checks import fuzz_settings
 from hypothesis import example, given
 from hypothesis import strategies as st
-from performer import make_performance, receive_all
+from performer import make_performance, receive_all, subscribe
 from pythonosc.osc_message_builder import OscMessageBuilder, build_msg
 
 from rvaed.control.controls import Controls
@@ -226,6 +226,7 @@ async def storm_scenario(model_dir, map_path, storm: list[bytes]) -> None:
     assert not errors, errors[0]
     assert server.received >= len(storm) // 2  # UDP may drop some of a flood, not most
     assert_valid_state(perf)
+    await asyncio.to_thread(subscribe, query, address)  # the state goes to subscribers only
     await send_until(query, build_msg("/rvaed/state", []).dgram, address,
                      lambda: query_answered(query, perf))
     for sock in (sender, query):

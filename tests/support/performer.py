@@ -5,6 +5,8 @@ import asyncio
 import socket
 import time
 
+from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import build_msg
 from pythonosc.osc_packet import OscPacket
 
 from rvaed.control.performance import Performance
@@ -47,3 +49,22 @@ def receive_all(sock: socket.socket) -> dict[str, list]:
             return found
         for timed in OscPacket(data).messages:
             found[timed.message.address] = list(timed.message.params)
+
+
+def subscribe(sock: socket.socket, server: tuple, port: int | None = None,
+              timeout: float = 5.0) -> str:
+    """The OSC subscription handshake from ``sock``: /rvaed/subscribe [port], read the
+    /rvaed/hello NONCE on ``sock`` (so ``port``, when given, must be ``sock``'s), echo it to
+    /rvaed/subscribe/confirm. Returns the nonce."""
+    sock.sendto(build_msg("/rvaed/subscribe", [] if port is None else [port]).dgram, server)
+    sock.settimeout(timeout)
+    try:
+        while True:
+            message = OscMessage(sock.recv(65536))
+            if message.address == "/rvaed/hello":
+                nonce = message.params[0]
+                break
+    finally:
+        sock.settimeout(None)
+    sock.sendto(build_msg("/rvaed/subscribe/confirm", nonce).dgram, server)
+    return nonce

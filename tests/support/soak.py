@@ -216,6 +216,10 @@ class Trainings:
         self._next_switch = FIRST_SWITCH
         self._files = sorted(GROOVE.rglob("*_beat_4-4.mid"))  # every pair trains a model
 
+    def _secret(self) -> str:
+        """Commands that touch files carry the daemon's secret (made at its first start)."""
+        return (self.daemon.dirs["state"] / "secret").read_text().strip()
+
     def finished(self) -> int:
         return sum(self.log.count(outcome) for outcome in TRAINING_OUTCOMES)
 
@@ -228,7 +232,7 @@ class Trainings:
             self._ask(elapsed)
         models = self._library()
         if models and elapsed >= self._next_switch:
-            self.osc.send_message("/rvaed/model", self.rng.choice(models))
+            self.osc.send_message("/rvaed/model", [self._secret(), self.rng.choice(models)])
             self.switches += 1
             self._next_switch = elapsed + self.rng.uniform(*SWITCH_GAP)
 
@@ -236,7 +240,7 @@ class Trainings:
         taken = sorted((self.daemon.dirs["inbox"] / "taken").glob("*"))
         if self.requested % 2 and taken:
             batch = self.rng.choice(taken)
-            self.osc.send_message("/rvaed/train", [f"taken/{batch.name}"])
+            self.osc.send_message("/rvaed/train", [self._secret(), f"taken/{batch.name}"])
         else:
             for file in self.rng.sample(self._files, 2):
                 shutil.copy(file, self.daemon.dirs["inbox"] / f"{self.requested}-{file.name}")

@@ -165,6 +165,9 @@ def test_captures_never_overwrite_and_bad_requests_say_why(model_dir, tmp_path):
     asyncio.run(scenario())
 
 
+SECRET = "capture-test-secret"
+
+
 def test_capture_over_osc_only_from_allowed_senders(model_dir, tmp_path):
     require_tools("oscsend")
 
@@ -177,19 +180,21 @@ def test_capture_over_osc_only_from_allowed_senders(model_dir, tmp_path):
         server = OscServer(perf, host="127.0.0.1", port=0)
         captures = {}
         for name, allow in (("open", ["127.0.0.0/8"]), ("closed", ["10.0.0.0/8"])):
-            policy = FilePolicy((tmp_path,), parse_allowlist(allow), 1 << 20, 1 << 22)
+            policy = FilePolicy((tmp_path,), parse_allowlist(allow), 1 << 20, 1 << 22, SECRET)
             captures[name] = Capture(perf, tmp_path / name)
             await captures[name].start()
             server.serve([replace(route, address=f"{route.address}/{name}") for route in ROUTES],
-                         captures[name], policy.sender_allowed)
+                         captures[name], policy)
         await server.start()
         port = str(server.port)
         await at_beat(clock, 3 * BAR + 1)
-        await shell("oscsend", "127.0.0.1", port, "/rvaed/capture/open", "i", "2")
-        await shell("oscsend", "127.0.0.1", port, "/rvaed/capture/open")
-        await shell("oscsend", "127.0.0.1", port, "/rvaed/capture/closed", "i", "2")
+        await shell("oscsend", "127.0.0.1", port, "/rvaed/capture/open", "si", SECRET, "2")
+        await shell("oscsend", "127.0.0.1", port, "/rvaed/capture/open", "s", SECRET)
+        await shell("oscsend", "127.0.0.1", port, "/rvaed/capture/open", "i", "2")  # no secret
+        await shell("oscsend", "127.0.0.1", port, "/rvaed/capture/closed", "si", SECRET, "2")
         await until(lambda: len(list((tmp_path / "open").glob("*.mid"))) == 2)
-        assert server.rejected.count == 1 and not (tmp_path / "closed").exists()
+        await until(lambda: server.rejected.count == 2)
+        assert not (tmp_path / "closed").exists()
         two_bars = next((tmp_path / "open").glob("*-2-bars.mid"))
         loop = next((tmp_path / "open").glob("*-pattern.mid"))
         # the pattern never changed since the start at beat 0: bars 2 and 3 of the session are

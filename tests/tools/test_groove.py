@@ -136,6 +136,9 @@ def test_a_midi_file_moves_the_pad_and_a_bad_one_says_why(model_dir, tmp_path):
     assert (perf.state.x, perf.state.y) == (x, y)
 
 
+SECRET = "groove-test-secret"
+
+
 def test_groove_over_osc_stays_inside_the_data_directories(model_dir, tmp_path):
     require_tools("oscsend")
 
@@ -145,16 +148,18 @@ def test_groove_over_osc_stays_inside_the_data_directories(model_dir, tmp_path):
         data = tmp_path / "captures"
         path = beat_file(data / "mine.mid", [*groove(2), (0.5, 46, 90), (5.0, 39, 120)])
         beat_file(tmp_path / "elsewhere.mid", groove(2))
-        policy = FilePolicy((data,), parse_allowlist(["127.0.0.0/8"]), 1 << 20, 1 << 22)
+        policy = FilePolicy((data,), parse_allowlist(["127.0.0.0/8"]), 1 << 20, 1 << 22,
+                            SECRET)
         server = OscServer(perf, host="127.0.0.1", port=0)
-        server.serve(ROUTES, GrooveFiles(perf, policy, data), policy.sender_allowed)
+        server.serve(ROUTES, GrooveFiles(perf, policy, data), policy)
         await server.start()
         port = str(server.port)
         for refused in ("../elsewhere.mid", str(tmp_path / "elsewhere.mid"), "missing.mid"):
-            await shell("oscsend", "127.0.0.1", port, "/rvaed/groove", "s", refused)
-        await until(lambda: server.rejected.count == 3)
+            await shell("oscsend", "127.0.0.1", port, "/rvaed/groove", "ss", SECRET, refused)
+        await shell("oscsend", "127.0.0.1", port, "/rvaed/groove", "s", "mine.mid")  # no secret
+        await until(lambda: server.rejected.count == 4)
         assert (perf.state.x, perf.state.y) == (0.5, 0.5)
-        await shell("oscsend", "127.0.0.1", port, "/rvaed/groove", "s", "mine.mid")
+        await shell("oscsend", "127.0.0.1", port, "/rvaed/groove", "ss", SECRET, "mine.mid")
         expected = perf.decoder.encode_xy(load_pattern(path, perf.decoder.kit, perf.grid))
         await until(lambda: (perf.state.x, perf.state.y) == expected)
         await server.close()
