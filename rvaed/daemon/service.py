@@ -74,7 +74,9 @@ class Daemon:
         self.performance: Performance | None = None
         self.trainer: Trainer | None = None
         self.osc: OscServer | None = None
-        self.secret = SessionSecret()  # what the web page's file commands need
+        # the web page's key is the secret OSC file commands carry (rvaed.daemon.policy)
+        self.secret = (SessionSecret(key=self.policy.secret) if self.policy.secret
+                       else SessionSecret())
         self.web: WebServer | None = None  # the web page (rvaed.daemon.web), when on
         self.local: LocalSocket | None = None  # the CLI's socket
         self.training_watchers: list = []  # called with every training progress report
