@@ -1,7 +1,9 @@
 """Routing live input: the active mappings applied to the performance, MIDI bytes and OSC in.
 
 The file format and its checks are in `rvaed.control.mapfile`; this is what happens when a
-control moves: transforms, soft takeover, smoothing, switches and triggers. On SIGHUP the
+control moves: transforms, soft takeover, smoothing, switches and triggers; and, the other way,
+what each two-way OSC control is sent so that it shows where its target stands (`feedback`,
+sent by the OSC server with the rest of its feedback). On SIGHUP the
 daemon hands the same `Controls` its new mappings (`use_mappings`), so every input routing
 through it follows at once.
 """
@@ -105,6 +107,18 @@ class Controls:
             value = finite_number(args[binding.arg], f"{address}: argument {binding.arg}")
             self.apply(binding, value, at)
         return True
+
+    def feedback(self) -> list[tuple[str, list[float]]]:
+        """(address, arguments) for every two-way OSC control: each bound argument the control
+        value (0..1) that would set its target where it stands now; an argument no binding
+        fills is 0.0, and of two bindings on one argument the first counts."""
+        messages = []
+        for address, bindings in self._osc.items():
+            shown = {b.arg: b.unshape(self.get(b.target)) for b in reversed(bindings)
+                     if b.two_way and b.target.kind != "trigger"}
+            if shown:
+                messages.append((address, [shown.get(i, 0.0) for i in range(max(shown) + 1)]))
+        return messages
 
     def _midi_value(self, binding: Binding, status: int, data1: int, data2: int,
                     at: int | None) -> None:

@@ -328,6 +328,8 @@ class OscServer:
                      for name in ("mutes", "freezes") for v in range(voices)]
         messages += [build_msg(f"/rvaed/preset/{n + 1}", list(p) if p else [])
                      for n, p in enumerate(state.presets)]
+        if self.controls is not None:  # mapped controls on their own addresses (/xy1 x y)
+            messages += [build_msg(a, args) for a, args in self.controls.feedback()]
         return [m.dgram for m in messages]
 
     def _send(self, datagram: bytes, client: tuple[str, int]) -> None:

@@ -164,7 +164,7 @@ class DaemonConfig:
     midi: MidiConfig = MidiConfig()
     link: LinkConfig = field(default=LinkConfig(), metadata=RESTART)
     osc: OscConfig = OscConfig()
-    mappings: tuple[str, ...] = ("touchosc", "generic")
+    mappings: tuple[str, ...] = ("touchosc", "touchosc-new", "open-stage-control", "generic")
     dirs: DataDirs = field(default_factory=DataDirs)
     training: TrainingConfig = TrainingConfig()
     limits: Limits = Limits()
