@@ -28,7 +28,7 @@ def render(pages: list["layouts.Page"]) -> bytes:
     children = [_page(page, height) for page in pages]
     pager = _node("PAGER", "pages", (0, 0, WIDTH, HEIGHT), (0.1, 0.1, 0.1),
                   [_int("tabbarSize", TABBAR), _bool("tabLabels", True)],
-                  [_value("x", 0)], children=children)
+                  [_value("page", 0)], children=children)
     root = _node("GROUP", "root", (0, 0, WIDTH, HEIGHT), (0, 0, 0),
                  [_string("script", script(pages))], [], children=[pager])
     xml = f"<?xml version='1.0' encoding='UTF-8'?>\n<lexml version='3'>{root}</lexml>\n"
