@@ -316,6 +316,8 @@ class OscServer:
                                [float(c > 0) for c in cells[v * steps:(v + 1) * steps]])
                      for v in range(voices)]
         messages += [build_msg("/rvaed/xy", [state.x, state.y])]
+        if self.controls is not None:  # mapped controls on their own addresses (/xy1 x y)
+            messages += [build_msg(a, args) for a, args in self.controls.feedback()]
         messages += [build_msg(row.address, row.outward(
                          getattr(clock if row.invalidates == CLOCK else state, row.name)))
                      for row in PARAMETERS.values()]
@@ -328,8 +330,6 @@ class OscServer:
                      for name in ("mutes", "freezes") for v in range(voices)]
         messages += [build_msg(f"/rvaed/preset/{n + 1}", list(p) if p else [])
                      for n, p in enumerate(state.presets)]
-        if self.controls is not None:  # mapped controls on their own addresses (/xy1 x y)
-            messages += [build_msg(a, args) for a, args in self.controls.feedback()]
         return [m.dgram for m in messages]
 
     def _send(self, datagram: bytes, client: tuple[str, int]) -> None:
