@@ -57,6 +57,7 @@ def _widget(control: "layouts.Control") -> dict:
     if kind in ("fader", "meter"):
         meter = kind == "meter"
         return {"type": "fader", **common, **({} if meter else sends),
+                "horizontal": control.box[2] > control.box[3],
                 "range": {"min": control.low, "max": control.high},
                 "interaction": not meter, **({"bypass": True} if meter else {})}
     if kind in ("toggle", "tap"):

@@ -18,6 +18,7 @@ from rvaed.daemon import layouts
 
 WIDTH, HEIGHT, TABBAR = 1280, 800, 48  # document and tab bar size (TouchOSC scales to fit)
 COLORS = {"Play": (0.2, 0.6, 1.0), "Sound": (1.0, 0.6, 0.1), "Voices": (0.4, 0.9, 0.4)}
+NORTH, EAST = 0, 1  # TouchOSC's Orientation: the direction a fader's value grows
 NATIVE = ("xy", "fader", "toggle")  # kinds that receive their own message (when unqualified)
 ID_SPACE = uuid.UUID("5f0e0c3c-9a1d-4c47-9a63-7276616564a1")
 
@@ -59,7 +60,9 @@ def _control(control: "layouts.Control", frame: tuple[int, ...],
                      [_osc(control, ("x", "y"))])
     if kind in ("fader", "meter"):
         interactive = kind == "fader"
-        return _node("FADER", control.name, frame, color, [_bool("bar", True)],
+        across = frame[2] > frame[3]  # a wide fader moves left to right
+        return _node("FADER", control.name, frame, color,
+                     [_bool("bar", True), _int("orientation", EAST if across else NORTH)],
                      [_value("x", 0)], [_osc(control, ("x",))] if interactive else [],
                      interactive=interactive)
     if kind in ("toggle", "tap"):
