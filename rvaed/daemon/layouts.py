@@ -31,7 +31,7 @@ ON_THE_PAD = ("x", "y")  # these move together on the XY pad (/rvaed/xy)
 REACH = {"tempo": (60.0, 200.0)}
 GLIDE_BARS = 8.0  # the preset glide fader's travel, in bars (the state takes up to 64)
 # Feedback the layouts show that no input route carries (rvaed.control.osc's feedback table).
-FEEDBACK = ("/rvaed/pattern/", "/rvaed/preset/", "/rvaed/training", "/rvaed/peers", HELLO)
+FEEDBACK = ("/rvaed/pattern/", "/rvaed/training", "/rvaed/peers")
 
 
 @dataclass(frozen=True)
@@ -158,10 +158,13 @@ def check(layout: list[Page]) -> None:
     # sends no hello and so is never sent a confirm
     for page in layout:
         for control in page.controls:
-            if control.address and control.address not in known:
-                raise RvaedError(f"layout {page.name}/{control.name}: {control.address} is "
-                                 "not an OSC route (rvaed.daemon.routes.ROUTES)")
-            if control.listens and not (control.listens in known
-                                        or control.listens.startswith(FEEDBACK)):
-                raise RvaedError(f"layout {page.name}/{control.name}: {control.listens} is "
-                                 "not OSC feedback")
+            _check(f"{page.name}/{control.name}", control, known)
+
+
+def _check(where: str, control: Control, known: set[str]) -> None:
+    if control.address and control.address not in known:
+        raise RvaedError(f"layout {where}: {control.address} is not an OSC route "
+                         "(rvaed.daemon.routes.ROUTES)")
+    if control.listens and not (control.listens in known
+                                or control.listens.startswith(FEEDBACK)):
+        raise RvaedError(f"layout {where}: {control.listens} is not OSC feedback")
