@@ -4,10 +4,12 @@ One tab per page of `rvaed.daemon.layouts`, positions in percent. The XY pad, fa
 switches send and receive their own address (a voice's switch carries its voice number as a
 pre-argument, which Open Stage Control also matches on what it receives). What needs more
 than an address (the pattern rows, texts, the training bar, the glide in bars) is shown by a
-variable widget per feedback address whose script sets the controls; the root's script
-subscribes when the session opens and every 30 s, and a variable on /rvaed/hello answers the
-daemon with its nonce. Start Open Stage Control with ``--send HOST:9000`` (rvaed's OSC port)
-and load this session.
+variable widget per feedback address whose script sets the controls. The root's script
+subscribes when the session opens and every 30 s, and answers the daemon's hello: a variable on
+/rvaed/hello holds the nonce, and a timer of the root's sends it back. (A script run by a
+received value cannot send: Open Stage Control runs it with sending off, against loops; a
+timer started when the session opens can.) Start Open Stage Control with ``--send HOST:9000``
+(rvaed's OSC port) and load this session.
 """
 
 import json
@@ -16,6 +18,8 @@ from rvaed.daemon import layouts
 
 VERSION = "1.26.2"  # the Open Stage Control version whose session format this follows
 NATIVE = ("xy", "fader", "toggle")  # kinds that receive their own address (when unqualified)
+HELLO_ID = "hello"  # the variable that receives the daemon's hello
+ANSWER_MS = 250  # how often the root looks for a new hello to answer
 
 
 def render(pages: list["layouts.Page"]) -> bytes:
@@ -79,8 +83,7 @@ def _variables(pages: list["layouts.Page"]) -> list[dict]:
         for control in page.controls:
             if control.listens and not _native(control):
                 scripts.setdefault(control.listens, []).append(_show(control))
-    hello = {"type": "variable", "id": "hello", "address": layouts.HELLO,
-             "onValue": f"send({json.dumps(layouts.CONFIRM)}, value)"}
+    hello = {"type": "variable", "id": HELLO_ID, "address": layouts.HELLO}
     return [hello, *({"type": "variable", "id": f"show{i + 1}", "address": address,
                       "onValue": "var v = Array.isArray(value) ? value : [value];\n"
                                  + "\n".join(lines)}
@@ -101,6 +104,14 @@ def _show(control: "layouts.Control") -> str:
 
 
 def _subscribe() -> str:
-    message = f"send({json.dumps(layouts.SUBSCRIBE)})"
-    return (f"{message};\nsetInterval('subscribe', function () {{ {message} }}, "
-            f"{layouts.RESUBSCRIBE_SECONDS * 1000});")
+    """The root's onCreate: subscribe now and every RESUBSCRIBE_SECONDS; answer each new hello
+    nonce (polled from the variable that receives it) within ANSWER_MS."""
+    subscribe = f"send({json.dumps(layouts.SUBSCRIBE)})"
+    return "\n".join([
+        "var answered = null;",
+        f"{subscribe};",
+        f"setInterval('subscribe', function () {{ {subscribe}; }}, "
+        f"{layouts.RESUBSCRIBE_SECONDS * 1000});",
+        f"setInterval('hello', function () {{ var nonce = get({json.dumps(HELLO_ID)}); "
+        f"if (nonce && nonce !== answered) {{ answered = nonce; "
+        f"send({json.dumps(layouts.CONFIRM)}, nonce); }} }}, {ANSWER_MS});"])

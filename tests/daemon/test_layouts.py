@@ -370,19 +370,23 @@ const feedback = JSON.parse(require('fs').readFileSync(0, 'utf8'));
 const sent = [], values = {}, timers = [];
 const send = (...message) => sent.push(message);
 const set = (id, value) => { values[id] = value; };
+const get = (id) => values[id];
 const setInterval = (id, callback, delay) => timers.push([id, delay, callback]);
-const run = (script, value) =>
-  new Function('value', 'send', 'set', 'setInterval', script)(value, send, set, setInterval);
+const run = (script, value) => new Function('value', 'send', 'set', 'get', 'setInterval',
+                                            script)(value, send, set, get, setInterval);
 const widgets = [];
 const walk = (node) => [...(node.tabs || []), ...(node.widgets || [])]
   .forEach((child) => { widgets.push(child); walk(child); });
 walk(session.content);
 run(session.content.onCreate);
-timers.forEach(([id, delay, callback]) => callback());
-for (const [address, args] of feedback) {
+const tick = () => timers.forEach(([id, delay, callback]) => callback());
+for (const [address, args] of feedback) {  // as Open Stage Control hands a value over
+  const value = args.length === 1 ? args[0] : args;
   for (const widget of widgets.filter((w) => w.type === 'variable' && w.address === address)) {
-    run(widget.onValue, args.length === 1 ? args[0] : args);
+    values[widget.id] = value;
+    if (widget.onValue) run(widget.onValue, value);
   }
+  tick();
 }
 console.log(JSON.stringify({sent, values, timers: timers.map(([id, delay]) => [id, delay])}));
 """
@@ -390,7 +394,9 @@ console.log(JSON.stringify({sent, values, timers: timers.map(([id, delay]) => [i
 
 def test_the_open_stage_control_scripts_on_a_real_daemons_feedback(model_dir, tmp_path):
     require_tools("node")
-    feedback = [*live_feedback(model_dir, prepare), (layouts.HELLO, ["0f2a1c0ffee1234"])]
+    hello = [(layouts.HELLO, ["0f2a1c0ffee1234"])]
+    feedback = [*hello, *live_feedback(model_dir, prepare), *hello,
+                (layouts.HELLO, ["0f2a1cbeef05678"])]
     standin = tmp_path / "standin.js"
     standin.write_text(OPEN_STAGE_STANDIN)
     done = subprocess.run(["node", str(standin), str(layoutfiles.shipped_folder() /
@@ -398,9 +404,11 @@ def test_the_open_stage_control_scripts_on_a_real_daemons_feedback(model_dir, tm
                           input=json.dumps(feedback), capture_output=True, text=True,
                           timeout=60, check=True)
     result = json.loads(done.stdout)
-    assert result["sent"][:2] == [[layouts.SUBSCRIBE], [layouts.SUBSCRIBE]]  # open, renew
-    assert result["timers"] == [["subscribe", layouts.RESUBSCRIBE_SECONDS * 1000]]
-    assert [layouts.CONFIRM, "0f2a1c0ffee1234"] in result["sent"]
+    assert result["sent"][0] == [layouts.SUBSCRIBE]
+    assert dict(result["timers"])["subscribe"] == layouts.RESUBSCRIBE_SECONDS * 1000
+    confirms = [m for m in result["sent"] if m[0] == layouts.CONFIRM]
+    assert confirms == [[layouts.CONFIRM, "0f2a1c0ffee1234"],
+                        [layouts.CONFIRM, "0f2a1cbeef05678"]], "each new nonce answered once"
     values = result["values"]
     for v, row in enumerate(expected_rows(feedback)):
         assert [values[f"pattern{v + 1}_{i + 1}"] for i in range(len(row))] == row
