@@ -39,6 +39,7 @@ class Controls:
     mappings: list[Mapping]
     _midi: dict[tuple, list[Binding]] = field(default_factory=dict)
     _osc: dict[str, list[Binding]] = field(default_factory=dict)
+    _shown: dict[str, list[Binding]] = field(default_factory=dict)  # two-way, first last
     _live: dict[int, _Live] = field(default_factory=dict)
     _slews: dict[tuple[str, int], tuple[Binding, float]] = field(default_factory=dict)
     _slewing: asyncio.Task | None = None
@@ -52,6 +53,7 @@ class Controls:
         self.mappings = list(mappings)
         self._midi.clear()
         self._osc.clear()
+        self._shown.clear()
         self._live.clear()
         self._index()
 
@@ -60,6 +62,8 @@ class Controls:
             for binding in mapping.bindings:
                 if binding.source == "osc":
                     self._osc.setdefault(binding.address, []).append(binding)
+                    if binding.two_way and binding.target.kind != "trigger":
+                        self._shown.setdefault(binding.address, []).insert(0, binding)
                     continue
                 for status, number in _midi_keys(binding):
                     key = (mapping.port, status, binding.channel, number)
@@ -113,11 +117,9 @@ class Controls:
         value (0..1) that would set its target where it stands now; an argument no binding
         fills is 0.0, and of two bindings on one argument the first counts."""
         messages = []
-        for address, bindings in self._osc.items():
-            shown = {b.arg: b.unshape(self.get(b.target)) for b in reversed(bindings)
-                     if b.two_way and b.target.kind != "trigger"}
-            if shown:
-                messages.append((address, [shown.get(i, 0.0) for i in range(max(shown) + 1)]))
+        for address, bindings in self._shown.items():
+            shown = {b.arg: b.unshape(self.get(b.target)) for b in bindings}
+            messages.append((address, [shown.get(i, 0.0) for i in range(max(shown) + 1)]))
         return messages
 
     def _midi_value(self, binding: Binding, status: int, data1: int, data2: int,

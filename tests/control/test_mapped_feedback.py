@@ -54,13 +54,16 @@ def test_feedback_holds_every_two_way_osc_control_and_nothing_else(tmp_path, mod
   - {osc: /recall1, target: preset.recall.1}
   - {osc: /gap, arg: 2, target: timing}
   - {cc: 7, target: swing}
+  - {osc: /both, target: x}
+  - {osc: /both, target: y}
 """)
     perf = make_performance(model_dir)
     controls = Controls(perf, [mapping])
     perf.state.x, perf.state.y, perf.state.threshold = 0.25, 0.75, 0.8
     perf.state.mutes = {0}
     shown = dict(controls.feedback())
-    assert set(shown) == {"/pad", "/busy", "/kick", "/gap"}
+    assert set(shown) == {"/pad", "/busy", "/kick", "/gap", "/both"}
+    assert shown["/both"] == pytest.approx([0.25])  # of two bindings on one argument, the first
     assert shown["/pad"] == pytest.approx([0.25, 0.75])
     assert shown["/busy"] == pytest.approx([0.2])  # inverted: up = busier
     assert shown["/kick"] == [1.0]
