@@ -1,7 +1,9 @@
 """Routing live input: the active mappings applied to the performance, MIDI bytes and OSC in.
 
 The file format and its checks are in `rvaed.control.mapfile`; this is what happens when a
-control moves: transforms, soft takeover, smoothing, switches and triggers. On SIGHUP the
+control moves: transforms, soft takeover, smoothing, switches and triggers; and, the other way,
+what each two-way OSC control is sent so that it shows where its target stands (`feedback`,
+sent by the OSC server with the rest of its feedback). On SIGHUP the
 daemon hands the same `Controls` its new mappings (`use_mappings`), so every input routing
 through it follows at once.
 """
@@ -37,6 +39,7 @@ class Controls:
     mappings: list[Mapping]
     _midi: dict[tuple, list[Binding]] = field(default_factory=dict)
     _osc: dict[str, list[Binding]] = field(default_factory=dict)
+    _shown: dict[str, list[Binding]] = field(default_factory=dict)  # two-way, first last
     _live: dict[int, _Live] = field(default_factory=dict)
     _slews: dict[tuple[str, int], tuple[Binding, float]] = field(default_factory=dict)
     _slewing: asyncio.Task | None = None
@@ -50,6 +53,7 @@ class Controls:
         self.mappings = list(mappings)
         self._midi.clear()
         self._osc.clear()
+        self._shown.clear()
         self._live.clear()
         self._index()
 
@@ -58,6 +62,8 @@ class Controls:
             for binding in mapping.bindings:
                 if binding.source == "osc":
                     self._osc.setdefault(binding.address, []).append(binding)
+                    if binding.two_way and binding.target.kind != "trigger":
+                        self._shown.setdefault(binding.address, []).insert(0, binding)
                     continue
                 for status, number in _midi_keys(binding):
                     key = (mapping.port, status, binding.channel, number)
@@ -105,6 +111,16 @@ class Controls:
             value = finite_number(args[binding.arg], f"{address}: argument {binding.arg}")
             self.apply(binding, value, at)
         return True
+
+    def feedback(self) -> list[tuple[str, list[float]]]:
+        """(address, arguments) for every two-way OSC control: each bound argument the control
+        value (0..1) that would set its target where it stands now; an argument no binding
+        fills is 0.0, and of two bindings on one argument the first counts."""
+        messages = []
+        for address, bindings in self._shown.items():
+            shown = {b.arg: b.unshape(self.get(b.target)) for b in bindings}
+            messages.append((address, [shown.get(i, 0.0) for i in range(max(shown) + 1)]))
+        return messages
 
     def _midi_value(self, binding: Binding, status: int, data1: int, data2: int,
                     at: int | None) -> None:

@@ -17,6 +17,7 @@ active at once. Example::
       - {program: 0, target: preset.recall.1}
       - {osc: /1/xy1, arg: 0, target: x}               # TouchOSC XY pad, first float
       - {cc: 74, target: tempo, range: [90, 140], takeover: soft, smoothing: 2}
+      - {osc: /1/toggle1, target: playing, one_way: true}  # no feedback to this control
 
 Sources (exactly one per binding): ``cc`` (with ``lsb`` for 14-bit pairs, or ``relative``:
 twos-complement (1 = +1, 127 = -1), signed-bit (1 = +1, 65 = -1), signed-bit-2 (65 = +1,
@@ -38,6 +39,13 @@ much at each end reads as the end), ``curve`` (exponent > 0: 2 gives finer contr
 ignores an absolute knob until it reaches the current value (no jump when it was moved
 elsewhere, by a preset or by another controller).
 
+Bindings are two-way: an OSC control bound to a target is sent the target's value on its own
+address with the rest of the OSC feedback (to subscribers), through the inverse of its
+transforms, so a TouchOSC pad named /xy1 follows a preset glide, automation and every other
+controller. Several bindings on one address make one message (/xy1 x y). Preset buttons have
+no value and are sent none; ``one_way: true`` (OSC only) leaves any other control out. MIDI
+controls get no feedback: rvaed sends MIDI only to the drum machines.
+
 Every mistake in a file is one line: ``controllers/x.yaml:7: bindings[2].cc: expected ...``.
 """
 
@@ -58,7 +66,7 @@ VALUE_TARGETS = (*(name for name, row in PARAMETERS.items() if row.kind is not b
                  *(f"transition.{unit}" for unit in TRANSITION_UNITS))
 SWITCH_TARGETS = tuple(name for name, row in PARAMETERS.items() if row.kind is bool)
 FIELDS = {"target", "channel", "lsb", "relative", "step", "mode", "arg", "range", "invert",
-          "curve", "deadzone", "smoothing", "takeover", *SOURCES}
+          "curve", "deadzone", "smoothing", "takeover", "one_way", *SOURCES}
 SMOOTHING_TICK = 0.01  # seconds between slew steps
 TAKEOVER_CATCH = 0.02  # a soft-takeover knob picks up within 2% of the range
 
@@ -99,6 +107,7 @@ class Binding:
     deadzone: float = 0.0
     smoothing: float = 0.0
     soft: bool = False
+    two_way: bool = True  # an OSC control is sent its target's value (feedback)
 
     def shape(self, value: float) -> float:
         """Control value 0..1 -> target units, through dead zone, curve, invert and range."""
@@ -109,6 +118,16 @@ class Binding:
         if self.invert:
             value = 1.0 - value
         return self.low + (self.high - self.low) * value
+
+    def unshape(self, value: float) -> float:
+        """The control value 0..1 that `shape` turns into ``value`` (target units; the nearest
+        end when ``value`` lies outside the binding's range): what the control is sent back."""
+        span = self.high - self.low
+        control = min(1.0, max(0.0, (value - self.low) / span)) if span else 0.0
+        if self.invert:
+            control = 1.0 - control
+        control = control ** (1.0 / self.curve)
+        return self.deadzone + (1 - 2 * self.deadzone) * control
 
 
 @dataclass(frozen=True)
@@ -201,7 +220,8 @@ def _binding(doc: yamlfile.Document, key: tuple, entry: object, channel: int | N
 
 def _source(doc, key: tuple, entry: dict, source: str, binding: Binding) -> Binding:
     value = entry[source]
-    for name, allowed_with in (("lsb", "cc"), ("relative", "cc"), ("arg", "osc")):
+    for name, allowed_with in (("lsb", "cc"), ("relative", "cc"), ("arg", "osc"),
+                               ("one_way", "osc")):
         if name in entry and source != allowed_with:
             raise doc.error((*key, name), f"only for a {allowed_with} source")
     if source in ("cc", "note", "program"):
@@ -250,7 +270,7 @@ def _transforms(doc, key: tuple, entry: dict, binding: Binding) -> Binding:
             raise doc.error((*key, "range"), f"expected [low, high] within {low:g}..{high:g} "
                             "for a value target")
         low, high = float(pair[0]), float(pair[1])
-    for name in ("invert",):
+    for name in ("invert", "one_way"):
         if name in entry and not isinstance(entry[name], bool):
             raise doc.error((*key, name), "expected true or false")
     takeover = entry.get("takeover", "jump")
@@ -268,7 +288,8 @@ def _transforms(doc, key: tuple, entry: dict, binding: Binding) -> Binding:
                                  "an exponent 0.05..20 (1 is linear)"),
                    deadzone=_number(doc, key, entry, "deadzone", 0.0, 0.0, 0.45,
                                     "a dead zone 0..0.45 at each end"),
-                   smoothing=smoothing, soft=takeover == "soft")
+                   smoothing=smoothing, soft=takeover == "soft",
+                   two_way=not entry.get("one_way", False))
 
 
 def _target(doc, key: tuple, value: object, swap: bool, kit: Kit) -> Target:
@@ -296,18 +317,3 @@ def _target(doc, key: tuple, value: object, swap: bool, kit: Kit) -> Target:
             raise doc.error(key, f"preset: expected preset.{action}.N with N 1-{PRESETS}")
         return Target("trigger", action, int(number))
     raise doc.error(key, expected)
-
-
-# -- routing live input ------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-

@@ -450,6 +450,8 @@ class OscServer:
                                [float(c > 0) for c in cells[v * steps:(v + 1) * steps]])
                      for v in range(voices)]
         messages += [build_msg("/rvaed/xy", [state.x, state.y])]
+        if self.controls is not None:  # mapped controls on their own addresses (/xy1 x y)
+            messages += [build_msg(a, args) for a, args in self.controls.feedback()]
         messages += [build_msg(row.address, row.outward(
                          getattr(clock if row.invalidates == CLOCK else state, row.name)))
                      for row in PARAMETERS.values()]

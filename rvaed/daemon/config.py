@@ -185,7 +185,7 @@ class DaemonConfig:
     link: LinkConfig = field(default=LinkConfig(), metadata=RESTART)
     osc: OscConfig = OscConfig()
     web: WebConfig = WebConfig()
-    mappings: tuple[str, ...] = ("touchosc", "generic")
+    mappings: tuple[str, ...] = ("touchosc", "touchosc-new", "open-stage-control", "generic")
     dirs: DataDirs = field(default_factory=DataDirs)
     training: TrainingConfig = TrainingConfig()
     limits: Limits = Limits()
