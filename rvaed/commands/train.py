@@ -65,7 +65,10 @@ def run(args) -> int:
         return ask_daemon(args.daemon, args.paths)
     if args.output is None:
         raise RvaedError("-o MODEL is required (or --daemon to let the daemon train)")
-    from rvaed.training.job import TrainRequest, run_training
+    from rvaed.training.job import TrainRequest, run_training, training_unavailable
+
+    if hint := training_unavailable():
+        raise RvaedError(hint)
 
     request = TrainRequest(**request_fields(args))
     stop = Stop()

@@ -7,6 +7,7 @@ model directory — and is also what `rvaed train` runs in its own process.
 """
 
 import contextlib
+import importlib.util
 import multiprocessing
 import os
 import signal
@@ -26,6 +27,17 @@ from rvaed.training.dataset import load_dataset
 from rvaed.training.options import IngestOptions, Progress, TrainOptions
 
 NICE = 10  # training yields the CPU to the performing process and everything else
+TORCH_HINT = ("training needs torch, which this install lacks: pip install 'rvaed[train]' "
+              "(the CPU build: add --extra-index-url https://download.pytorch.org/whl/cpu), "
+              "see the README's Set up")
+
+
+def training_unavailable() -> str | None:
+    """None when this install can train; otherwise the one line that says what to install.
+
+    Looks for torch without importing it, so the performing process can ask at any time.
+    """
+    return None if importlib.util.find_spec("torch") is not None else TORCH_HINT
 
 
 @dataclass(frozen=True)

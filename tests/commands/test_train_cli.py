@@ -1,6 +1,7 @@
 """`rvaed train`, `rvaed generate`, `rvaed map`: real files in, model/MIDI/PNG out."""
 
 import csv
+import os
 import json
 import shutil
 import signal
@@ -131,3 +132,16 @@ def test_text_plot_draws_both_curves():
     plot = [line.split("|", 1)[1] for line in lines[1:-1]]
     assert plot[0][0] == "o" and plot[-1][-1] == "."  # validation starts high, training ends low
     assert all(len(row) == 8 for row in plot)
+
+
+def test_training_without_torch_is_one_line_naming_what_to_install(tmp_path):
+    # torch is hidden the way Python documents it (sys.modules['torch'] = None makes it
+    # unimportable and unfindable); the Pi install test runs the same in a real play-only venv
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = run_cli("train", FUNK, "-o", tmp_path / "model", env=env)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "rvaed train: error: training needs torch" in done.stderr
+    assert "pip install 'rvaed[train]'" in done.stderr
+    assert FUNK.exists() and not (tmp_path / "model").exists()
