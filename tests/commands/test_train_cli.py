@@ -1,8 +1,8 @@
 """`rvaed train`, `rvaed generate`, `rvaed map`: real files in, model/MIDI/PNG out."""
 
 import csv
-import os
 import json
+import os
 import shutil
 import signal
 import struct
