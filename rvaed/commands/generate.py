@@ -20,7 +20,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="play cells whose hit probability is above this (0.5)")
     parser.add_argument("--bpm", type=float, default=120.0, help="tempo of the file (120)")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mid")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mid",
+                        help="the MIDI file to write")
 
 
 def run(args) -> int:

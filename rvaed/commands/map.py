@@ -16,7 +16,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", default="starter",
                         help="model directory, or 'starter' (the shipped model)")
     parser.add_argument("--size", type=int, default=8, help="tiles per side (8)")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="MAP.png")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="MAP.png",
+                        help="the picture to write")
 
 
 def run(args) -> int:
