@@ -465,8 +465,10 @@ def _give_back_memory() -> None:
 
 
 def _restore_state(saved: dict | None, decoder: Decoder) -> PerformanceState:
-    """The saved performance state, field by field; a bad field keeps its default."""
+    """The saved performance state, field by field; a bad field keeps its default (x/y: the
+    model's default point, where its typical groove lies)."""
     state = PerformanceState(voices=decoder.kit.size)
+    state.x, state.y = decoder.manifest.latent.default
     for name, value in (saved or {}).items():
         if name in NOT_RESTORED:
             continue

@@ -18,7 +18,7 @@ from rvaed.commands.train import attribution, gmd_files, text_plot
 from rvaed.core.kit import load_kit
 from rvaed.core.pattern import Grid
 from rvaed.core.patternfile import load_pattern
-from rvaed.model.modeldir import read_manifest
+from rvaed.model.modeldir import read_manifest, starter_model
 
 FUNK = DATA / "groove/drummer1/session1/1_funk_80_beat_4-4.mid"
 CLI = [sys.executable, "-m", "rvaed.cli"]
@@ -89,6 +89,14 @@ def test_generate_writes_the_decoded_pattern(tmp_path, capsys):
     hits = int(capsys.readouterr().out.split(": ")[1].split()[0])
     pattern = load_pattern(out, load_kit("gmd"), Grid())
     assert hits > 0 and len(pattern.hits()) == hits
+
+
+def test_generate_without_a_point_writes_the_models_default_groove(tmp_path, capsys):
+    out = tmp_path / "groove.mid"
+    assert main(["generate", "-o", str(out)]) == 0
+    latent = read_manifest(starter_model()).latent
+    z = latent.z_of(*latent.default)
+    assert f"at z = ({z[0]:.3f}, {z[1]:.3f})" in capsys.readouterr().out
 
 
 def test_generate_refuses_a_broken_model_in_one_line(tmp_path):
