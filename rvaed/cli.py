@@ -12,12 +12,12 @@ import logging
 import sys
 
 from rvaed import __version__
-from rvaed.commands.arguments import VERBOSE_HELP, add_verbose
 from rvaed.core.errors import RvaedError
 
 DESCRIPTION = ("rvaed plays drum grooves learned from your own MIDI files, live, in time with "
                "Ableton Link, steered by an XY pad, knobs or a phone over OSC. Start the daemon "
                "with `rvaed run`; `rvaed COMMAND --help` tells more about each command.")
+VERBOSE_HELP = "more log output (-vv for debug detail)"
 
 COMMANDS: list[str] = [
     "run",
@@ -37,10 +37,21 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         module = importlib.import_module(f"rvaed.commands.{name}")
         sub = commands.add_parser(name, help=module.HELP, description=module.__doc__)
-        add_verbose(sub)
         module.add_arguments(sub)
+        add_verbose(sub)
         sub.set_defaults(run=module.run)
     return parser
+
+
+def add_verbose(parser: argparse.ArgumentParser, default: object = 0) -> None:
+    """``-v`` after a subcommand (counted into ``verbose_after``), and after a subcommand's
+    own subcommand (``rvaed bench decode -v``), where it keeps a -v given before."""
+    parser.add_argument("-v", "--verbose", action="count", default=default,
+                        dest="verbose_after", help=VERBOSE_HELP)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                add_verbose(sub, argparse.SUPPRESS)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

@@ -2,8 +2,6 @@
 
 import argparse
 
-VERBOSE_HELP = "more log output (-vv for debug detail)"
-
 
 def add_channel(parser: argparse.ArgumentParser) -> None:
     """``--channel N|all``: the MIDI channel that holds the drums (None in args for all)."""
@@ -17,9 +15,3 @@ def channel_argument(text: str) -> int | None:
     if text.isdigit() and 1 <= int(text) <= 16:
         return int(text)
     raise argparse.ArgumentTypeError(f"expected 1-16 or 'all', got {text!r}")
-
-
-def add_verbose(parser: argparse.ArgumentParser, default: object = 0) -> None:
-    """``-v`` after a subcommand (into ``verbose_after``; the top-level one is ``verbose``)."""
-    parser.add_argument("-v", "--verbose", action="count", default=default,
-                        dest="verbose_after", help=VERBOSE_HELP)

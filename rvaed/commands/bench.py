@@ -1,12 +1,9 @@
 """Measure rvaed on this machine and print the figures (p50/p99/max where it is a
 distribution). `--json FILE` also writes them for machines."""
 
-import argparse
 import importlib
 import json
 from pathlib import Path
-
-from rvaed.commands.arguments import add_verbose
 
 HELP = "measure this machine: timing, decode, train, control, peers, startup, or all"
 
@@ -25,7 +22,6 @@ def add_arguments(parser) -> None:
         module = importlib.import_module(f"rvaed.benchmarks.{name}")
         sub = benchmarks.add_parser(name, help=module.HELP, description=module.__doc__)
         sub.add_argument("--json", type=Path, metavar="FILE", help="also write figures as JSON")
-        add_verbose(sub, default=argparse.SUPPRESS)  # keeps a -v given before BENCHMARK
         module.add_arguments(sub)
         sub.set_defaults(benchmark_run=module.run)
 

@@ -13,23 +13,36 @@ import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from rvaed.control.controls import Controls
 from rvaed.control.mapfile import Mapping
+from rvaed.control.osc import OscServer
+from rvaed.control.performance import Performance
 from rvaed.core.state import PerformanceState
 from rvaed.daemon.config import DaemonConfig, LinkConfig, MidiOutput
 from rvaed.engine.clock import Clock
 from rvaed.engine.midiout import VIRTUAL, Output
+from rvaed.engine.sequencer import Sequencer
 from rvaed.model.runtime import Decoder
 from rvaed.training.job import training_unavailable
-
-if TYPE_CHECKING:
-    from rvaed.daemon.service import Daemon
 
 log = logging.getLogger("rvaed")
 
 FOLLOW_EVERY = 0.5  # seconds between looks at tempo and transport
 HIT = 0.5  # the onset probability counted as a hit in the debug line of the first pattern
+
+
+class Daemon(Protocol):
+    """The parts of the running daemon (rvaed.daemon.service) that the log speaks of."""
+
+    config: DaemonConfig
+    model: Path
+    clock: Clock | None
+    sequencer: Sequencer | None
+    performance: Performance | None
+    controls: Controls | None
+    osc: OscServer | None
 
 
 def midi_api(api: str) -> str:
@@ -114,7 +127,7 @@ def first_hits(decoder: Decoder, state: PerformanceState) -> str:
     return ", ".join(counts) or "silence"
 
 
-def started(daemon: "Daemon") -> None:
+def started(daemon: Daemon) -> None:
     """The start-up lines, one per part (the service calls this once everything runs)."""
     config = daemon.config
     assert daemon.performance is not None and daemon.clock is not None  # started
@@ -137,14 +150,14 @@ def started(daemon: "Daemon") -> None:
              daemon.model.name, daemon.clock.tempo)
 
 
-def outputs_changed(daemon: "Daemon") -> None:
+def outputs_changed(daemon: Daemon) -> None:
     """After a reload swapped the outputs: the new list."""
     assert daemon.sequencer is not None  # started
     for line in output_lines(daemon.config.midi.outputs, daemon.sequencer.outputs):
         log.info("now %s", line)
 
 
-def model_changed(daemon: "Daemon") -> None:
+def model_changed(daemon: Daemon) -> None:
     assert daemon.performance is not None  # started
     log.info("now playing %s", model_line(daemon.model, daemon.performance.decoder))
 
