@@ -17,7 +17,7 @@ from rvaed.core.errors import RvaedError
 DESCRIPTION = ("rvaed plays drum grooves learned from your own MIDI files, live, in time with "
                "Ableton Link, steered by an XY pad, knobs or a phone over OSC. Start the daemon "
                "with `rvaed run`; `rvaed COMMAND --help` tells more about each command.")
-VERBOSE_HELP = "more log output (-vv for debug detail)"
+VERBOSE_HELP = "more log output: the detail behind every line (debug level)"
 
 COMMANDS: list[str] = [
     "run",
