@@ -39,17 +39,32 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 """
 CA = Path("/etc/ssl/certs/ca-certificates.crt")
-HOST_PIP = [Path("/etc/pip.conf"), Path("/opt/wheels"), Path("/opt/pypi"), Path("/opt/pypi-more")]
 REPO = Path(__file__).resolve().parents[2]
 HOME = "/home/pi"
 ENV = {"HOME": HOME, "USER": "pi", "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive",
        "PATH": f"{HOME}/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-       "PIP_RETRIES": "0",  # an index this machine cannot reach fails at once, not in 5 tries
-       "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+       }
 
 
 def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(argv, check=True, text=True, **kwargs)
+
+
+def host_pip() -> tuple[str, list[Path]]:
+    """The host's pip settings (files and PIP_* variables) as one pip.conf, and the local
+    files and folders they name; ``retries = 0``: an index this machine cannot reach fails at
+    once rather than in five tries for every package (sudo would drop a variable)."""
+    listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"], check=True,
+                            capture_output=True, text=True).stdout.splitlines()
+    settings = {"retries": "0"}
+    for line in listed:
+        key, _, value = line.partition("=")
+        settings[key.rpartition(".")[2]] = value.strip("'")
+    local = {Path(word.removeprefix("file://")) for value in settings.values()
+             for word in value.split() if word.startswith(("/", "file:///"))}
+    local = {path.parent if path.name == "simple" else path for path in local}  # its files too
+    conf = "[global]\n" + "".join(f"{key} = {value}\n" for key, value in settings.items())
+    return conf, sorted(path for path in local if path.exists())
 
 
 def base() -> Path:
@@ -92,8 +107,13 @@ def mounted(root: Path) -> Iterator[None]:
     caches = {CACHE / "apt-archives": root / "var/cache/apt/archives",
               CACHE / "pip-root": root / "root/.cache/pip",
               CACHE / "pip-pi": root / HOME.lstrip("/") / ".cache/pip"}
+    conf, local = host_pip()
+    (root / "etc/pip.conf").write_text(conf)
+    for path in (p for p in local if p.is_file()):
+        (root / path.parent.relative_to("/")).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, root / path.relative_to("/"))
     binds = [(Path("/dev"), root / "dev"), *caches.items(),
-             *[(p, root / p.relative_to("/")) for p in HOST_PIP[1:] if p.is_dir()]]
+             *[(p, root / p.relative_to("/")) for p in local if p.is_dir()]]
     done: list[Path] = []
     try:
         run(["mount", "-t", "proc", "proc", str(root / "proc")])
@@ -114,8 +134,6 @@ def chroot(root: Path, script: str, user: str = "pi", cwd: str = HOME,
            check: bool = True) -> subprocess.CompletedProcess:
     """Run ``script`` with bash in the chroot as ``user`` from ``cwd`` (output captured)."""
     shutil.copy(CA, root / "etc/ssl/certs/ca-certificates.crt")  # apt may have rewritten it
-    if HOST_PIP[0].exists():
-        shutil.copy(HOST_PIP[0], root / "etc/pip.conf")
     env = [f"{k}={v}" for k, v in {**ENV, **({"HOME": "/root", "USER": "root"}
                                              if user == "root" else {})}.items()]
     argv = ["chroot", "--userspec", "1000:1000" if user == "pi" else "0:0", str(root),
