@@ -151,5 +151,5 @@ def test_training_without_torch_is_one_line_naming_what_to_install(tmp_path):
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert "rvaed train: error: training needs torch" in done.stderr
-    assert "pip install 'rvaed[train]'" in done.stderr
+    assert "-m pip install '.[train]' --extra-index-url" in done.stderr
     assert FUNK.exists() and not (tmp_path / "model").exists()

@@ -37,4 +37,4 @@ def test_the_inbox_line_says_what_to_install_when_training_cannot_run(monkeypatc
     monkeypatch.setitem(sys.modules, "torch", None)  # Python's own way to make it unimportable
     line = inbox_line(tmp_path, 5.0)
     assert line.startswith(f"inbox: {tmp_path}: training needs torch")
-    assert "pip install 'rvaed[train]'" in line
+    assert "-m pip install '.[train]' --extra-index-url" in line
