@@ -23,6 +23,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from rvaed.benchmarks.progress import Progress
 from rvaed.core.errors import RvaedError
 
 HELP = "control latency: OSC/MIDI message -> installed pattern, with and without a flood"
@@ -84,6 +85,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> dict:
+    args.progress = Progress("control")
     with contextlib.ExitStack() as stack:
         jack = None
         if args.no_midi or shutil.which("jackd") is None:
@@ -150,6 +152,8 @@ async def _measure(args, jack: str | None) -> dict:
 
 async def _phase(perf, kind: str, target: str, args, flood: bool, received) -> dict:
     """Run the senders for one phase and summarise what the performance measured."""
+    args.progress.say(f"{kind}{' under a flood' if flood else ''}: {args.seconds:g} s of "
+                      "messages")
     perf.latency.clear()
     decodes, messages, rss = perf.decodes, received(), _rss_mb()
     senders = [_sender(kind, target, args.flood_rate if flood else args.probe_rate,

@@ -1,4 +1,5 @@
-"""Decode latency: latent point -> Pattern, one call at a time as the performance makes it.
+"""Decode latency: from a point of the latent space to a pattern, one call at a time as the
+performance makes it.
 
 Times the path the daemon uses (the model's decode table, rvaed.model.table), the onnxruntime
 decoder it falls back to (the model's int8 twin when it has one), the fp32 weights beside it
@@ -16,7 +17,9 @@ import time
 
 import numpy as np
 
-HELP = "decode latency (onnxruntime int8/fp32 vs torch eager) and decoder process memory"
+from rvaed.benchmarks.progress import Progress
+
+HELP = "decode latency (the daemon's decoder, its fp32 weights, torch) and its memory"
 MB = 1024 * 1024
 SPACING = 0.005  # seconds between spaced calls
 
@@ -28,13 +31,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--warmup", type=int, default=1_000, help="untimed calls first (1000)")
     parser.add_argument("--spaced-calls", type=int, default=1_000,
                         help=f"timed calls {SPACING * 1000:g} ms apart (1000)")
-    parser.add_argument("--no-torch", action="store_true", help="skip torch eager")
+    parser.add_argument("--no-torch", action="store_true",
+                        help="leave out the comparison with torch")
 
 
 def run(args) -> dict:
     from rvaed.model.modeldir import model_path
     from rvaed.model.runtime import Decoder
 
+    progress = Progress("decode")
     model = model_path(args.model)
     tabulated, daemons = Decoder(model), Decoder(model)
     figures: dict = {"model": str(model), "calls": args.calls, "spaced_calls": args.spaced_calls,
@@ -44,13 +49,16 @@ def run(args) -> dict:
         paths["onnxruntime_fp32"] = Decoder(model, int8=False)
     points = latent_points(daemons.manifest.latent)
     for name, decoder in paths.items():
-        print(f"decode: timing {name} ...", file=sys.stderr, flush=True)
+        progress.say(f"{name} ({decoder.weights}): {args.calls} calls back to back, then "
+                     f"{args.spaced_calls} spaced {SPACING * 1000:g} ms")
         figures[name] = {"weights": decoder.weights,
                          **time_calls(decoder.decode, points, args.calls, args.warmup),
                          "spaced": time_calls(decoder.decode, points, args.spaced_calls,
                                               args.warmup // 10, SPACING)}
+    progress.say("memory of a process that only decodes")
     figures["process"] = decoder_process(model)
     if not args.no_torch and torch_installed():
+        progress.say(f"torch (eager): {args.calls} calls back to back")
         figures["torch_eager"] = time_calls(torch_decode(model), points, args.calls,
                                             args.warmup)
         figures["speedup_p50"] = round(figures["torch_eager"]["p50_us"]

@@ -37,6 +37,7 @@ from rvaed.benchmarks.harness import (
     private_jack_server,
     wait_for,
 )
+from rvaed.benchmarks.progress import Progress
 from rvaed.benchmarks.timing import (
     LATE_MS,
     dense_schedule,
@@ -81,10 +82,12 @@ def run(args) -> dict:
     with private_jack_server(args.period, realtime=True), control_loop() as loop, \
             contextlib.closing(conditions(loop)) as loads:  # closed on errors too: loads end
         sinks = (f"peers-sink-{n}" for n in itertools.count())
+        progress = Progress("peers")
         for name, note in loads:
             row: dict[str, object] = {}
             figures["conditions"][name] = row
             for scheduler, play in players.items():
+                progress.say(f"{name}: {scheduler}, {args.seconds:g} s")
                 row[scheduler] = _measure(play, next(sinks), schedule, machine, loop, args)
             if note:
                 row["load"] = note()

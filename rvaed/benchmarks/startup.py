@@ -25,6 +25,7 @@ import numpy as np
 import yaml
 
 from rvaed.benchmarks.harness import PROBE, Sink, private_jack_server, wait_for
+from rvaed.benchmarks.progress import Progress
 from rvaed.core.errors import RvaedError
 from rvaed.core.midi import NOTE_ON
 
@@ -44,8 +45,11 @@ def run(args) -> dict:
     link = only_loopback()
     figures: dict = {"runs": args.runs, "link": link, "first_note_s": [], "memory": {}}
     with private_jack_server(), tempfile.TemporaryDirectory() as folder:
+        progress = Progress("startup")
         for index in range(args.runs):
             last = index == args.runs - 1
+            progress.say(f"run {index + 1} of {args.runs}: rvaed run to the first note"
+                         + (f", then {args.rss_seconds:g} s of memory" if last else ""))
             with Sink(f"startup-sink-{index}") as sink:
                 daemon, spawned, first = _start(Path(folder) / f"run{index}", sink, link)
                 try:

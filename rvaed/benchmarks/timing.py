@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from rvaed.benchmarks.harness import Sink, conditions, control_loop, private_jack_server, wait_for
+from rvaed.benchmarks.progress import Progress
 from rvaed.engine.sequencer import SWITCH_INTERVAL
 
 HELP = "MIDI send-time error (p50/p99/max/late) idle, while training, under an OSC flood"
@@ -71,7 +72,9 @@ def _measure(port: str, api: str, args, stack: contextlib.ExitStack) -> dict:
                "sched_fifo": None, "switch_interval": args.switch_interval or None,
                "conditions": {}}
     loop = stack.enter_context(control_loop())
+    progress = Progress("timing")
     for name, note in stack.enter_context(contextlib.closing(conditions(loop))):
+        progress.say(f"{name}: {args.seconds:g} s of dense pattern")
         figures["conditions"][name] = send_errors(sequencer, args.seconds)
         if note:
             figures["conditions"][name]["load"] = note()

@@ -9,6 +9,8 @@ import os
 
 import numpy as np
 
+from rvaed.benchmarks.progress import Progress
+
 HELP = "training speed (seconds per epoch, windows/s) at 1 and 2 threads"
 
 
@@ -32,9 +34,11 @@ def run(args) -> dict:
     from rvaed.training.loop import train
     from rvaed.training.options import TrainOptions
 
+    progress = Progress("train")
     windows = synthetic_windows(args.windows)
     figures: dict = {"windows": args.windows, "epochs": args.epochs, "runs": []}
     for threads in args.threads:
+        progress.say(f"{args.epochs + 1} epochs on {threads} thread(s)")
         options = TrainOptions(epochs=args.epochs + 1, threads=threads, patience=None)
         result = train(windows, options)
         times = np.diff([0.0] + [entry["seconds"] for entry in result.history])[1:]

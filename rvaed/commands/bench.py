@@ -5,7 +5,7 @@ import importlib
 import json
 from pathlib import Path
 
-HELP = "run a benchmark: decode, train, timing, control"
+HELP = "measure this machine: timing, decode, train, control, peers, startup, or all"
 
 BENCHMARKS: list[str] = [
     "timing",
@@ -16,7 +16,8 @@ BENCHMARKS: list[str] = [
 
 
 def add_arguments(parser) -> None:
-    benchmarks = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    benchmarks = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK",
+                                       help="what to measure")
     for name in BENCHMARKS:
         module = importlib.import_module(f"rvaed.benchmarks.{name}")
         sub = benchmarks.add_parser(name, help=module.HELP, description=module.__doc__)

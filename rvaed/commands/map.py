@@ -21,7 +21,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--size", type=int, default=6, help="tiles per side (6)")
     parser.add_argument("--point", type=float, nargs=2, default=(0.5, 0.5),
                         metavar=("X", "Y"), help="pad position to mark, 0..1 each (0.5 0.5)")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="MAP.png")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="MAP.png",
+                        help="the picture to write")
 
 
 def run(args) -> int:

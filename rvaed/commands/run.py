@@ -6,7 +6,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-HELP = "run the daemon (configuration: --config, else ~/.config/rvaed/rvaed.yaml, else /etc)"
+HELP = "run the daemon: play, follow controllers and OSC, train on request"
 
 
 def add_arguments(parser) -> None:

@@ -39,13 +39,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--epochs", type=int, default=150, help="at most this many (150)")
     parser.add_argument("--seed", type=int, default=0, help="for a reproducible run (0)")
     parser.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1),
-                        help="torch threads (default: the cores, at most 4)")
+                        help="CPU threads for training (default: the cores, at most 4)")
     parser.add_argument("--kit", help="kit name or file (default rhythmvae, or the kit of "
                         "--continue-from)")
     add_channel(parser)
     parser.add_argument("--continue-from", type=Path, metavar="MODEL",
                         help="start from this model's weights (same kit and grid)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="windows per training step (64, the paper's)")
     parser.add_argument("--patience", type=int, default=30,
                         help="stop after this many epochs without a better validation loss; "
                         "0 = never (30)")
@@ -69,7 +70,10 @@ def run(args) -> int:
         return ask_daemon(args.config, args.paths)
     if args.output is None:
         raise RvaedError("-o MODEL is required (or --daemon to let the daemon train)")
-    from rvaed.training.job import TrainRequest, run_training
+    from rvaed.training.job import TrainRequest, run_training, training_unavailable
+
+    if hint := training_unavailable():
+        raise RvaedError(hint)
 
     request = TrainRequest(**request_fields(args))
     stop = Stop()

@@ -182,10 +182,12 @@ class Saved:
         """The saved transport, as checked by `state` (playing when none was saved)."""
         return bool(self.checked.get("playing", True))
 
-    def state(self, voices: int) -> PerformanceState:
+    def state(self, voices: int, point: tuple[float, float] = (0.5, 0.5)) -> PerformanceState:
         """The saved performance state for a kit of ``voices``; each field is checked by the
-        state's own validators (the parameter table), a wrong one keeps its default."""
+        state's own validators (the parameter table), a wrong one keeps its default (x/y:
+        ``point``, the model's default point, where its typical groove lies)."""
         state = PerformanceState(voices=voices)
+        state.x, state.y = point
         for name, value in self._state.items():
             try:
                 converted = self.checked[name] = _field_value(name, value)

@@ -32,6 +32,7 @@ from rvaed.control.web.server import WebServer
 from rvaed.core.drummachine import DrumMachine, load_drum_machine
 from rvaed.core.errors import RvaedError
 from rvaed.core.secret import SessionSecret
+from rvaed.daemon import report
 from rvaed.daemon.config import DaemonConfig, changes, keep_running, load_config
 from rvaed.daemon.inbox import Batch, Inbox
 from rvaed.daemon.localsocket import LocalSocket
@@ -120,7 +121,8 @@ class Daemon:
                                    late=None if late is None else late / 1000)
         self.sequencer.start()
         self.performance = Performance(decoder, self.sequencer, _machine(outputs), self.clock,
-                                       state=saved.state(decoder.kit.size))
+                                       state=saved.state(decoder.kit.size,
+                                                                   decoder.manifest.latent.default))
         await self.performance.start()
         self.performance.set("playing", saved.playing)
         await self._start_tools(saved.automation())
@@ -137,11 +139,11 @@ class Daemon:
         self._tasks += [asyncio.create_task(self.inbox.run(), name="inbox"),
                         asyncio.create_task(self._save_changes(), name="persist"),
                         asyncio.create_task(self._log_timing(), name="timing"),
+                        asyncio.create_task(report.follow(self.clock), name="report"),
                         asyncio.create_task(self.notifier.keep_alive(self.sequencer_alive),
                                             name="watchdog")]
         self.notifier.ready(f"playing {self.model.name}")
-        log.info("rvaed: playing model %s (%s); clock: %s", self.model.name, self.model,
-                 type(self.clock).__name__)
+        report.started(self)
 
     async def shutdown(self) -> None:
         """Every note off, every part closed, the state saved; safe after a partial start."""
@@ -212,6 +214,8 @@ class Daemon:
             done += [] if old.mappings != config.mappings else ["mapping files"]
         await self._reload_inputs(old)
         await self._reload_outputs(outputs)
+        if old.midi.outputs != self.config.midi.outputs:
+            report.outputs_changed(self)
         if old.model != self.config.model and (model := self._configured_model()):
             asyncio.get_running_loop().create_task(self.switch_model(model))
         log.info("reloaded %s: %s", config.source or "built-in defaults",
@@ -392,7 +396,7 @@ class Daemon:
         if self.osc is not None:
             self.osc.model_name = self.model.name
         self.notifier.status(f"playing {self.model.name}")
-        log.info("rvaed: now playing model %s", self.model.name)
+        report.model_changed(self)
 
     def bend(self, amount: float, seed: int) -> None:
         """Play the current model with bent weights; under a flood only the newest request

@@ -12,10 +12,13 @@ MIN_SPAN = 1.0  # one prior standard deviation: a one-window model still gives t
 
 @dataclass(frozen=True)
 class LatentRegion:
-    """The rectangle of latent space the controller square [0, 1]^2 maps onto, linearly."""
+    """The rectangle of latent space the controller square [0, 1]^2 maps onto, linearly, and
+    the pad position a fresh performance starts at (``default``: where the training data's
+    typical groove lies, see rvaed.model.typical; the centre for models made before it)."""
 
     low: tuple[float, float]
     high: tuple[float, float]
+    default: tuple[float, float] = (0.5, 0.5)
 
     @classmethod
     def around(cls, means: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0),
@@ -44,4 +47,4 @@ class LatentRegion:
         return np.stack(np.meshgrid(xs, ys), -1).reshape(-1, LATENT).astype(np.float32)
 
     def to_dict(self) -> dict:
-        return {"low": list(self.low), "high": list(self.high)}
+        return {"low": list(self.low), "high": list(self.high), "default": list(self.default)}

@@ -131,9 +131,12 @@ def parse_manifest(path: Path) -> Manifest:
         field = "grid"
         grid = Grid(**data["grid"])
         field = "latent"
-        latent = LatentRegion(_pair(data["latent"]["low"]), _pair(data["latent"]["high"]))
+        latent = LatentRegion(_pair(data["latent"]["low"]), _pair(data["latent"]["high"]),
+                              _pair(data["latent"].get("default", (0.5, 0.5))))
         if not all(h > lo for lo, h in zip(latent.low, latent.high, strict=True)):
             raise ValueError("expected high > low on both axes")
+        if not all(0.0 <= v <= 1.0 for v in latent.default):
+            raise ValueError(f"default: expected a pad position 0-1, got {latent.default}")
         field = "name"
         name = str(data["name"])
     except (KeyError, TypeError, ValueError, RvaedError) as exc:

@@ -10,6 +10,7 @@ decoder's int8 twin (rvaed.model.int8) is written beside it when it plays the sa
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,7 @@ from rvaed.model.modeldir import (
     ensure_replaceable,
     parse_manifest,
 )
+from rvaed.model.typical import typical_window
 from rvaed.training.loop import encode_means
 from rvaed.training.network import RhythmVAE
 from rvaed.training.options import ModelConfig
@@ -62,7 +64,10 @@ def export_model(model: RhythmVAE, out_dir: str | Path, kit: Kit, grid: Grid,
     ensure_replaceable(out_dir)
     model.eval()
     decoder, encoder = decoder_graph(model), encoder_graph(model)
-    latent = LatentRegion.around(encode_means(model, windows))
+    means = encode_means(model, windows)
+    region = LatentRegion.around(means)
+    typical = means[typical_window(windows, kit)]
+    latent = replace(region, default=region.xy_of(float(typical[0]), float(typical[1])))
     check_parity(model, decoder, encoder, windows, latent, out_dir)
     twin, int8 = int8_twin(decoder, latent)
     manifest = Manifest(

@@ -7,6 +7,7 @@ model directory — and is also what `rvaed train` runs in its own process.
 """
 
 import contextlib
+import importlib.util
 import multiprocessing
 import os
 import signal
@@ -26,6 +27,19 @@ from rvaed.training.dataset import load_dataset
 from rvaed.training.options import IngestOptions, Progress, TrainOptions
 
 NICE = 10  # training yields the CPU to the performing process and everything else
+CPU_TORCH = "https://download.pytorch.org/whl/cpu"  # torch's CPU build (PyPI's is CUDA's)
+
+
+def training_unavailable() -> str | None:
+    """None when this install can train; otherwise the one line that says what to install,
+    with this install's own pip (the README's Set up).
+
+    Looks for torch without importing it, so the performing process can ask at any time.
+    """
+    if importlib.util.find_spec("torch") is not None:
+        return None
+    return (f"training needs torch, which this install lacks: in rvaed's folder run "
+            f"{sys.executable} -m pip install '.[train]' --extra-index-url {CPU_TORCH}")
 
 
 @dataclass(frozen=True)

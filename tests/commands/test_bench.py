@@ -2,6 +2,7 @@
 target. No timing is asserted: benchmarks report, they do not fail on a slow machine."""
 
 import json
+import re
 import subprocess
 import sys
 from importlib import metadata
@@ -41,7 +42,7 @@ def bench_all(tmp_path_factory):
         capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((folder / "figures.json").read_text()), \
-        (folder / "BENCHMARKS.md").read_text(), done.stdout
+        (folder / "BENCHMARKS.md").read_text(), done.stdout + done.stderr
 
 
 def test_every_benchmark_reports_its_figures(bench_all):
@@ -89,6 +90,26 @@ def test_report_has_the_machine_every_section_and_every_target(bench_all):
     assert unmeasured <= {"control -> installed p99, MIDI flood 2,000/s",
                           "150 epochs on 1,000 windows, 1 torch thread"}
     assert "n/a (quick run)" in report
+
+
+def test_every_benchmark_says_what_it_is_doing(bench_all):
+    _, _, printed = bench_all
+    for name in ORDER:
+        assert re.search(rf"^bench {name} \[ *[0-9.]+ s\] \S", printed, re.MULTILINE), name
+
+
+def test_a_benchmark_prints_progress_before_it_ends():
+    bench = subprocess.Popen([sys.executable, "-m", "rvaed.cli", "bench", "decode", "--calls",
+                              "20000", "--spaced-calls", "200", "--no-torch"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = bench.stderr.readline()
+        running = bench.poll() is None  # the first line came while the work was still to do
+    finally:
+        bench.kill()
+        bench.communicate()
+    assert first.startswith("bench decode [") and "20000 calls" in first
+    assert running
 
 
 def test_receiver_errors_place_the_grid_by_the_earliest_arrival():

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import shutil
 import signal
 import struct
@@ -17,7 +18,7 @@ from rvaed.commands.train import attribution, gmd_files, plot_image, text_plot
 from rvaed.core.kit import load_kit
 from rvaed.core.pattern import Grid
 from rvaed.core.patternfile import load_pattern
-from rvaed.model.modeldir import read_manifest
+from rvaed.model.modeldir import read_manifest, starter_model
 
 FUNK = DATA / "groove/drummer1/session1/1_funk_80_beat_4-4.mid"
 CLI = [sys.executable, "-m", "rvaed.cli"]
@@ -88,6 +89,14 @@ def test_generate_writes_the_decoded_pattern(tmp_path, capsys):
     hits = int(capsys.readouterr().out.split(": ")[1].split()[0])
     pattern = load_pattern(out, load_kit("gmd"), Grid())
     assert hits > 0 and len(pattern.hits()) == hits
+
+
+def test_generate_without_a_point_writes_the_models_default_groove(tmp_path, capsys):
+    out = tmp_path / "groove.mid"
+    assert main(["generate", "-o", str(out)]) == 0
+    latent = read_manifest(starter_model()).latent
+    z = latent.z_of(*latent.default)
+    assert f"at z = ({z[0]:.3f}, {z[1]:.3f})" in capsys.readouterr().out
 
 
 def test_generate_refuses_a_broken_model_in_one_line(tmp_path):
@@ -169,3 +178,16 @@ def test_a_generated_file_inspects_as_one_window_with_every_hit_in_its_voice(tmp
     expected = [int((pattern.onsets[v] > 0.5).sum()) for v in range(pattern.voices)]
     assert report["summary"]["windows"] == 1 and report["unmapped_notes"] == {}
     assert list(report["summary"]["hits_per_voice"].values()) == expected
+
+
+def test_training_without_torch_is_one_line_naming_what_to_install(tmp_path):
+    # torch is hidden the way Python documents it (sys.modules['torch'] = None makes it
+    # unimportable and unfindable); the Pi install test runs the same in a real play-only venv
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = run_cli("train", FUNK, "-o", tmp_path / "model", env=env)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "rvaed train: error: training needs torch" in done.stderr
+    assert "-m pip install '.[train]' --extra-index-url" in done.stderr
+    assert FUNK.exists() and not (tmp_path / "model").exists()

@@ -132,7 +132,7 @@ def test_sighup_applies_every_section_and_the_music_plays_on(daemon, client,
     client.send("/a", 0.2)
     assert client.x() == pytest.approx(0.2)
     assert client.ask("/rvaed/models", secret(daemon)), "loopback is allowed before the reload"
-    assert "reloaded" not in daemon.text() and "rvaed: playing model" not in daemon.text()
+    assert "reloaded" not in daemon.text() and "now playing model" not in daemon.text()
     inbox = daemon.root / "inbox-2"
     rewrite(daemon, mappings=[mapping(daemon.root, "b")], osc={"allow": ["::1"],
             "port": free_udp_port()}, training={"epochs": 3},

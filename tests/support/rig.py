@@ -46,7 +46,7 @@ class DaemonProcess:
         flags = ["-v"] if self.verbose else []
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "rvaed.cli", *flags, "run", "--config", str(self.config)],
+                [sys.executable, "-m", "rvaed.cli", "run", *flags, "--config", str(self.config)],
                 stdout=log, stderr=log)
         wait_until(ready or (lambda: "rvaed:rvaed" in jack_ports()), 15, self)
         return self.started

@@ -16,6 +16,7 @@ from rvaed.core.pattern import Grid
 from rvaed.model.int8 import MIN_AGREEMENT, int8_decoder, onset_agreement
 from rvaed.model.latent import LatentRegion
 from rvaed.model.modeldir import DECODER_INT8, read_manifest
+from rvaed.model.typical import typical_window
 from rvaed.training import export
 from rvaed.training.dataset import load_dataset
 from rvaed.training.export import export_model, load_model, windows_sha256
@@ -75,6 +76,21 @@ def test_latent_region_spans_the_encoded_training_data(model_dir, trained):
         inside = (means[:, axis] >= region.low[axis]) & (means[:, axis] <= region.high[axis])
         assert inside.mean() >= 0.9
         assert region.high[axis] - region.low[axis] >= 1.0
+
+
+def test_the_default_point_is_where_the_typical_groove_encodes(model_dir, trained):
+    result, kit, windows = trained
+    region = read_manifest(model_dir).latent
+    typical = encode_means(result.model, windows)[typical_window(windows, kit)]
+    assert region.default == pytest.approx(region.xy_of(*map(float, typical)), abs=1e-6)
+    assert region.default != (0.5, 0.5)
+
+
+def test_a_default_point_off_the_pad_is_refused(copy):
+    edit_manifest(copy, lambda d: d["latent"].update(default=[0.5, 1.5]))
+    assert "latent: missing or invalid (default: expected a pad position 0-1" in error_of(copy)
+    edit_manifest(copy, lambda d: d["latent"].pop("default"))
+    assert read_manifest(copy).latent.default == (0.5, 0.5)  # a model made before it
 
 
 def test_onnx_matches_torch_and_carries_the_weights(model_dir, trained):
