@@ -39,8 +39,9 @@ Feedback: the subscription handshake (rvaed.control.subscribers has the why):
 
 A phone layout does step 1 when it opens and answers every /rvaed/hello with step 3 (a TouchOSC
 script: ``if message[1] == '/rvaed/hello' then sendOSC('/rvaed/subscribe/confirm',
-message[2][1].value) end`` in onReceiveOSC; Open Stage Control: a widget on /rvaed/hello whose
-onValue script does ``send('/rvaed/subscribe/confirm', value)``). At most 16 subscribers (4 per
+message[2][1].value) end`` in onReceiveOSC; Open Stage Control: a script run by a received
+value cannot send, so a timer of the root sends the echo; the shipped controllers/rvaed.json
+does). At most 16 subscribers (4 per
 IP) are live; more are refused, never evicted. /rvaed/state and the daemon's replies
 (/rvaed/models) go to the sender's live subscriptions, not back to the sending port.
 
