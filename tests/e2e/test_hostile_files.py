@@ -23,7 +23,8 @@ from rig import DaemonProcess, free_udp_port, wait_until
 from rvaed.benchmarks.harness import jack_ports
 
 NOTE_ON = 0x90
-GROOVES = sorted((Path(__file__).resolve().parents[1] / "data" / "groove").rglob("*.mid"))
+GROOVES = sorted((Path(__file__).resolve().parents[1] / "data" / "groove").rglob("*4-4.mid"),
+                 key=lambda path: -path.stat().st_size)  # the longest 4/4 grooves first
 
 
 @pytest.fixture
@@ -130,3 +131,19 @@ def test_sigterm_with_a_read_only_state_folder_silences_logs_and_exits_0(daemon,
     assert len(lines) == 1 and "Read-only file system" in lines[0]
     sent = re.search(r"(\d+) note-ons and (\d+) note-offs sent", text)
     assert sent and int(sent[1]) == int(sent[2]) > 0, sent  # silenced before exiting
+
+
+def test_files_dropped_during_a_training_wait_and_are_trained_next(daemon, receiver):
+    plays(daemon, receiver)
+    inbox = daemon.dirs["inbox"]
+    shutil.copy(GROOVES[0], inbox / "first.mid")
+    daemon.wait_log("training: started", 30)
+    shutil.copy(GROOVES[1], inbox / "second.mid")  # while the first training runs
+    daemon.wait_log("until training can start: a training is running", 30)
+    assert (inbox / "second.mid").exists()  # left where it was dropped, not taken
+    wait_until(lambda: daemon.text().count("training: started") == 2, 300, daemon)
+    assert not (inbox / "second.mid").exists()
+    assert len(list((inbox / "taken").rglob("second.mid"))) == 1
+    text = daemon.text()
+    assert text.index("training: model") < text.rindex("training: started")  # first ended
+    assert daemon.stop() == 0
