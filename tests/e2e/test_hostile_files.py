@@ -92,18 +92,18 @@ def test_long_paths_and_fifos_in_file_commands_are_one_line_errors(daemon, recei
     plays(daemon, receiver)
     long = "a" * 300  # longer than a file name may be (255): ENAMETOOLONG
     bundle(daemon.port, ("/rvaed/train", long), ("/rvaed/groove", long), ("/rvaed/x", 0.125))
-    daemon.wait_log("/rvaed/train: refused path", 10)  # (the groove's: rate-limited, counted)
+    daemon.wait_log("/rvaed/train: refused path", 60)  # (the groove's: rate-limited, counted)
     fifo = daemon.dirs["inbox"] / "fifo.mid"
     os.mkfifo(fifo)  # no writer: the trainer's read waited forever
     daemon.osc("/rvaed/train", "fifo.mid")
     daemon.wait_log("not a regular file (a FIFO)", 120)
-    daemon.wait_log("training failed", 60)
+    daemon.wait_log("training failed", 120)
     text = daemon.text()
     assert "Traceback" not in text and "File name too long" in text
     assert text.count("refused path 'aaaa") == 1
     shutil.copy(GROOVES[0], daemon.dirs["inbox"] / "good.mid")  # the trainer is free again
     daemon.osc("/rvaed/train", "good.mid")
-    wait_until(lambda: daemon.text().count("training: started") == 2, 60, daemon)
+    wait_until(lambda: daemon.text().count("training: started") == 2, 120, daemon)
     assert daemon.stop() == 0
     saved = json.loads((daemon.dirs["state"] / "state.json").read_text())
     assert saved["state"]["x"] == 0.125  # the rest of the bundle was applied
@@ -137,9 +137,9 @@ def test_files_dropped_during_a_training_wait_and_are_trained_next(daemon, recei
     plays(daemon, receiver)
     inbox = daemon.dirs["inbox"]
     shutil.copy(GROOVES[0], inbox / "first.mid")
-    daemon.wait_log("training: started", 30)
+    daemon.wait_log("training: started", 120)
     shutil.copy(GROOVES[1], inbox / "second.mid")  # while the first training runs
-    daemon.wait_log("until training can start: a training is running", 30)
+    daemon.wait_log("until training can start: a training is running", 120)
     assert (inbox / "second.mid").exists()  # left where it was dropped, not taken
     wait_until(lambda: daemon.text().count("training: started") == 2, 300, daemon)
     assert not (inbox / "second.mid").exists()
