@@ -61,7 +61,7 @@ class Inbox:
     """Polls ``folder``; `poll` does one step, `run` polls forever and calls ``on_batch``."""
 
     def __init__(self, folder: Path, settle_seconds: float, policy: FilePolicy,
-                 on_batch: Callable[[Batch], Awaitable[None] | None],
+                 on_batch: Callable[[Batch], Awaitable[bool | None] | bool | None],
                  poll_seconds: float = 0.5,
                  blocked: Callable[[], str | None] = lambda: None) -> None:
         self.folder = self._next_folder = Path(folder)
