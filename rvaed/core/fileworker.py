@@ -122,6 +122,7 @@ class FileWorker:
 def _serve(connection: Connection, preload: tuple[str, ...]) -> None:
     """The worker: one request at a time until the daemon closes the pipe (or dies)."""
     os.nice(NICE)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's to handle
     for module in preload:
         importlib.import_module(module)
     signal.signal(signal.SIGVTALRM, _over_time)

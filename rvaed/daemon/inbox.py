@@ -11,7 +11,8 @@ line per event, whatever a name holds).
 
 While training cannot start (``blocked`` says why: one is running, or torch is not
 installed), nothing is taken: the files stay where they were dropped, the reason is logged
-once, and they are taken as soon as training can start. `update` points the inbox at another
+once, and they are taken as soon as training can start (a callback that returns False after
+all, because a training began meanwhile, gets them put back). `update` points the inbox at another
 folder (SIGHUP); the switch happens at the start of the next poll, so one poll never mixes two
 folders.
 """
@@ -60,7 +61,7 @@ class Inbox:
     """Polls ``folder``; `poll` does one step, `run` polls forever and calls ``on_batch``."""
 
     def __init__(self, folder: Path, settle_seconds: float, policy: FilePolicy,
-                 on_batch: Callable[[Batch], Awaitable[None] | None],
+                 on_batch: Callable[[Batch], Awaitable[bool | None] | bool | None],
                  poll_seconds: float = 0.5,
                  blocked: Callable[[], str | None] = lambda: None) -> None:
         self.folder = self._next_folder = Path(folder)
@@ -83,9 +84,12 @@ class Inbox:
                 try:
                     result = self.on_batch(batch)
                     if inspect.isawaitable(result):
-                        await result
+                        result = await result
                 except Exception:
                     log.exception("inbox: handling %d file(s) failed", len(batch.files))
+                else:
+                    if result is False:  # refused after all (a training began meanwhile)
+                        await asyncio.to_thread(self.give_back, batch)
             await asyncio.sleep(self.poll_seconds)
 
     def update(self, folder: Path, settle_seconds: float) -> None:
@@ -200,6 +204,25 @@ class Inbox:
             moved.append(target)
         self._remove_empty_folders()
         return moved
+
+    def give_back(self, batch: Batch) -> None:
+        """Put the files of ``batch`` back where they were dropped (taken for a training that
+        could not start after all); they are taken again once training can start."""
+        back = 0
+        for path in batch.files:
+            target = self.folder.joinpath(*path.relative_to(self.folder / TAKEN).parts[1:])
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if not target.exists():
+                    path.rename(target)
+                    back += 1
+            except OSError as exc:
+                log.warning("inbox: cannot put %s back: %s", shown(path), exc.strerror or exc)
+        for folder in {path.parent for path in batch.files}:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        log.info("inbox: training did not start, %d file(s) put back in %s", back,
+                 shown(self.folder))
 
     def _fresh_batch_folder(self) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -356,18 +356,21 @@ class Daemon:
 
     # -- models and training ---------------------------------------------------------------
 
-    def _inbox_batch(self, batch: Batch) -> None:
-        if batch.files:  # (the inbox has logged the refused files)
-            self.train(list(batch.files), name="inbox")
+    def _inbox_batch(self, batch: Batch) -> bool:
+        """Train on the inbox's files; False (they go back) when training cannot start."""
+        return not batch.files or self.train(list(batch.files), name="inbox")
 
-    def train(self, files: list[Path], name: str | None = None) -> None:
-        """Start training on ``files`` (already checked against the file policy)."""
+    def train(self, files: list[Path], name: str | None = None) -> bool:
+        """Start training on ``files`` (already checked against the file policy); False
+        when it cannot start."""
         assert self.trainer is not None  # started
         try:
             self.trainer.request(files, name)
         except RvaedError as exc:
             log.error("training not started: %s", exc)
             self._training_progress(0.0, f"refused: {exc}")
+            return False
+        return True
 
     def _training_progress(self, fraction: float, status: str) -> None:
         if self.osc is not None:

@@ -1,6 +1,7 @@
 """The inbox: settled drops of real MIDI files are taken; garbage is reported once, left alone."""
 
 import asyncio
+import logging
 import os
 import shutil
 import time
@@ -283,3 +284,29 @@ def test_the_trainer_says_why_the_inbox_must_wait(tmp_path, monkeypatch):
     # torch cannot be uninstalled for one test: its lookup is replaced (a stand-in)
     monkeypatch.setattr(supervisor.importlib.util, "find_spec", lambda name: None)
     assert "torch is not installed" in trainer.blocked()
+
+
+def test_files_refused_by_the_callback_are_put_back_and_taken_again(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    folder = tmp_path / "inbox"
+    inbox = make_inbox(folder)
+    batches: list[Batch] = []
+
+    def on_batch(batch: Batch) -> bool:
+        batches.append(batch)
+        return len(batches) > 1  # the first: a training began meanwhile, it cannot start
+
+    async def main():
+        inbox.on_batch = on_batch
+        task = asyncio.create_task(inbox.run())
+        drop(folder, GROOVES[:2], "set")
+        while len(batches) < 2:
+            await asyncio.sleep(0.02)
+        task.cancel()
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    first, second = batches
+    assert sorted(p.name for p in first.files) == sorted(p.name for p in second.files)
+    assert all(p.exists() for p in second.files) and not any(p.exists() for p in first.files)
+    assert "2 file(s) put back" in caplog.text
+    assert not list(folder.glob("set/*"))  # the second batch took them for good

@@ -23,7 +23,8 @@ from rig import DaemonProcess, free_udp_port, wait_until
 from rvaed.benchmarks.harness import jack_ports
 
 NOTE_ON = 0x90
-GROOVES = sorted((Path(__file__).resolve().parents[1] / "data" / "groove").rglob("*.mid"))
+GROOVES = sorted((Path(__file__).resolve().parents[1] / "data" / "groove").rglob("*4-4.mid"),
+                 key=lambda path: -path.stat().st_size)  # the longest 4/4 grooves first
 
 
 @pytest.fixture
@@ -91,18 +92,21 @@ def test_long_paths_and_fifos_in_file_commands_are_one_line_errors(daemon, recei
     plays(daemon, receiver)
     long = "a" * 300  # longer than a file name may be (255): ENAMETOOLONG
     bundle(daemon.port, ("/rvaed/train", long), ("/rvaed/groove", long), ("/rvaed/x", 0.125))
-    daemon.wait_log("/rvaed/train: refused path", 10)  # (the groove's: rate-limited, counted)
+    daemon.wait_log("/rvaed/train: refused path", 60)  # (the groove's: rate-limited, counted)
     fifo = daemon.dirs["inbox"] / "fifo.mid"
     os.mkfifo(fifo)  # no writer: the trainer's read waited forever
     daemon.osc("/rvaed/train", "fifo.mid")
     daemon.wait_log("not a regular file (a FIFO)", 120)
-    daemon.wait_log("training failed", 60)
+    daemon.wait_log("training failed", 120)
     text = daemon.text()
     assert "Traceback" not in text and "File name too long" in text
     assert text.count("refused path 'aaaa") == 1
     shutil.copy(GROOVES[0], daemon.dirs["inbox"] / "good.mid")  # the trainer is free again
     daemon.osc("/rvaed/train", "good.mid")
-    wait_until(lambda: daemon.text().count("training: started") == 2, 60, daemon)
+    wait_until(lambda: daemon.text().count("training: started") == 2, 120, daemon)
+    daemon.osc("/rvaed/train/cancel")  # (a training stopped by SIGTERM may outlast stop's wait)
+    wait_until(lambda: daemon.text().count("training failed")
+               + daemon.text().count("training: model") == 2, 120, daemon)
     assert daemon.stop() == 0
     saved = json.loads((daemon.dirs["state"] / "state.json").read_text())
     assert saved["state"]["x"] == 0.125  # the rest of the bundle was applied
@@ -130,3 +134,22 @@ def test_sigterm_with_a_read_only_state_folder_silences_logs_and_exits_0(daemon,
     assert len(lines) == 1 and "Read-only file system" in lines[0]
     sent = re.search(r"(\d+) note-ons and (\d+) note-offs sent", text)
     assert sent and int(sent[1]) == int(sent[2]) > 0, sent  # silenced before exiting
+
+
+def test_files_dropped_during_a_training_wait_and_are_trained_next(daemon, receiver):
+    plays(daemon, receiver)
+    inbox = daemon.dirs["inbox"]
+    shutil.copy(GROOVES[0], inbox / "first.mid")
+    daemon.wait_log("training: started", 120)
+    shutil.copy(GROOVES[1], inbox / "second.mid")  # while the first training runs
+    daemon.wait_log("until training can start: a training is running", 120)
+    assert (inbox / "second.mid").exists()  # left where it was dropped, not taken
+    wait_until(lambda: daemon.text().count("training: started") == 2, 300, daemon)
+    daemon.osc("/rvaed/train/cancel")  # (a training stopped by SIGTERM may outlast stop's wait)
+    assert not (inbox / "second.mid").exists()
+    assert len(list((inbox / "taken").rglob("second.mid"))) == 1
+    text = daemon.text()
+    assert text.index("training: model") < text.rindex("training: started")  # first ended
+    wait_until(lambda: daemon.text().count("training failed")
+               + daemon.text().count("training: model") == 2, 120, daemon)
+    assert daemon.stop() == 0
