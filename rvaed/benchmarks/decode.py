@@ -1,13 +1,13 @@
 """Decode latency: from a point of the latent space to a pattern, one call at a time as the
 performance makes it.
 
-Times the path the daemon uses (the model's decode table, rvaed.model.table), the onnxruntime
-decoder it falls back to (the model's int8 twin when it has one), the fp32 weights beside it
-and, when torch is installed, torch eager on the same weights (one thread each), over many
-calls after a warm-up: back to back, and spaced 5 ms apart as control changes come (the
-caches are then cold). Reports the table's build time, size and onset agreement. Then
-measures the resident memory of a fresh process that only loads the decoder, builds its
-table and decodes (and checks it never imported torch).
+Times the path the daemon uses (the model's decode table), the onnxruntime decoder it falls
+back to (the model's int8 twin when it has one), the fp32 weights beside it and, when torch is
+installed, torch itself on the same weights (one thread each), over many calls after a
+warm-up: back to back, and spaced 5 ms apart as control changes come (the caches are then
+cold). Reports the table's build time, size and onset agreement. Then measures the resident
+memory of a fresh process that only loads the decoder, builds its table and decodes (and
+checks it never imported torch).
 """
 
 import json

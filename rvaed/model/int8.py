@@ -21,14 +21,14 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from rvaed.model.agreement import MIN_AGREEMENT, THRESHOLDS
+from rvaed.model.agreement import agreement as share_agreeing
 from rvaed.model.latent import LATENT, LatentRegion
 from rvaed.model.modeldir import DECODER_INPUT, DECODER_INT8, DECODER_OUTPUT
 
 BITS = 8
 BLOCKS = (128, 64, 32, 16)  # inputs per quantization block, fastest first
-MIN_AGREEMENT = 0.999
 GRID_POINTS = 65
-THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 2)
 CONTRIB = "com.microsoft"
 
 
@@ -41,7 +41,7 @@ def int8_twin(decoder: onnx.ModelProto,
     best = 0.0
     for block in BLOCKS:
         twin = int8_decoder(decoder, block)
-        agreement = _agreement(reference, _onsets(twin, z))
+        agreement = share_agreeing(reference, _onsets(twin, z))
         if agreement >= MIN_AGREEMENT:
             return twin, _measured(block, agreement)
         best = max(best, agreement)
@@ -104,16 +104,12 @@ def onset_agreement(decoder: onnx.ModelProto, twin: onnx.ModelProto,
     """The smallest share, over `THRESHOLDS`, of onset cells on a 65 x 65 grid over
     ``region`` where ``twin`` decides hit / no hit as ``decoder`` does."""
     z = region.grid(GRID_POINTS)
-    return _agreement(_onsets(decoder, z), _onsets(twin, z))
+    return share_agreeing(_onsets(decoder, z), _onsets(twin, z))
 
 
 def _onsets(proto: onnx.ModelProto, z: np.ndarray) -> np.ndarray:
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     return sess.run([DECODER_OUTPUT], {DECODER_INPUT: z})[0][:, 0]
-
-
-def _agreement(reference: np.ndarray, onsets: np.ndarray) -> float:
-    return min(float(np.mean((reference > t) == (onsets > t))) for t in THRESHOLDS)
 
 
 def _measured(block: int | None, agreement: float) -> dict:

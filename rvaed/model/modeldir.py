@@ -23,6 +23,19 @@ from rvaed.core.kit import Kit
 from rvaed.core.pattern import Grid
 from rvaed.model.latent import LATENT, LatentRegion
 
+
+def session_options() -> ort.SessionOptions:
+    """Options for low-latency single-sample inference beside a real-time thread."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1

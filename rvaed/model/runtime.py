@@ -34,20 +34,9 @@ from rvaed.model.modeldir import (
     ENCODER_OUTPUT,
     Manifest,
     open_model,
+    session_options,
 )
 from rvaed.model.table import DecodeTable, build_apart
-
-
-def session_options() -> ort.SessionOptions:
-    """Options for low-latency single-sample inference beside a real-time thread."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return options
 
 
 class Decoder:

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from rvaed.core.errors import RvaedError
-from rvaed.model.int8 import MIN_AGREEMENT, THRESHOLDS
+from rvaed.model.agreement import MIN_AGREEMENT, agreeing
 from rvaed.model.latent import LATENT, LatentRegion
 
 GRID = 129  # nodes per axis
@@ -122,12 +122,10 @@ class DecodeTable:
         span = coverage(region)
         low, high = np.array(span.low), np.array(span.high)
         z = (low + rng.random((points, LATENT)) * (high - low)).astype(np.float32)
-        agree = np.zeros(len(THRESHOLDS))
-        for i in range(0, points, BATCH):
-            direct = decode_many(z[i:i + BATCH])[:, 0]
-            read = self.lookup_many(z[i:i + BATCH])[:, 0]
-            agree += [((direct > t) == (read > t)).sum() for t in THRESHOLDS]
-        return float(agree.min() / (points * direct[0].size))
+        agree = sum(agreeing(decode_many(z[i:i + BATCH])[:, 0],
+                             self.lookup_many(z[i:i + BATCH])[:, 0])
+                    for i in range(0, points, BATCH))
+        return float(np.min(agree) / (points * np.prod(self.shape[1:])))
 
 
 NICE = 10  # the build yields the CPU to the performing process, as training does
@@ -173,7 +171,7 @@ def _build_child(graph: bytes | Path, low: tuple, high: tuple, path: Path,
                  send: Connection) -> None:
     import onnxruntime as ort
 
-    from rvaed.model.runtime import session_options
+    from rvaed.model.modeldir import session_options
 
     try:
         session = ort.InferenceSession(graph if isinstance(graph, bytes) else str(graph),

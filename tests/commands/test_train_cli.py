@@ -110,12 +110,6 @@ def test_generate_refuses_a_broken_model_in_one_line(tmp_path):
     assert not (tmp_path / "x.mid").exists()
 
 
-def test_map_draws_a_grid_of_patterns(tmp_path):
-    assert main(["map", "--size", "3", "-o", str(tmp_path / "map.png")]) == 0
-    # 3 tiles of 32 steps x 3 px and 9 voices x 4 px, 8 px gaps
-    assert png_size(tmp_path / "map.png") == (3 * 96 + 4 * 8, 3 * 36 + 4 * 8)
-
-
 def test_gmd_split_picks_the_4_4_beats_and_credits_them(tmp_path):
     rows = [("a/1_funk_80_beat_4-4.mid", "train", "beat", "4-4"),
             ("a/2_funk_80_fill_4-4.mid", "train", "fill", "4-4"),

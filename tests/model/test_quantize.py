@@ -8,7 +8,8 @@ import numpy as np
 import onnx
 import pytest
 
-from rvaed.model.int8 import GRID_POINTS, MIN_AGREEMENT, int8_twin, onset_agreement
+from rvaed.model.agreement import MIN_AGREEMENT
+from rvaed.model.int8 import GRID_POINTS, int8_twin, onset_agreement
 from rvaed.model.modeldir import DECODER, DECODER_INT8, read_manifest, starter_model
 from rvaed.model.runtime import Decoder
 

@@ -4,7 +4,7 @@ plays the decoder's notes."""
 import numpy as np
 import pytest
 
-from rvaed.model.int8 import MIN_AGREEMENT, THRESHOLDS
+from rvaed.model.agreement import MIN_AGREEMENT, THRESHOLDS
 from rvaed.model.runtime import Decoder
 from rvaed.model.table import DecodeTable, coverage
 

@@ -13,7 +13,8 @@ from checks import DATA
 from rvaed.core.errors import RvaedError
 from rvaed.core.kit import load_kit
 from rvaed.core.pattern import Grid
-from rvaed.model.int8 import MIN_AGREEMENT, int8_decoder, onset_agreement
+from rvaed.model.agreement import MIN_AGREEMENT
+from rvaed.model.int8 import int8_decoder, onset_agreement
 from rvaed.model.latent import LatentRegion
 from rvaed.model.modeldir import DECODER_INT8, read_manifest
 from rvaed.model.typical import typical_window
