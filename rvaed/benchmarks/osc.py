@@ -10,7 +10,7 @@ second (mute toggles too: the costliest message to apply). Figures:
   the budget's drops of the flood;
 - amplification: bytes out per byte in to an unproven sender (subscribe, state, garbage);
 - feedback: bytes a second to one subscriber while the performer glides x/y at 20 changes a
-  second (its budget is rvaed.control.subscribers.BYTES_PER_SECOND).
+  second (its budget: 32 KB a second per subscriber).
 """
 
 import asyncio
