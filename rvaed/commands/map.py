@@ -6,8 +6,7 @@ bottom in kit order (named at the left), steps left to right, brighter = more li
 with faint lines on the beats. The title names the model and the point marked with a ring
 (--point, default the middle). At the default 6 x 6 tiles the image is about 1,170 px wide
 with cells of 5 x 10 px: a phone held across shows every step. So a musician sees what lives
-where before touching the pad. The drawing is rvaed.model.latentmap's, whose tiles the web
-page draws under its pad.
+where before touching the pad. The web page draws the same tiles under its pad.
 """
 
 from pathlib import Path
