@@ -1,5 +1,6 @@
 """The README is true: every command line in its code blocks is run by a test, here or in the
-test named for its section, or stands in NOT_RUN with the reason no test can run it here.
+test named for its section, or stands in NOT_RUN with the reason no test can run it here
+(the bookworm install test lists, beside its own, what a chroot cannot run).
 
 Commands are taken from the README itself (tests/support/readme.py), so a command added to it
 without a test fails here, naming it.

@@ -211,7 +211,7 @@ class OscServer:
         self.performance.listeners.append(self._pattern_changed)
         self._feedback = loop.create_task(self._feedback_loop())
         logging.getLogger().addFilter(self._library_log)  # python-osc logs on the root logger
-        log.info("OSC: listening on %s:%d", self.host, self.port)
+        log.debug("OSC: socket bound to %s:%d", self.host, self.port)
 
     async def close(self) -> None:
         if self._feedback is not None:

@@ -90,13 +90,19 @@ def fresh(work: Path) -> Path:
     root = work / "root"
     run(["cp", "-a", str(base()), str(root)])
     (root / ".complete").unlink()
-    source = root / HOME.lstrip("/") / "rvaed"
-    source.mkdir()
     archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD"], check=True,
                              capture_output=True).stdout
-    run(["tar", "-x", "-C", str(source)], input=archive.decode("latin-1"), encoding="latin-1")
-    run(["chown", "-R", "1000:1000", str(source)])
+    for folder in ("rvaed", "src/rvaed"):  # the Pi's copy (root builds in it), and the user's
+        source = root / HOME.lstrip("/") / folder
+        source.mkdir(parents=True)
+        run(["tar", "-x", "-C", str(source)], input=archive.decode("latin-1"),
+            encoding="latin-1")
+    run(["chown", "-R", "1000:1000", str(root / HOME.lstrip("/"))])
     shutil.copy("/etc/resolv.conf", root / "etc/resolv.conf")
+    name = (root / "etc/hostname").read_text().strip() if (root / "etc/hostname").exists() \
+        else "localhost"
+    with open(root / "etc/hosts", "a") as hosts:  # sudo looks its host name up
+        hosts.write(f"127.0.1.1 {name} {os.uname().nodename}\n")
     return root
 
 
