@@ -216,12 +216,14 @@ def test_a_capture_flood_is_held_to_the_rate_limit_and_the_folder_to_its_quota(
         await perf.start()
         folder = tmp_path / "captures"
         capture = Capture(perf, folder, per_minute=5)
+        policy = FilePolicy((folder,), parse_allowlist(["127.0.0.0/8"]), 1 << 20, 1 << 22,
+                            SECRET)
         server = OscServer(perf, host="127.0.0.1", port=0)
-        server.serve(ROUTES, capture, lambda host: True)
+        server.serve(ROUTES, capture, policy)
         await server.start()
         flood = ("from pythonosc.udp_client import SimpleUDPClient; "
                  f"c = SimpleUDPClient('127.0.0.1', {server.port}); "
-                 "[c.send_message('/rvaed/capture', []) for _ in range(128)]")
+                 f"[c.send_message('/rvaed/capture', [{SECRET!r}]) for _ in range(128)]")
         await shell(sys.executable, "-c", flood)  # 128 captures asked for at once, real UDP
         await until(lambda: server.received == 128)
         await until(lambda: len(list(folder.glob("*.mid"))) == 5)

@@ -175,15 +175,16 @@ def test_a_big_file_or_a_fifo_is_read_off_the_loop_and_the_loop_keeps_answering(
         data = tmp_path / "captures"
         big = beat_file(data / "big.mid", groove(9500))  # 988 KB, legal: seconds of parsing
         os.mkfifo(data / "fifo.mid")  # no writer: a blocking open or read waits forever
-        policy = FilePolicy((data,), parse_allowlist(["127.0.0.0/8"]), 1 << 20, 1 << 22)
+        policy = FilePolicy((data,), parse_allowlist(["127.0.0.0/8"]), 1 << 20, 1 << 22,
+                            SECRET)
         server = OscServer(perf, host="127.0.0.1", port=0)
         worker = FileWorker()
-        server.serve(ROUTES, GrooveFiles(perf, policy, data, worker), policy.sender_allowed)
+        server.serve(ROUTES, GrooveFiles(perf, policy, data, worker), policy)
         await server.start()
         port = str(server.port)
-        await shell("oscsend", "127.0.0.1", port, "/rvaed/groove", "s", "fifo.mid")
+        await shell("oscsend", "127.0.0.1", port, "/rvaed/groove", "ss", SECRET, "fifo.mid")
         await until(lambda: "not a regular file (a FIFO)" in caplog.text, 60)
-        await shell("oscsend", "127.0.0.1", port, "/rvaed/groove", "s", big.name)
+        await shell("oscsend", "127.0.0.1", port, "/rvaed/groove", "ss", SECRET, big.name)
         await shell("oscsend", "127.0.0.1", port, "/rvaed/x", "f", "0.125")
         await until(lambda: perf.state.x == 0.125)  # answered while the file is parsed
         assert perf.state.y == 0.5 and worker.waiting == 1, "the big file was read first"
