@@ -222,15 +222,42 @@ def control_loop() -> Iterator[asyncio.AbstractEventLoop]:
         loop.close()
 
 
-def conditions(loop: asyncio.AbstractEventLoop
+def conditions(loop: asyncio.AbstractEventLoop, saturated: bool = False
                ) -> Generator[tuple[str, Callable[[], str] | None], None, None]:
-    """Yield (name, note) for idle, training and OSC flood (served on ``loop``), each load
-    running while the caller measures; ``note()`` describes the load (None when idle)."""
-    loads = (("idle", contextlib.nullcontext), ("training", _training),
-             ("osc flood", lambda: _osc_flood(loop)))
+    """Yield (name, note) for idle, training and OSC flood (served on ``loop``), and with
+    ``saturated`` a saturated machine, each load running while the caller measures;
+    ``note()`` describes the load (None when idle)."""
+    loads = [("idle", contextlib.nullcontext), ("training", _training),
+             ("osc flood", lambda: _osc_flood(loop))]
+    if saturated:
+        loads.append(("saturated", lambda: _saturated(loop)))
     for name, load in loads:
         with load() as note:
             yield name, note
+
+
+@contextlib.contextmanager
+def _saturated(loop: asyncio.AbstractEventLoop):
+    """A busy process at normal priority on every core, and ``loop`` (the daemon's own
+    asyncio loop) computing in Python, holding the GIL but at each switch interval."""
+    busy = asyncio.run_coroutine_threadsafe(_busy_loop(), loop)
+    with contextlib.ExitStack() as stack:
+        for _ in range(os.cpu_count() or 1):
+            stack.enter_context(_busy_process())
+        try:
+            yield lambda: (f"{os.cpu_count()} busy processes at normal priority, the control "
+                           f"loop computing; load average {os.getloadavg()[0]:.1f}")
+        finally:
+            busy.cancel()
+
+
+async def _busy_loop() -> None:
+    """Pure-Python work in 20 ms slices, as a decode or a big OSC bundle would be."""
+    while True:
+        until = time.perf_counter() + 0.02
+        while time.perf_counter() < until:
+            pass
+        await asyncio.sleep(0)
 
 
 @contextlib.contextmanager

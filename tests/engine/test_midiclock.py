@@ -42,10 +42,13 @@ def test_joining_mid_session_sends_song_position_then_continue_on_the_next_sixte
 def test_clock_out_through_the_sequencer(jack_server):
     receiver = Receiver("clockin")
     clock = InternalClock(tempo=150)
-    sequencer = Sequencer(clock, [Output("clockin", clock_out=True, api="jack", poll=0.05)])
+    output = Output("clockin", clock_out=True, api="jack", poll=0.05)
+    sequencer = Sequencer(clock, [output])
     try:
         sequencer.start()
-        time.sleep(0.3)
+        deadline = time.monotonic() + 15  # its sender process starts (slow when loaded)
+        while not output.connected and time.monotonic() < deadline:
+            time.sleep(0.01)
         clock.set_playing(True)
         time.sleep(1.0)
         clock.set_playing(False)
