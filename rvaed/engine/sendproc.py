@@ -11,15 +11,16 @@ stops answering.
 Protocol (`midiout.Output` is the other end):
 - argv[1]: JSON settings (api, virtual or a port spec, the client/port name, the clean-slate
   messages, the seconds between checks of the port and the backend: at most `CHECK`).
-- stdin: fixed-size records, `RECORD` = (expires, length, up to 3 bytes). ``expires`` is the
-  host time after which the message is dropped instead of sent (0: never dropped; note-offs
-  and All Notes Off), so messages that waited in the pipe while this process was stalled
-  never burst out late. End of file: send what is left and exit.
+- stdin: fixed-size records, `RECORD` = (due, slack, length, up to 3 bytes). A message more
+  than ``slack`` seconds after its ``due`` host time is dropped instead of sent (a negative
+  slack: never dropped; note-offs and All Notes Off), so messages that waited in the pipe
+  while this process was stalled never burst out late. End of file: send what is left, exit.
 - stdout: status lines, `open NAME`, `waiting TEXT`, `vanished NAME`, `error TEXT`,
   `lost TEXT` (then it exits).
 - the descriptor ``shared`` of the settings: a page the daemon watches, `SHARED` = (heartbeat
   time, written at least every `CHECK` seconds, also while waiting for a port; messages sent;
-  messages dropped).
+  messages dropped; how late each timed message left, actual send time - due: the send error
+  with the hop through the pipe included).
 
 Before the first message of every opened port it sends the clean slate (note-offs for every
 note the output's drum machine can send, then All Notes Off on its channels). On JACK it also
@@ -44,8 +45,9 @@ import rtmidi
 from rvaed.engine import midiapi
 from rvaed.engine.clock import now
 
-RECORD = struct.Struct("<dB3s")
-SHARED = struct.Struct("<ddd")  # heartbeat, sent, dropped
+RECORD = struct.Struct("<dfB3s")  # due (host time; 0: now), slack (<0: never dropped), message
+BUCKETS = 256  # send lateness (actual send - due) in 0.1 ms buckets; the last: 25.5 ms or more
+SHARED = struct.Struct(f"<ddd{BUCKETS}I")  # heartbeat, sent, dropped, lateness histogram
 FIFO_PRIORITY = 50
 PR_SET_PDEATHSIG = 1
 # JACK runs a cycle every period (1.3 ms at 64 frames, 170 ms at 8192 frames / 48 kHz): a
@@ -98,6 +100,7 @@ class _Sender:
         self.client: Any = None  # the rtmidi MidiOut, once the MIDI system answered
         self.port_name = ""    # the open port's name, "" while none is open
         self.sent = self.dropped = 0
+        self.lateness = [0] * BUCKETS
         self.pulse: _JackPulse | None = None
         self._retry = 0.0
         self._missing = 0      # checks in a row that did not list the open port's destination
@@ -113,7 +116,7 @@ class _Sender:
     def run(self) -> None:
         """Until the daemon closes the pipe (or the backend is lost: the process exits)."""
         while True:
-            SHARED.pack_into(self.shared, 0, now(), self.sent, self.dropped)
+            SHARED.pack_into(self.shared, 0, now(), self.sent, self.dropped, *self.lateness)
             if self.pulse is not None and not self.pulse.alive():
                 self.say("lost the JACK server stopped running cycles")
                 os._exit(3)  # closing JACK clients here would wait on that server
@@ -176,12 +179,14 @@ class _Sender:
         if not data:
             return False
         data += _rest(data)
-        for expires, length, raw in RECORD.iter_unpack(data):
-            if not self.port_name or (expires and now() > expires):
+        for due, slack, length, raw in RECORD.iter_unpack(data):
+            if not self.port_name or (slack >= 0 and now() - due > slack):
                 self.dropped += 1
                 continue
             self.client.send_message(raw[:length])
             self.sent += 1
+            if due:
+                self.lateness[min(max(int((now() - due) * 1e4), 0), BUCKETS - 1)] += 1
         return True
 
 
