@@ -227,7 +227,8 @@ def conditions(loop: asyncio.AbstractEventLoop, saturated: bool = False
     """Yield (name, note) for idle, training and OSC flood (served on ``loop``), and with
     ``saturated`` a saturated machine, each load running while the caller measures;
     ``note()`` describes the load (None when idle)."""
-    loads = [("idle", contextlib.nullcontext), ("training", _training),
+    loads: list[tuple[str, Callable[[], contextlib.AbstractContextManager]]] = [
+        ("idle", contextlib.nullcontext), ("training", _training),
              ("osc flood", lambda: _osc_flood(loop))]
     if saturated:
         loads.append(("saturated", lambda: _saturated(loop)))
