@@ -51,8 +51,9 @@ SHARED = struct.Struct(f"<ddd{BUCKETS}I")  # heartbeat, sent, dropped, lateness 
 FIFO_PRIORITY = 50
 PR_SET_PDEATHSIG = 1
 # JACK runs a cycle every period (1.3 ms at 64 frames, 170 ms at 8192 frames / 48 kHz): a
-# frame counter that stands still this long means the server stopped serving.
-STALLED = 0.3
+# frame counter that stands still this long means the server stopped serving. (0.3 s was too
+# short: a server without real-time priority on a saturated machine paused that long.)
+STALLED = 1.0
 CHECK = 0.1  # the longest wait for records: the heartbeat and the checks run at least this often
 RETRY = 1.0  # seconds between attempts to reach a MIDI system that did not answer
 SETTLE = 0.05  # JACK makes a new connection live a few periods after it is made
