@@ -32,7 +32,9 @@ GM = load_drum_machine("gm", KIT)
 NOTE_ON = 0x90
 DETECT = 3.0    # seconds: loss is seen well within (sendproc.STALLED + midiout.HUNG)
 REOPEN = 20.0   # seconds: a new sender starts Python and opens the port (slow when loaded)
-FROZEN = 0.5    # a ticker gap this long would mean the interpreter stopped
+HANG = 3.0      # seconds the server stays hung or away: a frozen interpreter stops this long
+FROZEN = 1.5    # a ticker gap this long means frozen (a thread of a loaded machine, descheduled,
+                # waited up to 1.2 s here)
 
 
 class Ticker:
@@ -122,7 +124,7 @@ def test_a_hung_server_is_detected_logged_once_and_reopened(server, caplog):
         ticker = Ticker()
         os.kill(server.process.pid, signal.SIGSTOP)
         detected = wait(lambda: output.lost, DETECT)
-        time.sleep(1.5)  # the server stays hung; the interpreter goes on
+        time.sleep(HANG - detected)  # the server stays hung; the interpreter goes on
         assert sequencer.running
         os.kill(server.process.pid, signal.SIGCONT)
         resumed = time.monotonic()
@@ -152,6 +154,7 @@ def test_a_stopped_server_restarted_reopens_named_and_virtual_outputs(server, ca
         ticker = Ticker()
         stop_jack(server.process)
         detected = wait(lambda: named.lost and virtual.lost, DETECT)
+        time.sleep(HANG - detected)
         server.restart()
         sink = stack.enter_context(Sink("rx-restart"))
         reopened = wait(lambda: named.connected and virtual.connected, REOPEN)
