@@ -11,7 +11,7 @@ import time
 
 import pytest
 from checks import require_tools
-from jackmidi import MidiDump, densest
+from jackmidi import MidiDump, OwnServer, densest
 from rig import DaemonProcess, free_udp_port, wait_until
 
 from rvaed.benchmarks.harness import Sink, free_jack_name, jack_ports, start_jack, stop_jack
@@ -148,3 +148,33 @@ def test_without_a_midi_system_the_daemon_plays_on_and_opens_the_output_when_one
     assert "start JACK or PipeWire" in log and "ALSA lib" not in log, log
     saved = json.loads((daemon.dirs["state"] / "state.json").read_text())
     assert saved["state"]["x"] == pytest.approx(0.9)
+
+
+def test_a_hung_jack_server_leaves_osc_and_sigterm_working(tmp_path, monkeypatch, daemons):
+    """The daemon's JACK server (its own, realtime as on a rig) SIGSTOPped while it plays:
+    the output is marked lost in one line, an OSC change is still taken, and SIGTERM still
+    saves the state and exits 0, all while the server hangs."""
+    require_tools("jackd", "jack_lsp", "jack_midi_dump")
+    server = OwnServer(realtime=True)
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", server.name)
+    try:
+        with Sink("rx-hung") as sink:
+            daemon = daemon_to(tmp_path, "rx-hung")
+            daemons.append(daemon)
+            daemon.start(ready=port_of("rx-hung"))
+            wait_until(lambda: sum(m[0] & 0xF0 == NOTE_ON for _, m in sink.messages()) >= 4,
+                       20, daemon)
+            os.kill(server.process.pid, signal.SIGSTOP)
+            hung = time.monotonic()
+            daemon.wait_log("output rx-hung: lost (", 10)
+            detected = time.monotonic() - hung
+            daemon.osc("/rvaed/xy", 0.8, 0.2)
+            time.sleep(1.0)  # the state is saved shortly after a change
+            assert daemon.stop() == 0
+            print(f"hung JACK server: the daemon logged the loss after {detected:.2f} s and "
+                  f"stopped on SIGTERM in {time.monotonic() - hung - detected - 1.0:.2f} s")
+    finally:
+        server.close()
+    assert daemon.text().count("lost (") == 1
+    saved = json.loads((daemon.dirs["state"] / "state.json").read_text())
+    assert saved["state"]["x"] == pytest.approx(0.8)

@@ -16,9 +16,9 @@ import time
 
 import pytest
 from checks import require_tools
-from jackmidi import densest
+from jackmidi import OwnServer, densest
 
-from rvaed.benchmarks.harness import Sink, free_jack_name, jack_ports, start_jack, stop_jack
+from rvaed.benchmarks.harness import Sink, jack_ports, stop_jack
 from rvaed.core.drummachine import load_drum_machine
 from rvaed.core.kit import load_kit
 from rvaed.core.pattern import Grid, Hit, Pattern
@@ -58,27 +58,10 @@ class Ticker:
         return self.longest
 
 
-class Server:
-    """The test's own JACK server: stoppable, hangable, restartable under one name."""
-
-    def __init__(self, realtime: bool) -> None:
-        self.name = free_jack_name("rvaed-loss")
-        self.realtime = realtime
-        self.process = start_jack(self.name, realtime=realtime)
-
-    def restart(self) -> None:
-        self.process = start_jack(self.name, realtime=self.realtime)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGCONT)
-            stop_jack(self.process)
-
-
 @pytest.fixture(params=[False, True], ids=["plain", "realtime"])
 def server(request, monkeypatch):
     require_tools("jackd", "jack_lsp", "jack_midi_dump")
-    made = Server(realtime=request.param)
+    made = OwnServer(realtime=request.param)
     monkeypatch.setenv("JACK_DEFAULT_SERVER", made.name)
     yield made
     made.close()
