@@ -123,7 +123,10 @@ def test_a_hung_server_is_detected_logged_once_and_reopened(server, caplog):
     lost_lines = [r for r in caplog.records if "lost (" in r.getMessage()]
     assert len(lost_lines) == 1 and "output rx-hang: lost (" in lost_lines[0].getMessage()
     assert "reconnected to 'rx-hang:input' (clean slate sent)" in caplog.text
-    assert densest(ons(sink)) == 1  # nothing held back came out at once
+    # Nothing held back came out at once: what the hang held would be a second's worth (16
+    # note-ons); a dummy server catching up its cycles after SIGCONT can bring two of the
+    # steps 62.5 ms apart into one 10 ms stretch of its frames (seen once).
+    assert densest(ons(sink)) <= 2
 
 
 def test_a_stopped_server_restarted_reopens_named_and_virtual_outputs(server, caplog):
