@@ -157,6 +157,9 @@ class Sink:
         from rvaed.engine import midiapi
 
         port = midiapi.open_client("jack", "output", client)
+        # a busy JACK server can list no ports at all for a moment
+        wait_for(lambda: midiapi.match_port(port.get_ports(), self.port) is not None, 10,
+                 f"{self.port} is not listed")
         port.open_port(midiapi.match_port(port.get_ports(), self.port))
         return port
 

@@ -76,7 +76,7 @@ def test_kill_9_mid_note_the_restarted_daemon_ends_it_before_playing(tmp_path, j
         daemon.start(ready=port_of("rx-kill"))
         assert receiver.wait_for(lambda m: len(receiver.kinds(NOTE_ON)) >= 8, 20)
         hanging = kill_mid_note(daemon, receiver)
-        cut = len(receiver.messages)
+        cut = len(receiver.messages)  # all the killed daemon sent (kill_mid_note waited)
         wait_until(lambda: not port_of("rx-kill")(), 10, daemon)
         daemon.start(ready=port_of("rx-kill"))  # the same config, state and data
         assert receiver.wait_for(
@@ -102,13 +102,22 @@ def kill_mid_note(daemon: DaemonProcess, receiver: MidiDump) -> set[tuple[int, i
         if messages and messages[-1][1][0] & 0xF0 == NOTE_ON:
             daemon.proc.kill()
             daemon.proc.wait()
-            time.sleep(0.2)  # what was on its way arrives
+            quiet(receiver)  # what was on its way arrives
             sounding = sounding_notes(receiver.messages)
             if sounding:
                 return sounding
             daemon.start(ready=port_of("rx-kill"))  # the note ended in time: again
         time.sleep(0.0005)
     raise AssertionError("never killed during a note")
+
+
+def quiet(receiver: MidiDump, still: float = 0.5) -> None:
+    """Wait until nothing has arrived for ``still`` seconds (its reader lags when loaded)."""
+    count, since = len(receiver.messages), time.monotonic()
+    while time.monotonic() - since < still:
+        time.sleep(0.05)
+        if len(receiver.messages) != count:
+            count, since = len(receiver.messages), time.monotonic()
 
 
 def sounding_notes(messages) -> set[tuple[int, int]]:
