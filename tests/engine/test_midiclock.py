@@ -59,7 +59,8 @@ def test_clock_out_through_the_sequencer(jack_server):
     kinds = [m[0] for _, m in receiver.messages if m[0] in (START, CLOCK, STOP)]
     assert kinds[0] == START and kinds[-1] == STOP
     ticks = [t for t, m in receiver.messages if m[0] == CLOCK]
-    assert 55 <= len(ticks) <= 65  # 1 s at 150 BPM: 60 ticks
+    dropped = sequencer.timing.dropped[1]  # ticks too late to send (a loaded machine)
+    assert 55 <= len(ticks) + dropped <= 65  # 1 s at 150 BPM: 60 ticks
     # arrivals come in JACK periods; over many ticks the spacing is the tempo's
-    spacing = (ticks[-1] - ticks[0]) / (len(ticks) - 1)
+    spacing = (ticks[-1] - ticks[0]) / (len(ticks) - 1 + dropped)
     assert spacing == pytest.approx(60 / 150 / 24, abs=PERIOD / 10)
