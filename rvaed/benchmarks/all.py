@@ -197,7 +197,7 @@ def _timing_targets() -> list[Target]:
             Target("timing", f"send-time error max, {condition}", "<= 2 ms",
                    _figure("timing", "conditions", condition, "max_ms"),
                    lambda v: v <= 2.0, "ms")]
-    targets += [  # issue 12: the real-time part never waits on the rest
+    targets += [  # the real-time part never waits on the rest of the process
         Target("timing", "send-time error p99, saturated", "<= 0.5 ms",
                _figure("timing", "conditions", "saturated", "p99_ms"), lambda v: v <= 0.5, "ms"),
         Target("timing", "send-time error max, saturated", "<= 5 ms",
