@@ -157,6 +157,9 @@ class Sink:
         from rvaed.engine import midiapi
 
         port = midiapi.open_client("jack", "output", client)
+        # a busy JACK server can list no ports at all for a moment
+        wait_for(lambda: midiapi.match_port(port.get_ports(), self.port) is not None, 10,
+                 f"{self.port} is not listed")
         port.open_port(midiapi.match_port(port.get_ports(), self.port))
         return port
 
@@ -222,15 +225,43 @@ def control_loop() -> Iterator[asyncio.AbstractEventLoop]:
         loop.close()
 
 
-def conditions(loop: asyncio.AbstractEventLoop
+def conditions(loop: asyncio.AbstractEventLoop, saturated: bool = False
                ) -> Generator[tuple[str, Callable[[], str] | None], None, None]:
-    """Yield (name, note) for idle, training and OSC flood (served on ``loop``), each load
-    running while the caller measures; ``note()`` describes the load (None when idle)."""
-    loads = (("idle", contextlib.nullcontext), ("training", _training),
-             ("osc flood", lambda: _osc_flood(loop)))
+    """Yield (name, note) for idle, training and OSC flood (served on ``loop``), and with
+    ``saturated`` a saturated machine, each load running while the caller measures;
+    ``note()`` describes the load (None when idle)."""
+    loads: list[tuple[str, Callable[[], contextlib.AbstractContextManager]]] = [
+        ("idle", contextlib.nullcontext), ("training", _training),
+             ("osc flood", lambda: _osc_flood(loop))]
+    if saturated:
+        loads.append(("saturated", lambda: _saturated(loop)))
     for name, load in loads:
         with load() as note:
             yield name, note
+
+
+@contextlib.contextmanager
+def _saturated(loop: asyncio.AbstractEventLoop):
+    """A busy process at normal priority on every core, and ``loop`` (the daemon's own
+    asyncio loop) computing in Python, holding the GIL but at each switch interval."""
+    busy = asyncio.run_coroutine_threadsafe(_busy_loop(), loop)
+    with contextlib.ExitStack() as stack:
+        for _ in range(os.cpu_count() or 1):
+            stack.enter_context(_busy_process())
+        try:
+            yield lambda: (f"{os.cpu_count()} busy processes at normal priority, the control "
+                           f"loop computing; load average {os.getloadavg()[0]:.1f}")
+        finally:
+            busy.cancel()
+
+
+async def _busy_loop() -> None:
+    """Pure-Python work in 20 ms slices, as a decode or a big OSC bundle would be."""
+    while True:
+        until = time.perf_counter() + 0.02
+        while time.perf_counter() < until:
+            pass
+        await asyncio.sleep(0)
 
 
 @contextlib.contextmanager

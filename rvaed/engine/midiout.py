@@ -8,8 +8,9 @@ waits, and drops the message while the output is lost.
 
 The interface other parts use (a port watcher, the sequencer, the daemon):
 - `connected` / `lost`: whether messages reach a port now (`lost` once it was open and is not).
-- `send(message, expires)`: never blocks; False when dropped. ``expires`` (host time) drops a
-  message that could not leave in time instead of sending it late; 0 never drops (note-offs).
+- `send(message, due, slack)`: never blocks; False when dropped. A message that cannot leave
+  within ``slack`` seconds of ``due`` (host time) is dropped, not sent late; a negative slack
+  never drops (note-offs). `lateness()`: how late the sender sent, as a histogram.
 - `reopen(reason)`: abandon the sender process and start a fresh one (a backend-specific
   watcher calls it when it knows better, e.g. an ALSA subscription removed from outside).
 
@@ -39,7 +40,7 @@ from rvaed.core.drummachine import DrumMachine
 from rvaed.core.midi import ALL_NOTES_OFF, CONTROL_CHANGE
 from rvaed.engine import midiapi
 from rvaed.engine.clock import now
-from rvaed.engine.sendproc import CHECK, RECORD, SHARED
+from rvaed.engine.sendproc import BUCKETS, CHECK, RECORD, SHARED
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,8 @@ class _Sender:
     pipe: int
     shared: mmap.mmap
 
-    def heartbeat(self) -> tuple[float, float, float]:
+    def heartbeat(self) -> tuple:
+        """(heartbeat time, sent, dropped, *lateness histogram) as the sender wrote them."""
         return SHARED.unpack_from(self.shared, 0)
 
 
@@ -125,8 +127,11 @@ class Output:
                                         daemon=True)
         self._thread.start()
 
-    def send(self, message, expires: float = 0.0) -> bool:
-        """Hand a MIDI message to the sender now; False (dropped) while no port is open."""
+    def send(self, message, due: float = 0.0, slack: float = -1.0) -> bool:
+        """Hand a MIDI message to the sender now; False (dropped) while no port is open.
+
+        ``due``: when it should leave (host time; 0: now); the sender drops it more than
+        ``slack`` seconds after that (negative: never)."""
         if message[0] & 0xF0 == 0x90:
             self._channels.add(message[0] & 0x0F)
         with self._lock:
@@ -135,11 +140,17 @@ class Output:
                 self.dropped += 1
                 return False
             try:
-                os.write(sender.pipe, RECORD.pack(expires, len(message), bytes(message)))
+                os.write(sender.pipe, RECORD.pack(due, slack, len(message), bytes(message)))
             except BlockingIOError:  # the sender stopped reading: its heartbeat will tell
                 self.dropped += 1
                 return False
         return True
+
+    def lateness(self) -> list[int]:
+        """The open sender's histogram of actual send time - due (`sendproc.BUCKETS` buckets
+        of 0.1 ms) since it opened; empty while none is open."""
+        sender = self._sender
+        return [] if sender is None else list(sender.heartbeat()[3:])
 
     def reopen(self, reason: str) -> None:
         """Abandon the sender and open the port afresh (logged once, as any loss)."""
@@ -193,9 +204,11 @@ class Output:
 
     def _spawn(self) -> _Sender:
         shared_fd = os.memfd_create("rvaed-sender")
-        os.ftruncate(shared_fd, mmap.PAGESIZE)
-        settings = {"api": self.api, "virtual": self.spec == VIRTUAL, "spec": self.spec,
-                    "name": self.virtual_name if self.spec == VIRTUAL else VIRTUAL_NAME, "slate": self.clean_slate(), "shared": shared_fd,
+        os.ftruncate(shared_fd, SHARED.size)
+        virtual = self.spec == VIRTUAL
+        settings = {"api": self.api, "virtual": virtual, "spec": self.spec,
+                    "name": self.virtual_name if virtual else VIRTUAL_NAME,
+                    "slate": self.clean_slate(), "shared": shared_fd,
                     "poll": min(self._poll, CHECK)}
         verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
         process = subprocess.Popen(
@@ -203,9 +216,9 @@ class Output:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=None if verbose else subprocess.DEVNULL,  # ALSA/JACK library noise: -v
             pass_fds=(shared_fd,), env={**os.environ, "JACK_NO_START_SERVER": "1"})
-        shared = mmap.mmap(shared_fd, mmap.PAGESIZE)
+        shared = mmap.mmap(shared_fd, SHARED.size)
         os.close(shared_fd)
-        SHARED.pack_into(shared, 0, 0.0, 0, 0)
+        SHARED.pack_into(shared, 0, 0.0, 0, 0, *[0] * BUCKETS)
         assert process.stdin is not None
         os.set_blocking(process.stdin.fileno(), False)
         return _Sender(process, process.stdin.fileno(), shared)

@@ -11,20 +11,24 @@ stops answering.
 Protocol (`midiout.Output` is the other end):
 - argv[1]: JSON settings (api, virtual or a port spec, the client/port name, the clean-slate
   messages, the seconds between checks of the port and the backend: at most `CHECK`).
-- stdin: fixed-size records, `RECORD` = (expires, length, up to 3 bytes). ``expires`` is the
-  host time after which the message is dropped instead of sent (0: never dropped; note-offs
-  and All Notes Off), so messages that waited in the pipe while this process was stalled
-  never burst out late. End of file: send what is left and exit.
+- stdin: fixed-size records, `RECORD` = (due, slack, length, up to 3 bytes). A message more
+  than ``slack`` seconds after its ``due`` host time is dropped instead of sent (a negative
+  slack: never dropped; note-offs and All Notes Off), so messages that waited in the pipe
+  while this process was stalled never burst out late. End of file: send what is left, exit.
 - stdout: status lines, `open NAME`, `waiting TEXT`, `vanished NAME`, `error TEXT`,
   `lost TEXT` (then it exits).
 - the descriptor ``shared`` of the settings: a page the daemon watches, `SHARED` = (heartbeat
   time, written at least every `CHECK` seconds, also while waiting for a port; messages sent;
-  messages dropped).
+  messages dropped; how late each timed message left, actual send time - due: the send error
+  with the hop through the pipe included).
 
 Before the first message of every opened port it sends the clean slate (note-offs for every
 note the output's drum machine can send, then All Notes Off on its channels). On JACK it also
 checks that the server still runs cycles (`jack_last_frame_time` advances; libjack through
-ctypes): a stopped or hung server is reported `lost` within `STALLED` seconds.
+ctypes): while it has paused for `PAUSED` seconds nothing is sent (a send into JACK's ring
+buffer that no cycle drains spins for good, and under SCHED_FIFO starves the server it waits
+for: a 35 s stall seen on a saturated machine), and a server stopped for `STALLED` seconds is
+reported `lost`.
 """
 
 import contextlib
@@ -44,13 +48,18 @@ import rtmidi
 from rvaed.engine import midiapi
 from rvaed.engine.clock import now
 
-RECORD = struct.Struct("<dB3s")
-SHARED = struct.Struct("<ddd")  # heartbeat, sent, dropped
+RECORD = struct.Struct("<dfB3s")  # due (host time; 0: now), slack (<0: never dropped), message
+BUCKETS = 256  # send lateness (actual send - due) in 0.1 ms buckets; the last: 25.5 ms or more
+SHARED = struct.Struct(f"<ddd{BUCKETS}I")  # heartbeat, sent, dropped, lateness histogram
 FIFO_PRIORITY = 50
 PR_SET_PDEATHSIG = 1
 # JACK runs a cycle every period (1.3 ms at 64 frames, 170 ms at 8192 frames / 48 kHz): a
-# frame counter that stands still this long means the server stopped serving.
-STALLED = 0.3
+# frame counter that stands still this long means the server stopped serving. (0.3 s was too
+# short: a server without real-time priority on a saturated machine paused that long.)
+STALLED = 1.0
+# Beyond any usual period (2048 frames at 48 kHz = 43 ms): JACK paused, nothing is sent.
+PAUSED = 0.1
+HELD = 256  # note-offs kept while JACK is paused, at most
 CHECK = 0.1  # the longest wait for records: the heartbeat and the checks run at least this often
 RETRY = 1.0  # seconds between attempts to reach a MIDI system that did not answer
 SETTLE = 0.05  # JACK makes a new connection live a few periods after it is made
@@ -79,13 +88,15 @@ class _JackPulse:
         self._client = lib.jack_client_open(b"rvaed-pulse", 1, None)  # JackNoStartServer
         self._frame, self._moved = -1, now()
 
-    def alive(self) -> bool:
+    def stalled(self) -> float:
+        """Seconds since the frame counter was last seen moving (0 when it cannot be read:
+        the heartbeat the daemon watches still guards)."""
         if not self._client:
-            return True  # no way to tell: the send watchdog in the daemon still guards
+            return 0.0
         frame = self._lib.jack_last_frame_time(self._client)
         if frame != self._frame:
             self._frame, self._moved = frame, now()
-        return now() - self._moved < STALLED
+        return now() - self._moved
 
 
 class _Sender:
@@ -98,6 +109,8 @@ class _Sender:
         self.client: Any = None  # the rtmidi MidiOut, once the MIDI system answered
         self.port_name = ""    # the open port's name, "" while none is open
         self.sent = self.dropped = 0
+        self.lateness = [0] * BUCKETS
+        self.held: list[bytes] = []  # note-offs kept while JACK paused (see `_hold`)
         self.pulse: _JackPulse | None = None
         self._retry = 0.0
         self._missing = 0      # checks in a row that did not list the open port's destination
@@ -113,10 +126,12 @@ class _Sender:
     def run(self) -> None:
         """Until the daemon closes the pipe (or the backend is lost: the process exits)."""
         while True:
-            SHARED.pack_into(self.shared, 0, now(), self.sent, self.dropped)
-            if self.pulse is not None and not self.pulse.alive():
+            SHARED.pack_into(self.shared, 0, now(), self.sent, self.dropped, *self.lateness)
+            if self.pulse is not None and self.pulse.stalled() > STALLED:
                 self.say("lost the JACK server stopped running cycles")
                 os._exit(3)  # closing JACK clients here would wait on that server
+            if self.held and self.pulse is not None and self.pulse.stalled() <= PAUSED:
+                self._flush()
             if not self.port_name:
                 self._open()
             elif not self.settings["virtual"]:
@@ -176,13 +191,35 @@ class _Sender:
         if not data:
             return False
         data += _rest(data)
-        for expires, length, raw in RECORD.iter_unpack(data):
-            if not self.port_name or (expires and now() > expires):
+        for due, slack, length, raw in RECORD.iter_unpack(data):
+            if not self.port_name or (slack >= 0 and now() - due > slack):
                 self.dropped += 1
-                continue
-            self.client.send_message(raw[:length])
-            self.sent += 1
+            elif self.pulse is not None and self.pulse.stalled() > PAUSED:
+                self._hold(raw[:length], slack)
+            else:
+                self._send(raw[:length], due)
         return True
+
+    def _hold(self, message: bytes, slack: float) -> None:
+        """While JACK runs no cycles its ring buffer does not drain, and a send into a full
+        one spins for good: timed messages are dropped, note-offs kept for when it runs."""
+        if slack >= 0 or len(self.held) >= HELD:
+            self.dropped += 1
+        else:
+            self.held.append(message)
+
+    def _flush(self) -> None:
+        for held in self.held:
+            self.client.send_message(held)
+            self.sent += 1
+        self.held.clear()
+
+    def _send(self, message: bytes, due: float) -> None:
+        self._flush()
+        self.client.send_message(message)
+        self.sent += 1
+        if due:
+            self.lateness[min(max(int((now() - due) * 1e4), 0), BUCKETS - 1)] += 1
 
 
 def _readable(stream, timeout: float) -> bool:

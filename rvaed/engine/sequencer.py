@@ -377,7 +377,7 @@ class Sequencer:
         if tolerance is not None and sent - scheduled > tolerance:
             self.timing.dropped[kind] += 1
             return False
-        output.send(message, 0.0 if tolerance is None else scheduled + tolerance)
+        output.send(message, scheduled, -1.0 if tolerance is None else tolerance)
         self.timing.add(scheduled, sent, kind)
         return True
 

@@ -16,9 +16,9 @@ import time
 
 import pytest
 from checks import require_tools
-from jackmidi import densest
+from jackmidi import OwnServer, densest
 
-from rvaed.benchmarks.harness import Sink, free_jack_name, jack_ports, start_jack, stop_jack
+from rvaed.benchmarks.harness import Sink, jack_ports, stop_jack
 from rvaed.core.drummachine import load_drum_machine
 from rvaed.core.kit import load_kit
 from rvaed.core.pattern import Grid, Hit, Pattern
@@ -32,7 +32,9 @@ GM = load_drum_machine("gm", KIT)
 NOTE_ON = 0x90
 DETECT = 3.0    # seconds: loss is seen well within (sendproc.STALLED + midiout.HUNG)
 REOPEN = 20.0   # seconds: a new sender starts Python and opens the port (slow when loaded)
-FROZEN = 0.5    # a ticker gap this long would mean the interpreter stopped
+HANG = 3.0      # seconds the server stays hung or away: a frozen interpreter stops this long
+FROZEN = 1.5    # a ticker gap this long means frozen (a thread of a loaded machine, descheduled,
+                # waited up to 1.2 s here)
 
 
 class Ticker:
@@ -56,27 +58,10 @@ class Ticker:
         return self.longest
 
 
-class Server:
-    """The test's own JACK server: stoppable, hangable, restartable under one name."""
-
-    def __init__(self, realtime: bool) -> None:
-        self.name = free_jack_name("rvaed-loss")
-        self.realtime = realtime
-        self.process = start_jack(self.name, realtime=realtime)
-
-    def restart(self) -> None:
-        self.process = start_jack(self.name, realtime=self.realtime)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGCONT)
-            stop_jack(self.process)
-
-
 @pytest.fixture(params=[False, True], ids=["plain", "realtime"])
 def server(request, monkeypatch):
     require_tools("jackd", "jack_lsp", "jack_midi_dump")
-    made = Server(realtime=request.param)
+    made = OwnServer(realtime=request.param)
     monkeypatch.setenv("JACK_DEFAULT_SERVER", made.name)
     yield made
     made.close()
@@ -122,7 +107,7 @@ def test_a_hung_server_is_detected_logged_once_and_reopened(server, caplog):
         ticker = Ticker()
         os.kill(server.process.pid, signal.SIGSTOP)
         detected = wait(lambda: output.lost, DETECT)
-        time.sleep(1.5)  # the server stays hung; the interpreter goes on
+        time.sleep(HANG - detected)  # the server stays hung; the interpreter goes on
         assert sequencer.running
         os.kill(server.process.pid, signal.SIGCONT)
         resumed = time.monotonic()
@@ -138,7 +123,10 @@ def test_a_hung_server_is_detected_logged_once_and_reopened(server, caplog):
     lost_lines = [r for r in caplog.records if "lost (" in r.getMessage()]
     assert len(lost_lines) == 1 and "output rx-hang: lost (" in lost_lines[0].getMessage()
     assert "reconnected to 'rx-hang:input' (clean slate sent)" in caplog.text
-    assert densest(ons(sink)) == 1  # nothing held back came out at once
+    # Nothing held back came out at once: what the hang held would be a second's worth (16
+    # note-ons); a dummy server catching up its cycles after SIGCONT can bring two of the
+    # steps 62.5 ms apart into one 10 ms stretch of its frames (seen once).
+    assert densest(ons(sink)) <= 2
 
 
 def test_a_stopped_server_restarted_reopens_named_and_virtual_outputs(server, caplog):
@@ -152,6 +140,7 @@ def test_a_stopped_server_restarted_reopens_named_and_virtual_outputs(server, ca
         ticker = Ticker()
         stop_jack(server.process)
         detected = wait(lambda: named.lost and virtual.lost, DETECT)
+        time.sleep(HANG - detected)
         server.restart()
         sink = stack.enter_context(Sink("rx-restart"))
         reopened = wait(lambda: named.connected and virtual.connected, REOPEN)

@@ -39,9 +39,11 @@ def test_the_virtual_port_opens_under_its_configured_name(jack_server):
     try:
         assert wait_connected(output) and output.name == "drums-a"
         receiver.connect_from("drums-a:drums-a")
-        time.sleep(0.05)
-        assert output.send((0x99, 36, 100))
-        assert receiver.wait_for(lambda m: (0x99, 36, 100) in [x[1] for x in m])
+        for _ in range(50):  # JACK makes a new connection live within a few periods
+            assert output.send((0x99, 36, 100))
+            if receiver.wait_for(lambda m: (0x99, 36, 100) in [x[1] for x in m], 0.1):
+                break
+        assert (0x99, 36, 100) in [x[1] for x in receiver.messages]
     finally:
         output.close()
         receiver.close()
@@ -79,3 +81,24 @@ def test_rvaed_ports_lists_jack_ports(jack_server, capsys):
     out = capsys.readouterr().out
     assert "MIDI outputs (rvaed sends to):" in out
     assert "listed-box:listed-box" in out.split("MIDI inputs")[0]
+
+
+def test_reopen_abandons_the_sender_and_opens_the_port_again(jack_server, caplog):
+    """The hook a backend-specific watcher calls (e.g. an ALSA subscription removed)."""
+    caplog.set_level(logging.WARNING, logger="rvaed.engine.midiout")
+    receiver = Receiver("rx-reopen")
+    output = Output("rx-reopen", api="jack", poll=0.05)
+    output.open()
+    try:
+        assert wait_connected(output)
+        first = output._sender
+        output.reopen("subscription removed")
+        deadline = time.monotonic() + 15
+        while output._sender in (first, None) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert output.connected and output._sender is not first
+        assert "output rx-reopen: lost (subscription removed)" in caplog.text
+        assert "reconnected to 'rx-reopen:rx-reopen'" in caplog.text
+    finally:
+        output.close()
+        receiver.close()

@@ -119,6 +119,20 @@ def expected_times(line, events, loops: int, latency: float = 0.0):
     return [(t, note, velocity) for t, _, note, velocity in sorted(out)]
 
 
+def in_order(received: list, expected: list) -> list[int]:
+    """Indices into ``expected`` of ``received``, matched in order, skipping expected items
+    that never came; stops at the first received item that matches none."""
+    indices, at = [], 0
+    for item in received:
+        while at < len(expected) and expected[at] != item:
+            at += 1
+        if at == len(expected):
+            break
+        indices.append(at)
+        at += 1
+    return indices
+
+
 @pytest.mark.parametrize("latency_ms", [0.0, 15.0, -10.0])
 def test_notes_velocities_channels_order_pairing_and_timing(rig, latency_ms):
     hits = [Hit(0, 0, 127, 0.0), Hit(2, 2, 40, 0.4), Hit(1, 4, 100, -0.6), Hit(2, 6, 80, 0.0),
@@ -134,10 +148,12 @@ def test_notes_velocities_channels_order_pairing_and_timing(rig, latency_ms):
     expected = [e for e in expected_times(line, played.events, 3, latency_ms / 1000)
                 if e[0] < stopped]
     ons = r.receiver.kinds(NOTE_ON)
-    assert [(m[1], m[2]) for _, m in ons] == [(note, velocity) for _, note, velocity in expected]
+    # every expected note in order, but those the sequencer dropped too late (a loaded box)
+    matched = in_order([(m[1], m[2]) for _, m in ons], [e[1:] for e in expected])
+    assert len(matched) == len(ons) == len(expected) - r.sequencer.timing.dropped[ON]
     after_slate = r.receiver.messages[len(r.output.clean_slate()):]
     assert {m[0] for _, m in after_slate} == {0x99, 0x89}  # GM: channel 10
-    assert_on_time([t - e[0] for (t, _), e in zip(ons, expected, strict=True)])
+    assert_on_time([t - expected[i][0] for (t, _), i in zip(ons, matched, strict=True)])
     assert paired(r.receiver.messages)
     kinds = r.sequencer.timing.rows()[:, 2]
     assert np.count_nonzero(kinds == ON) == len(expected)  # every note-on's timing recorded
@@ -159,7 +175,9 @@ def test_swapped_pattern_applies_from_the_next_step_nothing_twice_or_dropped(rig
     switch = notes.index(38)
     assert set(notes[:switch]) == {36} and set(notes[switch:]) == {38}
     steps = [round((line.beat_at(t) - line.start_beat) * GRID.steps_per_beat - 0.3) for t, _ in ons]
-    assert steps == list(range(len(steps)))  # one note on every step: none twice, none missing
+    assert len(set(steps)) == len(steps)  # none twice; missing only those dropped too late
+    missing = set(range(steps[-1] + 1)) - set(steps)
+    assert len(missing) <= r.sequencer.timing.dropped[ON], f"steps {missing} lost"
     assert paired(r.receiver.messages)
 
 

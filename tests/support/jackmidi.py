@@ -10,12 +10,15 @@ events (several notes arriving as copies of the first). Its stamps are when a li
 good to tens of milliseconds: for counting and pairing notes, not for timing.
 """
 
+import os
+import signal
 import subprocess
 import threading
 import time
 
 import rtmidi
 
+from rvaed.benchmarks.harness import free_jack_name, start_jack, stop_jack
 from rvaed.engine.clock import now
 
 PERIOD = 64 / 48000
@@ -102,3 +105,20 @@ class MidiDump(Receiver):
 def densest(times: list[float], window: float = 0.010) -> int:
     """The most messages received within any ``window`` seconds: a burst shows as many."""
     return max((sum(1 for u in times if t <= u < t + window) for t in times), default=0)
+
+
+class OwnServer:
+    """The test's own JACK server: stoppable, hangable, restartable under one name."""
+
+    def __init__(self, realtime: bool) -> None:
+        self.name = free_jack_name("rvaed-loss")
+        self.realtime = realtime
+        self.process = start_jack(self.name, realtime=realtime)
+
+    def restart(self) -> None:
+        self.process = start_jack(self.name, realtime=self.realtime)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)
+            stop_jack(self.process)

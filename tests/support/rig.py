@@ -65,10 +65,11 @@ class DaemonProcess:
         subprocess.run([sys.executable, "-c", code], check=True)
 
     def children(self) -> list[int]:
+        """The daemon's child processes other than its MIDI senders (a training job ...)."""
         pids = []
         for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
             pids += [int(p) for p in (task / "children").read_text().split()]
-        return pids
+        return [pid for pid in pids if b"rvaed.engine.sendproc" not in _cmdline(pid)]
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
@@ -98,3 +99,10 @@ def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # it ended meanwhile
+        return b""
