@@ -23,6 +23,9 @@ TEMPO = PARAMETERS["tempo"]
 MIN_TEMPO, MAX_TEMPO = TEMPO.low, TEMPO.high  # Ableton Link's range
 DEFAULT_TEMPO, DEFAULT_QUANTUM = float(TEMPO.default), 4.0
 START_LEAD = 0.02  # seconds between asking to play and the first beat, so it is not late
+# A start seen this late after its first step is still played from step 0, that late (Link's
+# test plan allows onsets 3 ms off the session's pulse); later, step 0 waits for the next bar.
+LATE_START = 0.003
 
 if sys.platform.startswith("linux"):
     def now() -> float:
