@@ -104,6 +104,9 @@ class PerformanceState:
                               "microtiming: 0 quantized, 1 as learned, 2 exaggerated")
     swing: float = parameter(0.5, 0.5, 0.75, SCHEDULE, "/rvaed/swing",
                              "MPC-style swing of the off-beat 16ths")
+    push: float = parameter(0.0, -50.0, 50.0, SCHEDULE, "/rvaed/push",
+                            "ms the groove plays ahead of the session's grid (negative: lays "
+                            "back)")
     tempo: float = parameter(120.0, 20.0, 999.0, CLOCK, "/rvaed/tempo",
                              "tempo in BPM, Link's range (the Link session's, when Link is on)",
                              persisted=False)

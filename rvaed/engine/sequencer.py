@@ -300,13 +300,15 @@ class Sequencer:
     def _reach(self, line: Timeline) -> float:
         """The latest beat whose messages may need sending before the next wake-up."""
         lead = max((lane.output.latency for lane in self._lanes), default=0.0)
+        lead += self._prepared.schedule.push  # the groove pushed ahead is due earlier
         return line.beat_at(now() + max(lead, 0.0) + self.poll + self.spin)
 
     def _queue_steps(self, line: Timeline) -> None:
         reach = self._reach(line)
         spb, steps, prepared = self.grid.steps_per_beat, self.grid.steps, self._prepared
+        push = prepared.schedule.push * line.tempo / 60.0  # ms ahead -> beats at this tempo
         while line.start_beat + (self._next_step - MAX_PULL_STEPS) / spb <= reach:
-            step_beat = line.start_beat + self._next_step / spb
+            step_beat = line.start_beat + self._next_step / spb - push
             group = prepared.steps[self._next_step % steps]
             for lane in self._lanes:
                 for note in lane.notes(group):
