@@ -16,7 +16,7 @@ import time
 
 from rvaed.core.drummachine import DrumMachine
 from rvaed.core.midi import ALL_NOTES_OFF, CONTROL_CHANGE
-from rvaed.engine import midiapi
+from rvaed.engine import jacklatency, midiapi
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +36,13 @@ class Output:
                  latency_ms: float = 0.0, clock_out: bool = False, api: str = "auto",
                  poll: float = 0.5) -> None:
         """``latency_ms``: how late the device sounds; positive sends earlier, negative later.
+        On JACK the destination port's playback latency is added (`rvaed.engine.jacklatency`).
 
         ``drum_machine`` maps voices to notes for this output; None plays the schedule's notes.
         """
         self.spec = port or VIRTUAL
         self.drum_machine = drum_machine
+        self.latency_ms = latency_ms  # as configured; `latency` adds the JACK port's own
         self.latency = latency_ms / 1000.0
         self.clock_out = clock_out
         self.api = api
@@ -106,7 +108,9 @@ class Output:
 
     def retune(self, other: "Output") -> None:
         """Play as ``other`` says (drum machine, latency, MIDI clock), on this open port."""
-        self.drum_machine, self.latency = other.drum_machine, other.latency
+        measured = self.latency - self.latency_ms / 1000.0  # the port's, kept
+        self.drum_machine, self.latency = other.drum_machine, other.latency + measured
+        self.latency_ms = other.latency_ms
         self.clock_out = other.clock_out
 
     def _attach(self, port, name: str) -> None:
@@ -155,6 +159,7 @@ class Output:
         reconnect = self._port_name is not None
         log.warning("output %s: %s %r", self.spec, "reconnected to" if reconnect else
                     "connected to", name)  # before it shows as connected: no one waits on it
+        self.latency = self.latency_ms / 1000.0 + jacklatency.port_latency(port, name)
         self._attach(port, name)
         if reconnect:
             self.all_notes_off()
