@@ -111,6 +111,9 @@ class PerformanceState:
                              "tempo in BPM, Link's range (the Link session's, when Link is on)",
                              persisted=False)
     playing: bool = parameter(False, 0, 1, CLOCK, "/rvaed/play", "transport: stop / start")
+    link: bool = parameter(True, 0, 1, CLOCK, "/rvaed/link",
+                           "Ableton Link: leave / join the session (no beat jump)",
+                           persisted=False)
     mutes: frozenset[int] = frozenset()
     freezes: frozenset[int] = frozenset()
     presets: tuple[tuple[float, float] | None, ...] = field(

@@ -111,6 +111,8 @@ class MidiConfig:
 class LinkConfig:
     enabled: bool = True
     quantum: float = field(default=4.0, metadata=_within(1, 64))
+    start_stop_sync: bool = True
+    join_wait: float = field(default=1.0, metadata={**_within(0, 10), **RESTART})
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,7 @@ class DaemonConfig:
     model: str = "starter"
     kit: str = DEFAULT_KIT
     midi: MidiConfig = MidiConfig()
-    link: LinkConfig = field(default=LinkConfig(), metadata=RESTART)
+    link: LinkConfig = LinkConfig()
     osc: OscConfig = OscConfig()
     mappings: tuple[str, ...] = ("touchosc", "generic")
     dirs: DataDirs = field(default_factory=DataDirs)

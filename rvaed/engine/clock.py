@@ -10,6 +10,7 @@ straight line beat = f(time) valid until the tempo changes, and a loop anchor (`
 the beat at which the session started playing, on a bar line, where the pattern's step 0 falls.
 """
 
+import logging
 import math
 import sys
 import threading
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from rvaed.core.state import PARAMETERS
+
+log = logging.getLogger(__name__)
 
 TEMPO = PARAMETERS["tempo"]
 MIN_TEMPO, MAX_TEMPO = TEMPO.low, TEMPO.high  # Ableton Link's range
@@ -86,7 +89,7 @@ class Clock(Protocol):
     @property
     def peers(self) -> int: ...
     @property
-    def enabled(self) -> bool: ...
+    def link(self) -> bool: ...  # whether Ableton Link is on
 
     def now(self) -> float: ...
     def timeline(self) -> Timeline: ...
@@ -94,6 +97,7 @@ class Clock(Protocol):
     def time_at(self, beat: float) -> float: ...
     def set_tempo(self, bpm: float) -> None: ...
     def set_playing(self, playing: bool) -> None: ...
+    def set_enabled(self, on: bool) -> None: ...
     def close(self) -> None: ...
 
 
@@ -124,7 +128,7 @@ class InternalClock(TimelineClock):
     """
 
     peers = 0
-    enabled = False
+    link = False
 
     def __init__(self, tempo: float = DEFAULT_TEMPO, quantum: float = DEFAULT_QUANTUM) -> None:
         quantum = checked_quantum(quantum)
@@ -158,6 +162,11 @@ class InternalClock(TimelineClock):
             line = self._line
             self._line = Timeline(line.time0, line.beat0, line.tempo, line.playing,
                                   line.start_beat, quantum)
+
+    def set_enabled(self, on: bool) -> None:
+        """Link cannot be switched on here (no Link binding): say so, play on."""
+        if on:
+            log.warning("Ableton Link is unavailable here: the internal clock keeps playing")
 
     def set_playing(self, playing: bool) -> None:
         with self._lock:

@@ -69,7 +69,18 @@ class LinkClock(TimelineClock):
         self._lock = threading.Lock()
         self._joining_until: float | None = None  # while joining: when alone is decided
         self._held: bool | None = None  # a transport change asked for while joining
+        self._logged_tempo = clamp_tempo(tempo)
+        self._link.setNumPeersCallback(self._peers_changed)  # called on Link's own thread
+        self._link.setTempoCallback(self._tempo_changed)
         self.set_enabled(enabled)
+
+    def _peers_changed(self, peers: int) -> None:
+        log.info("Link: %d peer%s", peers, "" if peers == 1 else "s")
+
+    def _tempo_changed(self, bpm: float) -> None:
+        if round(bpm, 2) != round(self._logged_tempo, 2):
+            self._logged_tempo = bpm
+            log.info("Link: tempo %.2f BPM", bpm)
 
     def _micros(self) -> int:
         return self._link.clock().micros()
@@ -134,7 +145,7 @@ class LinkClock(TimelineClock):
         return self._link.numPeers()
 
     @property
-    def enabled(self) -> bool:
+    def link(self) -> bool:
         return self._want_enabled
 
     def set_tempo(self, bpm: float) -> None:
@@ -144,6 +155,11 @@ class LinkClock(TimelineClock):
 
     def set_quantum(self, quantum: float) -> None:
         self._quantum = checked_quantum(quantum)
+
+    def set_start_stop_sync(self, on: bool) -> None:
+        """Follow (and lead) the session's start/stop, or keep rvaed's transport its own."""
+        self._sync = on
+        self._link.startStopSyncEnabled = on
 
     def set_playing(self, playing: bool) -> None:
         """Start (beat 0 on the session's next bar line, or now when alone) or stop; while
