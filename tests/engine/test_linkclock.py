@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 from jackmidi import Receiver
-from linkpeer import Peer, eventually
 
+from rvaed.benchmarks.linkpeer import Peer, eventually
 from rvaed.core.drummachine import load_drum_machine
 from rvaed.core.kit import load_kit
 from rvaed.core.pattern import Grid, Hit, Pattern

@@ -1,7 +1,8 @@
-"""Another Link app for tests: a process with its own Link object, driven line by line.
+"""Another Link app for tests and benchmarks: a process with its own Link object, driven line
+by line (tempo, play/stop, a start a given time before a bar line).
 
 Link multicasts on every interface: use it only inside a loopback-only network namespace (the
-link_network fixture).
+tests' link_network fixture; `rvaed bench linkedges` checks it).
 """
 
 import subprocess
