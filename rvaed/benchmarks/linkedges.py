@@ -161,8 +161,7 @@ def join(peer: Peer, name: str) -> dict:
     clock = LinkClock(tempo=120, enabled=True, start_stop_sync=False)
     clock.set_playing(True)
     with rig(clock, name) as played:
-        if not eventually(lambda: not clock.joining, 3) or clock.peers != 1:
-            raise RvaedError("rvaed did not join the peer's session")
+        _until_joined(clock)  # decided alone first (a slow discovery): notes before the join
         joined = now()
         if not eventually(lambda: len(played.receiver.note_ons()) >= 4, 8):
             raise RvaedError("nothing played after the join")
@@ -181,8 +180,7 @@ def stopped(peer: Peer, name: str) -> dict:
     clock = LinkClock(tempo=120, enabled=True)
     clock.set_playing(True)
     with rig(clock, name) as played:
-        if not eventually(lambda: not clock.joining, 3) or clock.peers != 1:
-            raise RvaedError("rvaed did not join the peer's session")
+        _until_joined(clock)
         beat = peer.ask()["beat"]
         eventually(lambda: peer.ask()["beat"] > beat + 8, 10)
         silent = {"notes_while_stopped": len(played.receiver.note_ons()),
@@ -262,9 +260,14 @@ def _joined_clock():
     from rvaed.engine.linkclock import LinkClock
 
     clock = LinkClock(tempo=120, enabled=True)
-    if not eventually(lambda: not clock.joining, 3) or clock.peers != 1:
-        raise RvaedError("rvaed did not join the peer's session")
+    _until_joined(clock)
     return clock
+
+
+def _until_joined(clock) -> None:
+    """Wait until ``clock`` has decided and sees the peer."""
+    if not (eventually(lambda: not clock.joining, 3) and eventually(lambda: clock.peers, 5)):
+        raise RvaedError("rvaed did not join the peer's session")
 
 
 def _summary(rows: list[dict], good: tuple[str, ...], bad: tuple[str, ...]) -> dict:

@@ -91,6 +91,9 @@ class Clock(Protocol):
     @property
     def link(self) -> bool: ...  # whether Ableton Link is on
 
+    @property
+    def late_start(self) -> float: ...  # seconds a start may be seen late and still play step 0
+
     def now(self) -> float: ...
     def timeline(self) -> Timeline: ...
     def beat_at(self, t: float) -> float: ...
@@ -103,6 +106,8 @@ class Clock(Protocol):
 
 class TimelineClock:
     """Beat/time conversions shared by every clock: they all read through `timeline()`."""
+
+    late_start = LATE_START
 
     def now(self) -> float:
         return now()

@@ -49,7 +49,7 @@ import numpy as np
 
 from rvaed.core.midi import NOTE_OFF
 from rvaed.core.pattern import Grid
-from rvaed.engine.clock import LATE_START, Clock, Timeline, now
+from rvaed.engine.clock import Clock, Timeline, now
 from rvaed.engine.midiclock import Message, MidiClock
 from rvaed.engine.midiout import Output
 from rvaed.engine.schedule import MAX_PULL_STEPS, Event, Schedule
@@ -285,12 +285,12 @@ class Sequencer:
 
     def _begin(self, line: Timeline) -> None:
         """Start playing a session: from its step 0 if it is still ahead (or passed by no more
-        than `LATE_START`: then played that late), else the next step."""
+        than the clock's `late_start`: then played that late), else the next step."""
         self._anchor = line.start_beat
         t = now()
         beat = line.beat_at(t)
         spb = self.grid.steps_per_beat
-        first = line.beat_at(t - LATE_START)
+        first = line.beat_at(t - self.clock.late_start)
         self._next_step = max(0, math.ceil((first - line.start_beat) * spb))
         self._floor = max(beat, line.start_beat)
         for lane in self._lanes:
