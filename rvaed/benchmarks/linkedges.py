@@ -70,13 +70,15 @@ class Receiver:
         self.messages: list[tuple[float, tuple[int, ...]]] = []
         self._process = subprocess.Popen([sys.executable, "-c", RECEIVER, name], text=True,
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        if self._process.stdout.readline().strip() != "ready":
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._in, self._out = self._process.stdin, self._process.stdout
+        if self._out.readline().strip() != "ready":
             raise RvaedError(f"the receiver {name} did not start")
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
-        for line in self._process.stdout:
+        for line in self._out:
             stamp, *data = line.split()
             self.messages.append((float(stamp), tuple(map(int, data))))
 
@@ -85,7 +87,7 @@ class Receiver:
                 if m[0] & 0xF0 == 0x90 and m[2] > 0 and t >= after]
 
     def close(self) -> None:
-        self._process.stdin.close()
+        self._in.close()
         self._process.wait(5)
         self._reader.join(5)
 

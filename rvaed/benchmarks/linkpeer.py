@@ -46,17 +46,19 @@ class Peer:
     def __init__(self, tempo: float) -> None:
         self.process = subprocess.Popen([sys.executable, "-c", PEER, str(tempo)], text=True,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert self.process.stdout.readline().strip() == "ready"
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self._in, self._out = self.process.stdin, self.process.stdout
+        assert self._out.readline().strip() == "ready"
 
     def ask(self, command: str = "state") -> dict:
-        self.process.stdin.write(command + "\n")
-        self.process.stdin.flush()
-        t, beat, tempo, playing, peers = self.process.stdout.readline().split()
+        self._in.write(command + "\n")
+        self._in.flush()
+        t, beat, tempo, playing, peers = self._out.readline().split()
         return {"time": int(t) / 1e6, "beat": float(beat), "tempo": float(tempo),
                 "playing": playing == "1", "peers": int(peers)}
 
     def close(self) -> None:
-        self.process.stdin.close()
+        self._in.close()
         self.process.wait(5)
 
 

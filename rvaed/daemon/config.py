@@ -105,6 +105,7 @@ class MidiConfig:
     outputs: tuple[MidiOutput, ...] = (MidiOutput(),)
     inputs: tuple[str, ...] = ()
     groove_input: str | None = None
+    clock_input: str | None = field(default=None, metadata=RESTART)
 
 
 @dataclass(frozen=True)

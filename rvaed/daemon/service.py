@@ -40,6 +40,7 @@ from rvaed.daemon.supervisor import Trainer
 from rvaed.daemon.systemd import Notifier
 from rvaed.engine.clock import Clock, InternalClock
 from rvaed.engine.linkclock import LinkClock
+from rvaed.engine.midiclockin import MidiClockIn
 from rvaed.engine.midiout import VIRTUAL, Output, carry_over
 from rvaed.engine.sequencer import Sequencer
 from rvaed.model.library import ModelLibrary
@@ -258,12 +259,25 @@ class Daemon:
 
     def _clock(self) -> Clock:
         link = self.config.link
+        if self.config.midi.clock_input is not None:
+            return self._midi_clock()
         try:  # one Link object with Link on or off: switching it at runtime moves no beat
             return LinkClock(quantum=link.quantum, enabled=link.enabled,
                              start_stop_sync=link.start_stop_sync, join_wait=link.join_wait)
         except Exception as exc:  # no binding for this platform: play on the internal clock
             log.error("Ableton Link unavailable (%s): using the internal clock", exc)
             return InternalClock(quantum=link.quantum)
+
+    def _midi_clock(self) -> Clock:
+        """The clock following MIDI clock on midi.clock_input (its port must be there)."""
+        clock = MidiClockIn(quantum=self.config.link.quantum)
+        try:
+            clock.listen(self.config.midi.clock_input or "", self.config.midi.api)
+        except (ValueError, RvaedError) as exc:
+            log.error("midi.clock_input: %s; using the internal clock", exc)
+            return InternalClock(quantum=self.config.link.quantum)
+        log.info("clock: following MIDI clock on %s", self.config.midi.clock_input)
+        return clock
 
     def _reload_link(self) -> None:
         """SIGHUP: Link on or off, quantum, start/stop sync, as the config now says."""

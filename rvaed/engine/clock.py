@@ -107,7 +107,10 @@ class Clock(Protocol):
 class TimelineClock:
     """Beat/time conversions shared by every clock: they all read through `timeline()`."""
 
-    late_start = LATE_START
+    @property
+    def late_start(self) -> float:
+        """Seconds a start may be seen late and still play step 0: `LATE_START`."""
+        return LATE_START
 
     def now(self) -> float:
         return now()
