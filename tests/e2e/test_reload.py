@@ -181,7 +181,7 @@ def test_link_switches_off_and_on_by_sighup_and_osc_while_the_music_plays(
     """Alone, switching Link moves no beat: the one Link object keeps its timeline, so the
     notes never stop (a Link session found on the way would be joined: that is a jump)."""
     first_note = listen(daemon, receiver) + daemon.started
-    rewrite(daemon, link={"enabled": False})
+    rewrite(daemon, link={"enabled": False}, logging={"level": "info"})
     assert "link.enabled" in reload(daemon, "reloaded")
     client.send("/rvaed/link", 1)
     time.sleep(1.5)  # longer than the join wait: the namespace holds no peer
