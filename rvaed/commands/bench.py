@@ -11,7 +11,7 @@ BENCHMARKS: list[str] = [
     "timing",
     "decode", "train",
     "control", "osc",
-    "peers", "startup", "all",
+    "peers", "startup", "linkedges", "all",
 ]
 
 

@@ -87,6 +87,7 @@ class Performance:
         self.state = state or PerformanceState(voices=decoder.kit.size)
         self.state.tempo = clock.tempo
         self.state.playing = clock.playing
+        self.state.link = clock.link
         self.latency = LatencyLog()
         self.changes = 0
         self.decodes = 0
@@ -129,7 +130,7 @@ class Performance:
     # -- changes (all validated by the state; ValueError on bad input) ------------------
 
     def set(self, name: str, value: object, at: int | None = None) -> None:
-        """Set one state field by name (x, y, threshold, ..., tempo, playing)."""
+        """Set one state field by name (x, y, threshold, ..., tempo, playing, link)."""
         if name in ("x", "y"):
             self._stop_glide()
         if name == "tempo":
@@ -139,6 +140,11 @@ class Performance:
         if name == "playing":
             setattr(self.state, name, value)
             self.clock.set_playing(self.state.playing)
+            return
+        if name == "link":
+            setattr(self.state, name, value)
+            self.clock.set_enabled(self.state.link)
+            self.state.link = self.clock.link  # stays off where Link is unavailable
             return
         if name not in PATTERN_FIELDS | PLAYBACK_FIELDS:
             raise ValueError(f"{name}: not a settable field")

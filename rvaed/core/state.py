@@ -104,10 +104,16 @@ class PerformanceState:
                               "microtiming: 0 quantized, 1 as learned, 2 exaggerated")
     swing: float = parameter(0.5, 0.5, 0.75, SCHEDULE, "/rvaed/swing",
                              "MPC-style swing of the off-beat 16ths")
+    push: float = parameter(0.0, -50.0, 50.0, SCHEDULE, "/rvaed/push",
+                            "ms the groove plays ahead of the session's grid (negative: lays "
+                            "back)")
     tempo: float = parameter(120.0, 20.0, 999.0, CLOCK, "/rvaed/tempo",
                              "tempo in BPM, Link's range (the Link session's, when Link is on)",
                              persisted=False)
     playing: bool = parameter(False, 0, 1, CLOCK, "/rvaed/play", "transport: stop / start")
+    link: bool = parameter(True, 0, 1, CLOCK, "/rvaed/link",
+                           "Ableton Link: leave / join the session (no beat jump)",
+                           persisted=False)
     mutes: frozenset[int] = frozenset()
     freezes: frozenset[int] = frozenset()
     presets: tuple[tuple[float, float] | None, ...] = field(

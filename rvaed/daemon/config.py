@@ -113,12 +113,15 @@ class MidiConfig:
     # a note-on or clock tick later than this is dropped, never sent late (null: a quarter
     # step, at most 20 ms)
     late_ms: float | None = field(default=None, metadata={**_within(0.1, 1000), **RESTART})
+    clock_input: str | None = field(default=None, metadata=RESTART)
 
 
 @dataclass(frozen=True)
 class LinkConfig:
     enabled: bool = True
     quantum: float = field(default=4.0, metadata=_within(1, 64))
+    start_stop_sync: bool = True
+    join_wait: float = field(default=1.0, metadata={**_within(0, 10), **RESTART})
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,7 @@ class DaemonConfig:
     model: str = "starter"
     kit: str = DEFAULT_KIT
     midi: MidiConfig = MidiConfig()
-    link: LinkConfig = field(default=LinkConfig(), metadata=RESTART)
+    link: LinkConfig = LinkConfig()
     osc: OscConfig = OscConfig()
     web: WebConfig = WebConfig()
     mappings: tuple[str, ...] = ("touchosc", "touchosc-new", "open-stage-control", "generic")

@@ -74,7 +74,7 @@ def output_lines(specs: Sequence[MidiOutput], outputs: Sequence[Output]) -> list
 def link_line(config: LinkConfig, clock: Clock) -> str:
     """Link on or off, and the tempo and quantum the music follows."""
     timing = f"{clock.tempo:.1f} BPM, quantum {clock.quantum:g}"
-    if clock.enabled:
+    if clock.link:
         return (f"Link: on, {clock.peers} peer(s), {timing} (joins any Link session on the "
                 "network, Ableton Live for one)")
     if config.enabled:

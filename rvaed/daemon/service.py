@@ -42,6 +42,8 @@ from rvaed.daemon.supervisor import Trainer
 from rvaed.daemon.systemd import Notifier
 from rvaed.daemon.web import start_web
 from rvaed.engine.clock import Clock, InternalClock
+from rvaed.engine.linkclock import LinkClock
+from rvaed.engine.midiclockin import MidiClockIn
 from rvaed.engine.midiout import VIRTUAL, Output, carry_over
 from rvaed.engine.sequencer import Sequencer
 from rvaed.model.library import ModelLibrary
@@ -212,6 +214,8 @@ class Daemon:
         if mappings != self.controls.mappings:
             self.controls.use_mappings(mappings)
             done += [] if old.mappings != config.mappings else ["mapping files"]
+        if old.link != self.config.link:
+            self._reload_link()
         await self._reload_inputs(old)
         await self._reload_outputs(outputs)
         if old.midi.outputs != self.config.midi.outputs:
@@ -278,15 +282,35 @@ class Daemon:
 
     def _clock(self) -> Clock:
         link = self.config.link
-        if not link.enabled:
-            return InternalClock(quantum=link.quantum)
-        try:
-            from rvaed.engine.linkclock import LinkClock
-
-            return LinkClock(quantum=link.quantum, enabled=True)
+        if self.config.midi.clock_input is not None:
+            return self._midi_clock()
+        try:  # one Link object with Link on or off: switching it at runtime moves no beat
+            return LinkClock(quantum=link.quantum, enabled=link.enabled,
+                             start_stop_sync=link.start_stop_sync, join_wait=link.join_wait)
         except Exception as exc:  # no binding for this platform: play on the internal clock
             log.error("Ableton Link unavailable (%s): using the internal clock", exc)
             return InternalClock(quantum=link.quantum)
+
+    def _midi_clock(self) -> Clock:
+        """The clock following MIDI clock on midi.clock_input (its port must be there)."""
+        clock = MidiClockIn(quantum=self.config.link.quantum)
+        try:
+            clock.listen(self.config.midi.clock_input or "", self.config.midi.api)
+        except (ValueError, RvaedError) as exc:
+            log.error("midi.clock_input: %s; using the internal clock", exc)
+            return InternalClock(quantum=self.config.link.quantum)
+        log.info("clock: following MIDI clock on %s", self.config.midi.clock_input)
+        return clock
+
+    def _reload_link(self) -> None:
+        """SIGHUP: Link on or off, quantum, start/stop sync, as the config now says."""
+        assert self.performance is not None and self.clock is not None  # started
+        link = self.config.link
+        self.performance.set("link", link.enabled)
+        if isinstance(self.clock, LinkClock | InternalClock):
+            self.clock.set_quantum(link.quantum)
+        if isinstance(self.clock, LinkClock):
+            self.clock.set_start_stop_sync(link.start_stop_sync)
 
     def _outputs(self, decoder: Decoder, config: DaemonConfig) -> list[Output]:
         """One output per configured MIDI output, each with its drum machine."""

@@ -10,6 +10,7 @@ straight line beat = f(time) valid until the tempo changes, and a loop anchor (`
 the beat at which the session started playing, on a bar line, where the pattern's step 0 falls.
 """
 
+import logging
 import math
 import sys
 import threading
@@ -19,10 +20,15 @@ from typing import Protocol
 
 from rvaed.core.state import PARAMETERS
 
+log = logging.getLogger(__name__)
+
 TEMPO = PARAMETERS["tempo"]
 MIN_TEMPO, MAX_TEMPO = TEMPO.low, TEMPO.high  # Ableton Link's range
 DEFAULT_TEMPO, DEFAULT_QUANTUM = float(TEMPO.default), 4.0
 START_LEAD = 0.02  # seconds between asking to play and the first beat, so it is not late
+# A start seen this late after its first step is still played from step 0, that late (Link's
+# test plan allows onsets 3 ms off the session's pulse); later, step 0 waits for the next bar.
+LATE_START = 0.003
 
 if sys.platform.startswith("linux"):
     def now() -> float:
@@ -83,7 +89,10 @@ class Clock(Protocol):
     @property
     def peers(self) -> int: ...
     @property
-    def enabled(self) -> bool: ...
+    def link(self) -> bool: ...  # whether Ableton Link is on
+
+    @property
+    def late_start(self) -> float: ...  # seconds a start may be seen late and still play step 0
 
     def now(self) -> float: ...
     def timeline(self) -> Timeline: ...
@@ -91,11 +100,17 @@ class Clock(Protocol):
     def time_at(self, beat: float) -> float: ...
     def set_tempo(self, bpm: float) -> None: ...
     def set_playing(self, playing: bool) -> None: ...
+    def set_enabled(self, on: bool) -> None: ...
     def close(self) -> None: ...
 
 
 class TimelineClock:
     """Beat/time conversions shared by every clock: they all read through `timeline()`."""
+
+    @property
+    def late_start(self) -> float:
+        """Seconds a start may be seen late and still play step 0: `LATE_START`."""
+        return LATE_START
 
     def now(self) -> float:
         return now()
@@ -121,7 +136,7 @@ class InternalClock(TimelineClock):
     """
 
     peers = 0
-    enabled = False
+    link = False
 
     def __init__(self, tempo: float = DEFAULT_TEMPO, quantum: float = DEFAULT_QUANTUM) -> None:
         quantum = checked_quantum(quantum)
@@ -155,6 +170,11 @@ class InternalClock(TimelineClock):
             line = self._line
             self._line = Timeline(line.time0, line.beat0, line.tempo, line.playing,
                                   line.start_beat, quantum)
+
+    def set_enabled(self, on: bool) -> None:
+        """Link cannot be switched on here (no Link binding): say so, play on."""
+        if on:
+            log.warning("Ableton Link is unavailable here: the internal clock keeps playing")
 
     def set_playing(self, playing: bool) -> None:
         with self._lock:

@@ -74,6 +74,7 @@ class Output:
                  latency_ms: float = 0.0, clock_out: bool = False, api: str = "auto",
                  poll: float = 0.5, name: str = VIRTUAL_NAME) -> None:
         """``latency_ms``: how late the device sounds; positive sends earlier, negative later.
+        On JACK the destination port's playback latency is added (`rvaed.engine.jacklatency`).
 
         ``drum_machine`` maps voices to notes for this output; None plays the schedule's notes.
         ``name``: the virtual port's name (its JACK client and port, its ALSA client); a
@@ -82,7 +83,9 @@ class Output:
         self.spec = port or VIRTUAL
         self.virtual_name = name
         self.drum_machine = drum_machine
+        self.latency_ms = latency_ms  # as configured; `latency` adds the JACK port's own
         self.latency = latency_ms / 1000.0
+        self._port_latency = 0.0  # the JACK destination's playback latency, from the sender
         self.clock_out = clock_out
         self.api = api
         self._poll = poll
@@ -170,7 +173,9 @@ class Output:
 
     def retune(self, other: "Output") -> None:
         """Play as ``other`` says (drum machine, latency, MIDI clock), on this open port."""
-        self.drum_machine, self.latency = other.drum_machine, other.latency
+        measured = self.latency - self.latency_ms / 1000.0  # the port's, kept
+        self.drum_machine, self.latency = other.drum_machine, other.latency + measured
+        self.latency_ms = other.latency_ms
         self.clock_out = other.clock_out
 
     def clean_slate(self) -> list[tuple[int, int, int]]:
@@ -247,8 +252,12 @@ class Output:
 
     def _status(self, sender: _Sender, word: str, text: str) -> bool:
         """Act on one status line; True when a port opened."""
+        if word == "latency":  # the JACK port's playback latency, said before "open"
+            self._port_latency = float(text)
+            return False
         if word == "open":
             self._said.clear()
+            self.latency = self.latency_ms / 1000.0 + self._port_latency
             log.warning("output %s: %s %r (clean slate sent)", self.label,
                         "reconnected to" if self._was_open else "connected to", text)
             with self._lock:

@@ -7,6 +7,16 @@ the sequencer places it relative to the step it belongs to (its `beat` is wrappe
 for display). Swing is MPC-style: 0.5 is straight, 0.75 puts the off-beat 16th three quarters of
 the way through its 8th; it delays the odd steps of each beat when a beat has an even number of
 steps.
+
+The grid is the grid: a learned groove often sits as a whole ahead of or behind the beat (the
+starter's downbeat kicks 7.7 ms early at 120 BPM), which against other Link peers is a flam,
+not a feel. So the pattern's overall offset is taken out before timing scales it: the
+velocity-weighted mean offset of the hits on the beat (the quarter-note steps; all hits when
+none falls on a beat). On-beat hits are what a listener hears as where the beat is, and the
+loud ones most; off-beat 16ths keep their push or drag relative to them, so the feel stays.
+It is computed before mutes, so muting a voice never moves the others. `push` (ms, the
+parameter table's) then moves the whole groove ahead or behind on purpose, in time, not beats:
+the sequencer turns it into beats at the tempo the step is queued at.
 """
 
 import functools
@@ -42,6 +52,7 @@ class Playback:
     fixed_velocity: int | None = None  # when set, every hit plays at this velocity
     mutes: frozenset[int] = field(default_factory=frozenset)  # voice indices not played
     gate: float = 0.5            # note length in steps (drum machines mostly ignore it)
+    push: float = 0.0            # ms ahead of the grid (negative: behind)
 
     def __post_init__(self) -> None:
         for name, default, low, high in (*NUMBERS, ("gate", 0.5, 0.01, 16.0)):
@@ -93,6 +104,7 @@ class Schedule:
     grid: Grid
     events: tuple[Event, ...]
     gate: float  # beats
+    push: float = 0.0  # seconds every event sounds ahead of its place (negative: behind)
 
     @classmethod
     def empty(cls, grid: Grid) -> "Schedule":
@@ -132,6 +144,7 @@ def build_schedule(pattern: Pattern, grid: Grid, playback: Playback,
         raise ValueError(f"pattern has {pattern.voices} voices, the drum machine's kit "
                          f"{drum_machine.kit.size}")
     voices, steps, velocities, offsets = pattern.hit_arrays(playback.threshold)
+    offsets = np.clip(offsets - groove_center(steps, velocities, offsets, grid), -1.0, 1.0)
     if playback.mutes:
         keep = ~np.isin(voices, list(playback.mutes))
         voices, steps, velocities, offsets = (a[keep] for a in (voices, steps, velocities,
@@ -147,4 +160,15 @@ def build_schedule(pattern: Pattern, grid: Grid, playback: Playback,
                   shifts[order].tolist(), voices, playback.velocities(velocities[order]).tolist(),
                   [destinations[v] for v in voices], strict=True)
     events = tuple(map(tuple.__new__, itertools.repeat(Event), columns))  # 2x Event(*row)
-    return Schedule(grid, events, playback.gate / grid.steps_per_beat)
+    return Schedule(grid, events, playback.gate / grid.steps_per_beat, playback.push / 1000.0)
+
+
+def groove_center(steps: np.ndarray, velocities: np.ndarray, offsets: np.ndarray,
+                  grid: Grid) -> float:
+    """The pattern's overall offset: the velocity-weighted mean offset of its on-beat hits
+    (of all hits when none is on a beat; 0 without hits)."""
+    on_beat = steps % grid.steps_per_beat == 0
+    chosen = on_beat if on_beat.any() else np.ones_like(on_beat)
+    if not chosen.any():
+        return 0.0
+    return float(np.average(offsets[chosen], weights=velocities[chosen]))

@@ -45,7 +45,7 @@ from typing import Any
 
 import rtmidi
 
-from rvaed.engine import midiapi
+from rvaed.engine import jacklatency, midiapi
 from rvaed.engine.clock import now
 
 RECORD = struct.Struct("<dfB3s")  # due (host time; 0: now), slack (<0: never dropped), message
@@ -183,6 +183,8 @@ class _Sender:
         for message in self.slate:
             self.client.send_message(message)
         self.port_name = name
+        if self.pulse is not None:  # JACK: how late the destination sounds (LinkHut's rule)
+            self.say(f"latency {jacklatency.playback_latency(name)}")
         self.say(f"open {name}")
 
     def _forward(self) -> bool:

@@ -165,6 +165,7 @@ class Sequencer:
         self._seq = 0
         self._anchor: float | None = None  # start beat of the session being played
         self._next_step = 0                # steps counted from the anchor, not yet queued
+        self._first_step = 0               # the step (from the anchor) played as step 0
         self._floor = 0.0                  # no event is placed before this beat
         self._quit = threading.Event()
         self._next_outputs: list[Output] | None = None
@@ -296,11 +297,16 @@ class Sequencer:
             lane.clock = None
 
     def _begin(self, line: Timeline) -> None:
-        """Start playing a session: from its step 0 if it is still ahead, else the next step."""
+        """Start playing a session from the pattern's step 0: on the session's start if it is
+        still ahead (or passed by no more than the clock's `late_start`: then played that
+        late), else on the next bar line; never mid-pattern, never skipping step 0."""
         self._anchor = line.start_beat
-        beat = line.beat_at(now())
+        t = now()
+        beat = line.beat_at(t)
         spb = self.grid.steps_per_beat
-        self._next_step = max(0, math.ceil((beat - line.start_beat) * spb))
+        passed = line.beat_at(t - self.clock.late_start) - line.start_beat
+        bars = max(0, math.ceil(passed / line.quantum - 1e-9))
+        self._next_step = self._first_step = round(bars * line.quantum * spb)
         self._floor = max(beat, line.start_beat)
         for lane in self._lanes:
             if lane.output.clock_out:
@@ -309,14 +315,16 @@ class Sequencer:
     def _reach(self, line: Timeline) -> float:
         """The latest beat whose messages may need sending before the next wake-up."""
         lead = max((lane.output.latency for lane in self._lanes), default=0.0)
+        lead += self._prepared.schedule.push  # the groove pushed ahead is due earlier
         return line.beat_at(now() + max(lead, 0.0) + self.poll + self.spin)
 
     def _queue_steps(self, line: Timeline) -> None:
         reach = self._reach(line)
         spb, steps, prepared = self.grid.steps_per_beat, self.grid.steps, self._prepared
+        push = prepared.schedule.push * line.tempo / 60.0  # ms ahead -> beats at this tempo
         while line.start_beat + (self._next_step - MAX_PULL_STEPS) / spb <= reach:
-            step_beat = line.start_beat + self._next_step / spb
-            group = prepared.steps[self._next_step % steps]
+            step_beat = line.start_beat + self._next_step / spb - push
+            group = prepared.steps[(self._next_step - self._first_step) % steps]
             for lane in self._lanes:
                 for note in lane.notes(group):
                     lane.push(max(step_beat + note.shift, self._floor), ON, self._count(), note)

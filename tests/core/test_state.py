@@ -144,7 +144,8 @@ def test_the_saved_state_holds_every_parameter_and_restores_the_persisted_ones()
     assert {name: saved[name] for name in PARAMETERS} == {
         name: getattr(state, name) for name in PARAMETERS}
     assert saved["fixed_velocity"] == 100 and saved["tempo"] == 90.0
-    assert {"freezes", "tempo", "playing"} == NOT_RESTORED  # the clock's, and last run's hits
+    # the clock's, and last run's hits
+    assert {"freezes", "tempo", "playing", "link"} == NOT_RESTORED
 
 
 @pytest.mark.parametrize("value", [10**400, Fraction(10**400, 3)])

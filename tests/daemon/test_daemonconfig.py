@@ -181,20 +181,21 @@ def test_a_reload_names_each_changed_key_and_keeps_those_that_need_a_restart(tmp
         osc: {port: 9001, allow: ["::1"]}
         training: {epochs: 3}
         mappings: [b.yaml]
-        link: {quantum: 8}
+        link: {quantum: 8, join_wait: 0.5}
         midi: {outputs: [{drum_machine: tr-8}]}
     """))
     found = {change.key: change for change in daemonconfig.changes(old, new)}
     assert set(found) == {"osc.port", "osc.allow", "training.epochs", "mappings",
-                          "link.quantum", "midi.outputs"}
+                          "link.quantum", "link.join_wait", "midi.outputs"}
     assert {key for key, change in found.items() if change.restart} == {"osc.port",
-                                                                       "link.quantum"}
+                                                                       "link.join_wait"}
     assert str(found["training.epochs"]) == "training.epochs 150 -> 3"
     assert str(found["osc.allow"]) == "osc.allow 127.0.0.0/8,::1 -> ::1"
     assert str(found["midi.outputs"]) == "midi.outputs"
     running = daemonconfig.keep_running(old, new)
-    assert running.osc.port == 9000 and running.link == old.link
+    assert running.osc.port == 9000 and running.link.join_wait == old.link.join_wait
+    assert running.link.quantum == 8  # Link is reconfigured while it plays
     assert running.osc.allow == ("::1",) and running.training.epochs == 3
     assert running.midi.outputs[0].drum_machine == "tr-8"
-    assert daemonconfig.changes(running, new) == [found["link.quantum"], found["osc.port"]]
+    assert daemonconfig.changes(running, new) == [found["link.join_wait"], found["osc.port"]]
     assert daemonconfig.changes(old, old) == []

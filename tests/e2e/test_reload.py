@@ -189,3 +189,18 @@ def test_a_broken_file_on_sighup_keeps_the_running_config(daemon, client,
     daemon.config.write_text(good.replace("epochs: 25", "epochs: 4").replace("warning", "info"))
     assert "training.epochs 25 -> 4" in reload(daemon, "reloaded"), "the file is read again"
     assert daemon.stop() == 0
+
+
+def test_link_switches_off_and_on_by_sighup_and_osc_while_the_music_plays(
+        daemon, client, receiver):  # noqa: F811
+    """Alone, switching Link moves no beat: the one Link object keeps its timeline, so the
+    notes never stop (a Link session found on the way would be joined: that is a jump)."""
+    first_note = listen(daemon, receiver) + daemon.started
+    rewrite(daemon, link={"enabled": False}, logging={"level": "info"})
+    assert "link.enabled" in reload(daemon, "reloaded")
+    client.send("/rvaed/link", 1)
+    time.sleep(1.5)  # longer than the join wait: the namespace holds no peer
+    client.send("/rvaed/link", 0)
+    time.sleep(1.0)
+    assert_never_stopped(receiver, first_note, max_gap=2.0)
+    assert "needs a restart" not in daemon.text()

@@ -4,15 +4,13 @@ Link multicasts on every interface: these tests run only inside a loopback-only 
 namespace (the link_network fixture; tests/run makes one).
 """
 
-import subprocess
-import sys
-import textwrap
 import time
 
 import numpy as np
 import pytest
 from jackmidi import Receiver
 
+from rvaed.benchmarks.linkpeer import Peer, eventually
 from rvaed.core.drummachine import load_drum_machine
 from rvaed.core.kit import load_kit
 from rvaed.core.pattern import Grid, Hit, Pattern
@@ -21,55 +19,6 @@ from rvaed.engine.linkclock import LinkClock
 from rvaed.engine.midiout import Output
 from rvaed.engine.schedule import Playback, build_schedule
 from rvaed.engine.sequencer import ON, Sequencer
-
-PEER = textwrap.dedent("""
-    import sys, link
-    peer = link.Link(float(sys.argv[1]))
-    peer.startStopSyncEnabled = True
-    peer.enabled = True
-    print("ready", flush=True)
-    for line in sys.stdin:
-        command, *args = line.split()
-        state = peer.captureAppSessionState()
-        t = peer.clock().micros()
-        if command == "tempo":
-            state.setTempo(float(args[0]), t)
-        elif command == "play":
-            state.setIsPlayingAndRequestBeatAtTime(args[0] == "1", t, 0.0, 4.0)
-        if command in ("tempo", "play"):
-            peer.commitAppSessionState(state)
-        print(t, state.beatAtTime(t, 4.0), state.tempo(), int(state.isPlaying()),
-              peer.numPeers(), flush=True)
-""")
-
-
-class Peer:
-    """Another Link app: a process with its own Link object, driven line by line."""
-
-    def __init__(self, tempo: float) -> None:
-        self.process = subprocess.Popen([sys.executable, "-c", PEER, str(tempo)], text=True,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert self.process.stdout.readline().strip() == "ready"
-
-    def ask(self, command: str = "state") -> dict:
-        self.process.stdin.write(command + "\n")
-        self.process.stdin.flush()
-        t, beat, tempo, playing, peers = self.process.stdout.readline().split()
-        return {"time": int(t) / 1e6, "beat": float(beat), "tempo": float(tempo),
-                "playing": playing == "1", "peers": int(peers)}
-
-    def close(self) -> None:
-        self.process.stdin.close()
-        self.process.wait(5)
-
-
-def eventually(check, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 @pytest.fixture(scope="module")

@@ -23,13 +23,31 @@ def schedule_of(hits, playback: Playback | None = None):
 
 
 @pytest.mark.parametrize(("offset", "timing", "beat"), [
-    (0.0, 1.0, 1.0), (0.5, 1.0, 1.0 + 0.25 / 4), (-0.5, 1.0, 1.0 - 0.25 / 4),
-    (0.5, 0.0, 1.0), (0.5, 2.0, 1.0 + 0.5 / 4),
+    (0.0, 1.0, 1.5), (0.5, 1.0, 1.5 + 0.25 / 4), (-0.5, 1.0, 1.5 - 0.25 / 4),
+    (0.5, 0.0, 1.5), (0.5, 2.0, 1.5 + 0.5 / 4),
 ])
 def test_step_time_plus_offset_times_half_a_step_times_timing(offset, timing, beat):
-    (event,) = schedule_of([Hit(0, 4, 100, offset)], Playback(timing=timing)).events
+    """An off-beat hit against an on-beat one on the grid (the groove's centre)."""
+    _, event = schedule_of([Hit(1, 0, 100, 0.0), Hit(0, 6, 100, offset)],
+                           Playback(timing=timing)).events
     assert event.beat == pytest.approx(beat)
-    assert event.step == 4 and event.shift == pytest.approx(beat - 1.0)
+    assert event.step == 6 and event.shift == pytest.approx(beat - 1.5)
+
+
+def test_the_groove_is_centred_on_its_beats_and_push_moves_it_in_time():
+    """The velocity-weighted mean offset of the on-beat hits is taken out (so a groove ahead
+    of the beat as a whole lands on the grid); timing scales what is left; push is seconds."""
+    hits = [Hit(0, 0, 127, -0.4), Hit(1, 4, 127, -0.2), Hit(2, 6, 64, 0.3)]
+    for timing in (1.0, 2.0):
+        kick, snare, hat = schedule_of(hits, Playback(timing=timing)).events
+        assert kick.shift == pytest.approx(-0.1 * timing / 8)  # centre -0.3
+        assert snare.shift == pytest.approx(0.1 * timing / 8)
+        assert hat.shift == pytest.approx(0.6 * timing / 8)  # off-beat feel kept
+    muted = schedule_of(hits, Playback(mutes={0}))
+    assert muted.events[0].shift == pytest.approx(0.1 / 8)  # a mute moves nothing else
+    (alone,) = schedule_of([Hit(2, 6, 64, 0.3)]).events  # no on-beat hit: all hits count
+    assert alone.shift == 0.0
+    assert schedule_of(hits, Playback(push=12.5)).push == pytest.approx(0.0125)
 
 
 def test_swing_delays_the_odd_sixteenths_only():
@@ -41,7 +59,8 @@ def test_swing_delays_the_odd_sixteenths_only():
 
 
 def test_a_hit_pulled_before_the_loop_start_wraps_to_the_loop_end():
-    (event,) = schedule_of([Hit(0, 0, 100, -1.0)]).events
+    event, *_ = schedule_of([Hit(0, 0, 100, -1.0), Hit(1, 4, 100, 0.5),
+                             Hit(1, 8, 100, 0.5)]).events  # the groove's centre is 0
     assert event.beat == pytest.approx(GRID.beats - 0.125)
     assert event.step == 0 and event.shift == pytest.approx(-0.125)
 

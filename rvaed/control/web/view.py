@@ -55,7 +55,7 @@ def clock_view(hub: Hub) -> dict:
     now = clock.now()
     line = clock.timeline()
     return {"tempo": clock.tempo, "playing": clock.playing, "peers": clock.peers,
-            "link": clock.enabled, "beat": clock.beat_at(now), "start_beat": line.start_beat,
+            "link": clock.link, "beat": clock.beat_at(now), "start_beat": line.start_beat,
             "now": now}
 
 
