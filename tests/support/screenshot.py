@@ -14,10 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from browser import PHONE, launch, open_page, start_daemon  # noqa: E402
-from playwright.sync_api import sync_playwright  # noqa: E402
+from browser import PHONE, launch, open_page, start_daemon
+from playwright.sync_api import sync_playwright
 
-from rvaed.benchmarks.harness import private_jack_server  # noqa: E402
+from rvaed.benchmarks.harness import private_jack_server
 
 GROOVE = Path(__file__).resolve().parents[1] / "data" / "groove"
 LOADS = 5
