@@ -6,6 +6,7 @@ beats read from the daemon's clock (the snapshot carries the host-clock time of 
 wall-clock sleeps. Link is off (the page shows its state either way), so no namespace is needed.
 """
 
+import json
 import math
 import os
 import shutil
@@ -332,4 +333,12 @@ def test_three_dropped_midi_files_train_a_model_that_then_plays(rig, browser, re
     page.wait_for_selector(card)
     page.wait_for_function(f"document.querySelector(\"{card} img\").naturalWidth > 0")
     assert (rig.daemon.dirs["models"] / trained["model"]).is_dir()
+    status, body = request(rig, f"/api/models/{trained['model']}/rename",
+                           b'{"name": "my groove"}', **{"X-Rvaed-Key": rig.key,
+                                                         "Content-Type": "application/json"})
+    assert status == 200
+    renamed = json.loads(body)["name"]
+    assert renamed.startswith("my-groove-") and renamed[-15:] == trained["model"][-15:]
+    wait_snap(page, f"s.model === {renamed!r}")  # the playing model keeps playing, renamed
+    assert (rig.daemon.dirs["models"] / renamed).is_dir()
     shutil.rmtree(rig.daemon.dirs["state"] / "uploads")
