@@ -342,3 +342,11 @@ def test_three_dropped_midi_files_train_a_model_that_then_plays(rig, browser, re
     wait_snap(page, f"s.model === {renamed!r}")  # the playing model keeps playing, renamed
     assert (rig.daemon.dirs["models"] / renamed).is_dir()
     shutil.rmtree(rig.daemon.dirs["state"] / "uploads")
+
+
+def test_the_daemon_stops_cleanly_with_pages_open(rig, browser):  # last: it ends the daemon
+    pages = [open_page(browser, rig.url) for _ in range(2)]
+    assert rig.daemon.stop() == 0
+    for page in pages:
+        page.wait_for_function("document.querySelector('#conn').textContent === 'offline'")
+    assert "rvaed: stopped" in rig.daemon.text()
