@@ -20,7 +20,7 @@ import ctypes
 import logging
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,7 +29,6 @@ from rvaed.control.mapfile import load_mappings
 from rvaed.control.midiin import follow_inputs
 from rvaed.control.osc import OscServer
 from rvaed.control.performance import Performance
-from rvaed.control.web.server import WebServer
 from rvaed.core.drummachine import DrumMachine, load_drum_machine
 from rvaed.core.errors import RvaedError
 from rvaed.core.secret import SessionSecret
@@ -50,6 +49,9 @@ from rvaed.model.runtime import Decoder
 from rvaed.tools.automation import Automation, Automator
 from rvaed.tools.capture import Capture
 from rvaed.tools.groove import GrooveInput
+
+if TYPE_CHECKING:
+    from rvaed.control.web.server import WebServer
 
 log = logging.getLogger(__name__)
 

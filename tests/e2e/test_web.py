@@ -72,17 +72,31 @@ def grid_notes(page) -> list[tuple[int, int]]:
     return sorted(tuple(c) for c in cells)
 
 
+def quiet_step(page) -> float:
+    """The step (a fraction: between two steps) in the middle of the longest run of steps the
+    grid shows no hit on, cyclically: loop windows start there, as far from any hit as can be,
+    so a note stamped late at the receiver stays in its own loop."""
+    s = snap(page)
+    steps = s["grid"]["steps"]
+    hit = sorted({h[1] for h in s["pattern"] if h[4] is not None})
+    if not hit:
+        return 0.0
+    gaps = [((hit[(i + 1) % len(hit)] - a) % steps or steps, a) for i, a in enumerate(hit)]
+    gap, after = max(gaps)
+    return (after + gap / 2) % steps
+
+
 def next_loop(page, after_loops: int = 1) -> tuple[float, float]:
-    """Host-clock start and end of a whole loop starting ``after_loops`` loop boundaries from
-    now, shifted back half a step so that every hit of the loop (quantized) falls inside."""
+    """Host-clock start and end of a whole loop beginning at `quiet_step`, ``after_loops``
+    loop boundaries from now (the hits are quantized: each sounds on its step)."""
     s = snap(page)
     clock, grid = s["clock"], s["grid"]
     loop = grid["steps"] / grid["steps_per_beat"]
     seconds_per_beat = 60.0 / clock["tempo"]
     loops_done = math.floor((clock["beat"] - clock["start_beat"]) / loop)
-    start_beat = clock["start_beat"] + (loops_done + after_loops) * loop
-    half_step = 0.5 / grid["steps_per_beat"]
-    start = clock["now"] + (start_beat - half_step - clock["beat"]) * seconds_per_beat
+    start_beat = (clock["start_beat"] + (loops_done + after_loops) * loop
+                  + quiet_step(page) / grid["steps_per_beat"])
+    start = clock["now"] + (start_beat - clock["beat"]) * seconds_per_beat
     return start, start + loop * seconds_per_beat
 
 
@@ -121,8 +135,8 @@ def assert_played(loops: list[list[tuple[int, int]]], shown: list[tuple[int, int
 
 
 def quantized(rig, page) -> None:
-    """No microtiming and no swing, at 100 BPM: every hit sounds on its step, half a step
-    (150 ms) from the edges of a loop window."""
+    """No microtiming and no swing, at 100 BPM: every hit sounds on its step, at least half a
+    step (150 ms) from the edges of a loop window."""
     rig.daemon.osc("/rvaed/timing", 0.0)
     rig.daemon.osc("/rvaed/swing", 0.5)
     rig.daemon.osc("/rvaed/tempo", 100.0)

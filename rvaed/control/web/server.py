@@ -119,7 +119,7 @@ class WebServer:
         self._sent: dict = {}  # the snapshot as last sent to every client
         self._sent_at = 0.0
         self._runner: web.AppRunner | None = None
-        self._feedback: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -150,13 +150,14 @@ class WebServer:
             raise RvaedError(f"web: cannot listen on {self.host}:{self.port}: "
                              f"{exc.strerror or exc}") from None
         self.port = self._runner.addresses[0][1]
-        await self._map_json()  # ready before the first page asks
-        self._feedback = asyncio.get_running_loop().create_task(self._feedback_loop())
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._map_json()),  # ready before a page asks
+                       loop.create_task(self._feedback_loop())]
 
     async def close(self) -> None:
-        if self._feedback is not None:
-            self._feedback.cancel()
-            await asyncio.gather(self._feedback, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(client.socket.close() for client in list(self.clients)),
                              return_exceptions=True)
         if self._runner is not None:
