@@ -235,6 +235,8 @@ TARGETS: list[Target] = [
            lambda b: _get(b, "control", "osc_flood", "p99_ms"), lambda v: v <= 1, "ms"),
     Target("control", "control -> installed p99, MIDI flood 2,000/s", "<= 1 ms",
            lambda b: _get(b, "control", "midi_flood", "p99_ms"), lambda v: v <= 1, "ms"),
+    Target("control", "web pad (WebSocket) -> installed p99", "<= 2 ms",
+           lambda b: _get(b, "control", "web", "p99_ms"), lambda v: v <= 2, "ms"),
     Target("control", "RSS growth during the OSC flood", f"flat (<= {FLAT_PERCENT:g}%)",
            _growth("osc_flood"), lambda v: v <= FLAT_PERCENT, "%"),
     Target("startup", "rvaed run -> first note, worst of the runs", "<= 2 s",
@@ -353,7 +355,7 @@ def _peers_section(result: dict) -> list[str]:
 def _control_section(result: dict) -> list[str]:
     rows = [[phase, r["messages"], r["count"], r["decodes"], r["p50_ms"], r["p99_ms"],
              r["max_ms"], f"{r['rss_mb_before']} -> {r['rss_mb_after']}"]
-            for phase in ("osc", "osc_flood", "midi", "midi_flood")
+            for phase in ("osc", "osc_flood", "web", "web_flood", "midi", "midi_flood")
             if (r := result.get(phase)) and r.get("count")]
     return [f"Control message -> pattern installed in the sequencer, model "
             f"{result['model']}, {result['seconds']:g} s per phase, flood "

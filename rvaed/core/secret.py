@@ -28,14 +28,14 @@ class SessionSecret:
     wrong: int = 0
 
     def valid(self, candidate: object) -> bool:
-        """True when ``candidate`` is the key (any other type or value: False)."""
-        return isinstance(candidate, str) and hmac.compare_digest(
+        """True when ``candidate`` is the key (any other type or value, or no key: False)."""
+        return bool(self.key) and isinstance(candidate, str) and hmac.compare_digest(
             candidate.encode(), self.key.encode())
 
     def pair(self, code: object) -> str | None:
         """The key for the right pairing code; None (and one try used up) otherwise."""
-        if isinstance(code, str) and hmac.compare_digest(code.strip().encode(),
-                                                         self.code.encode()):
+        if self.key and isinstance(code, str) and hmac.compare_digest(code.strip().encode(),
+                                                                      self.code.encode()):
             self.wrong = 0
             return self.key
         self.wrong += 1

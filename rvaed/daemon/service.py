@@ -20,6 +20,7 @@ import ctypes
 import logging
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,7 +29,6 @@ from rvaed.control.mapfile import load_mappings
 from rvaed.control.midiin import follow_inputs
 from rvaed.control.osc import OscServer
 from rvaed.control.performance import Performance
-from rvaed.control.web.server import WebServer
 from rvaed.core.drummachine import DrumMachine, load_drum_machine
 from rvaed.core.errors import RvaedError
 from rvaed.core.secret import SessionSecret
@@ -52,6 +52,9 @@ from rvaed.model.runtime import Decoder
 from rvaed.tools.automation import Automation, Automator
 from rvaed.tools.capture import Capture
 from rvaed.tools.groove import GrooveInput
+
+if TYPE_CHECKING:
+    from rvaed.control.web.server import WebServer
 
 log = logging.getLogger(__name__)
 

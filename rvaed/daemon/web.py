@@ -11,6 +11,7 @@ why, and the notes no voice takes, with the shipped kit that would take most of 
 """
 
 import asyncio
+import importlib
 import json
 import logging
 import os
@@ -19,9 +20,9 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rvaed.control.osc import OscServer
-from rvaed.control.web.server import Lookup, WebServer
 from rvaed.core.atomic import write_new
 from rvaed.core.errors import RvaedError
 from rvaed.core.kit import load_kit, shipped_kits
@@ -33,6 +34,9 @@ from rvaed.model.library import safe_name
 from rvaed.model.modeldir import model_path, read_manifest
 from rvaed.model.runtime import Decoder
 
+if TYPE_CHECKING:
+    from rvaed.control.web.server import Lookup, WebServer
+
 log = logging.getLogger(__name__)
 
 UPLOADS = "uploads"
@@ -42,14 +46,18 @@ MAX_CURVE = 10000  # epochs kept for the training curves
 _BATCH = re.compile(r"^\d{8}-\d{6}-\d+$")
 
 
-async def start_web(daemon) -> WebServer | None:
+async def start_web(daemon) -> "WebServer | None":
     """Serve the page for ``daemon`` (a rvaed.daemon.service.Daemon) as configured; None
-    when it is off or its port cannot be had (the log says why; the music plays on)."""
+    when it is off or its port cannot be had (the log says why; the music plays on).
+
+    aiohttp is imported here, in a worker thread, once the music plays: its ~0.2 s of
+    imports then neither delay the first note nor hold up the loop."""
     config = daemon.config
     if not config.web.enabled:
         return None
+    web = await asyncio.to_thread(importlib.import_module, "rvaed.control.web.server")
     registry = daemon.osc or _unbound_registry(daemon)
-    server = WebServer(daemon.performance, registry.route, Desk(daemon, registry.route),
+    server = web.WebServer(daemon.performance, registry.route, Desk(daemon, registry.route),
                        daemon.secret,
                        host=config.web.bind, port=config.web.port,
                        max_file_bytes=config.limits.max_file_bytes,
@@ -80,7 +88,7 @@ def _shown_host(bind: str) -> str:
 class Desk:
     """What the page does with files, for one daemon."""
 
-    def __init__(self, daemon, lookup: Lookup) -> None:
+    def __init__(self, daemon, lookup: "Lookup") -> None:
         self.daemon, self.lookup = daemon, lookup
         self._thumbs: dict[str, bytes] = {}
 

@@ -14,7 +14,7 @@ from rvaed.benchmarks.all import ORDER, TARGETS
 from rvaed.benchmarks.peers import receiver_errors
 
 FIGURES = {  # keys each benchmark must report
-    "control": ("osc", "osc_flood", "rss_mb_start", "rss_mb_end"),
+    "control": ("osc", "osc_flood", "web", "web_flood", "rss_mb_start", "rss_mb_end"),
     "timing": ("conditions", "sched_fifo", "spin_ms"),
     "peers": ("conditions", "period_ms", "isobar"),
     "startup": ("first_note_s", "first_note_p50_s", "first_note_max_s", "memory"),

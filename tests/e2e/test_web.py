@@ -6,6 +6,7 @@ beats read from the daemon's clock (the snapshot carries the host-clock time of 
 wall-clock sleeps. Link is off (the page shows its state either way), so no namespace is needed.
 """
 
+import json
 import math
 import os
 import shutil
@@ -71,17 +72,31 @@ def grid_notes(page) -> list[tuple[int, int]]:
     return sorted(tuple(c) for c in cells)
 
 
+def quiet_step(page) -> float:
+    """The step (a fraction: between two steps) in the middle of the longest run of steps the
+    grid shows no hit on, cyclically: loop windows start there, as far from any hit as can be,
+    so a note stamped late at the receiver stays in its own loop."""
+    s = snap(page)
+    steps = s["grid"]["steps"]
+    hit = sorted({h[1] for h in s["pattern"] if h[4] is not None})
+    if not hit:
+        return 0.0
+    gaps = [((hit[(i + 1) % len(hit)] - a) % steps or steps, a) for i, a in enumerate(hit)]
+    gap, after = max(gaps)
+    return (after + gap / 2) % steps
+
+
 def next_loop(page, after_loops: int = 1) -> tuple[float, float]:
-    """Host-clock start and end of a whole loop starting ``after_loops`` loop boundaries from
-    now, shifted back half a step so that every hit of the loop (quantized) falls inside."""
+    """Host-clock start and end of a whole loop beginning at `quiet_step`, ``after_loops``
+    loop boundaries from now (the hits are quantized: each sounds on its step)."""
     s = snap(page)
     clock, grid = s["clock"], s["grid"]
     loop = grid["steps"] / grid["steps_per_beat"]
     seconds_per_beat = 60.0 / clock["tempo"]
     loops_done = math.floor((clock["beat"] - clock["start_beat"]) / loop)
-    start_beat = clock["start_beat"] + (loops_done + after_loops) * loop
-    half_step = 0.5 / grid["steps_per_beat"]
-    start = clock["now"] + (start_beat - half_step - clock["beat"]) * seconds_per_beat
+    start_beat = (clock["start_beat"] + (loops_done + after_loops) * loop
+                  + quiet_step(page) / grid["steps_per_beat"])
+    start = clock["now"] + (start_beat - clock["beat"]) * seconds_per_beat
     return start, start + loop * seconds_per_beat
 
 
@@ -120,8 +135,8 @@ def assert_played(loops: list[list[tuple[int, int]]], shown: list[tuple[int, int
 
 
 def quantized(rig, page) -> None:
-    """No microtiming and no swing, at 100 BPM: every hit sounds on its step, half a step
-    (150 ms) from the edges of a loop window."""
+    """No microtiming and no swing, at 100 BPM: every hit sounds on its step, at least half a
+    step (150 ms) from the edges of a loop window."""
     rig.daemon.osc("/rvaed/timing", 0.0)
     rig.daemon.osc("/rvaed/swing", 0.5)
     rig.daemon.osc("/rvaed/tempo", 100.0)
@@ -332,4 +347,20 @@ def test_three_dropped_midi_files_train_a_model_that_then_plays(rig, browser, re
     page.wait_for_selector(card)
     page.wait_for_function(f"document.querySelector(\"{card} img\").naturalWidth > 0")
     assert (rig.daemon.dirs["models"] / trained["model"]).is_dir()
+    status, body = request(rig, f"/api/models/{trained['model']}/rename",
+                           b'{"name": "my groove"}', **{"X-Rvaed-Key": rig.key,
+                                                         "Content-Type": "application/json"})
+    assert status == 200
+    renamed = json.loads(body)["name"]
+    assert renamed.startswith("my-groove-") and renamed[-15:] == trained["model"][-15:]
+    wait_snap(page, f"s.model === {renamed!r}")  # the playing model keeps playing, renamed
+    assert (rig.daemon.dirs["models"] / renamed).is_dir()
     shutil.rmtree(rig.daemon.dirs["state"] / "uploads")
+
+
+def test_the_daemon_stops_cleanly_with_pages_open(rig, browser):  # last: it ends the daemon
+    pages = [open_page(browser, rig.url) for _ in range(2)]
+    assert rig.daemon.stop() == 0
+    for page in pages:
+        page.wait_for_function("document.querySelector('#conn').textContent === 'offline'")
+    assert "rvaed: stopped" in rig.daemon.text()

@@ -30,6 +30,7 @@ class DaemonProcess:
         config = {
             "link": {"enabled": True},
             "osc": {"bind": "127.0.0.1", "port": port},
+            "web": {"port": 0},  # a free port: daemons of parallel runs never collide
             "midi": {"api": "jack"},
             "dirs": {name: str(path) for name, path in self.dirs.items()},
             "training": {"settle_seconds": 0.5, "epochs": 25},

@@ -40,6 +40,7 @@ FEEDBACK_INTERVAL = 0.05
 CLOCK_EVERY = 1.0  # seconds between snapshots while nothing changes (the playhead's anchor)
 MAX_MESSAGE = 4096  # bytes of one WebSocket message from a client
 MAX_CLIENTS = 32
+CLOSE_TIMEOUT = 1.0  # seconds a page has to answer the close at shutdown
 KEY_HEADER = "X-Rvaed-Key"
 # Routes that answer the sender over UDP: the page has its snapshots instead.
 NOT_OVER_WEB = frozenset({"/rvaed/state", "/rvaed/subscribe", "/rvaed/unsubscribe",
@@ -118,7 +119,7 @@ class WebServer:
         self._sent: dict = {}  # the snapshot as last sent to every client
         self._sent_at = 0.0
         self._runner: web.AppRunner | None = None
-        self._feedback: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -149,15 +150,16 @@ class WebServer:
             raise RvaedError(f"web: cannot listen on {self.host}:{self.port}: "
                              f"{exc.strerror or exc}") from None
         self.port = self._runner.addresses[0][1]
-        await self._map_json()  # ready before the first page asks
-        self._feedback = asyncio.get_running_loop().create_task(self._feedback_loop())
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._map_json()),  # ready before a page asks
+                       loop.create_task(self._feedback_loop())]
 
     async def close(self) -> None:
-        if self._feedback is not None:
-            self._feedback.cancel()
-            await asyncio.gather(self._feedback, return_exceptions=True)
-        for client in list(self.clients):
-            await client.socket.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(client.socket.close() for client in list(self.clients)),
+                             return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -345,7 +347,8 @@ class WebServer:
     async def _socket(self, request: web.Request) -> web.WebSocketResponse:
         if len(self.clients) >= MAX_CLIENTS:
             raise web.HTTPServiceUnavailable(text=f"at most {MAX_CLIENTS} pages at once")
-        socket = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=20)
+        socket = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=20,
+                                       timeout=CLOSE_TIMEOUT)
         await socket.prepare(request)
         client = Client(socket, self._trusted(request))
         self.clients.add(client)

@@ -297,6 +297,7 @@ function mapImage(size) {
   return canvas;
 }
 function drawPad() {
+  if (!page.readyAt && page.snap && page.map && page.cells) page.readyAt = performance.now();
   const canvas = $("pad");
   const size = Math.round(canvas.clientWidth * (window.devicePixelRatio || 1));
   if (!size || !page.snap) return;
@@ -422,7 +423,7 @@ function renderReport(report) {
   box.replaceChildren();
   const summary = report.summary || { files: 0, windows: 0 };
   box.append(el("p", { textContent: `${summary.files} file(s) read, ${report.refused.length} refused, ${summary.windows} training windows (kit ${report.kit}, ${report.channel ? `channel ${report.channel}` : "all channels"})` }));
-  const table = el("table", {}, el("tr", {}, ...["file", "windows", "bars", "unmapped notes"].map((h) => el("th", { textContent: h }))));
+  const table = el("table", {}, el("tr", {}, ...["file", "windows", "bars", "unmapped"].map((h) => el("th", { textContent: h }))));
   for (const file of report.files || []) {
     const unmapped = Object.entries(file.unmapped_notes).map(([n, c]) => `${n}×${c}`).join(", ");
     table.append(el("tr", {}, ...[file.file, file.windows, file.bars, unmapped || "–"].map((v) => el("td", { textContent: String(v) }))));

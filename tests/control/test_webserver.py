@@ -217,6 +217,8 @@ def test_session_secret_pairs_once_per_code_and_replaces_a_guessed_one():
     secret = SessionSecret()
     assert secret.valid(secret.key) and not secret.valid(secret.key[:-1]) and not secret.valid(1)
     assert secret.pair(secret.code) == secret.key
+    keyless = SessionSecret(key="")  # a key that could not be had admits nobody
+    assert not keyless.valid("") and keyless.pair(keyless.code) is None
     first = secret.code
     for _ in range(MAX_TRIES - 1):
         assert secret.pair("nope") is None
