@@ -1,7 +1,8 @@
 #!/bin/sh
 # Inside the ALSA guest (run by its test unit, as root): load the sequencer's kernel parts,
 # install this checkout, run the ALSA tests. The run's disk is mounted at /mnt/rvaed: src/ is
-# the checkout, pytest-args the extra arguments, out/ takes junit.xml and guest.log.
+# the checkout, pytest-args the extra arguments, out/ takes junit.xml, guest.log and tmp/ (the
+# tests' folders, the daemons' logs among them).
 set -u
 io=/mnt/rvaed
 venv=/opt/rvaed/venv
@@ -21,7 +22,7 @@ cd "$io/src" || exit 95
 set --
 while IFS= read -r arg; do set -- "$@" "$arg"; done < "$io/pytest-args"
 RVAED_ALSA_GUEST=1 "$venv/bin/python" -m pytest -v -p no:cacheprovider \
-    --junitxml="$out/junit.xml" tests/alsa "$@"
+    --junitxml="$out/junit.xml" --basetemp="$out/tmp" tests/alsa "$@"
 code=$?
 sleep 1
 kill "$tailer"
