@@ -38,6 +38,7 @@ from rvaed.daemon.persist import StateStore
 from rvaed.daemon.policy import FilePolicy
 from rvaed.daemon.supervisor import Trainer
 from rvaed.daemon.systemd import Notifier
+from rvaed.engine.alsaseq import SubscriptionWatcher
 from rvaed.engine.clock import Clock, InternalClock
 from rvaed.engine.midiout import VIRTUAL, Output, carry_over
 from rvaed.engine.sequencer import Sequencer
@@ -69,6 +70,7 @@ class Daemon:
         self.model: Path = starter_model()
         self.clock: Clock | None = None
         self.sequencer: Sequencer | None = None
+        self.subscriptions: SubscriptionWatcher | None = None  # ALSA: restores those cut
         self.performance: Performance | None = None
         self.trainer: Trainer | None = None
         self.osc: OscServer | None = None
@@ -109,6 +111,9 @@ class Daemon:
         self.clock = self._clock()
         self.sequencer = Sequencer(self.clock, outputs, grid=decoder.grid)
         self.sequencer.start()
+        self.subscriptions = SubscriptionWatcher(lambda: self.sequencer.outputs
+                                                 if self.sequencer else [])
+        self.subscriptions.start()
         self.performance = Performance(decoder, self.sequencer, _machine(outputs), self.clock,
                                        state=_restore_state(saved.get("state"), decoder))
         await self.performance.start()
@@ -137,6 +142,8 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.performance is not None:
             await self.performance.stop()
+        if self.subscriptions is not None:
+            self.subscriptions.close()
         if self.sequencer is not None:
             self.sequencer.stop()
             offs, _, ons = self.sequencer.timing.sent

@@ -7,7 +7,8 @@ port list looks unchanged and the output plays into nothing. The kernel lists ev
 subscriptions in /proc/asound/seq/clients, readable by anyone, without a sequencer client of
 our own: the output watcher reads it each time it looks at the port list and reopens an
 output whose subscription is gone (which subscribes it again and clears what was left
-sounding).
+sounding). `SubscriptionWatcher` is that look: a thread of its own over the daemon's current
+outputs, calling an output's `reopen` when the kernel shows its subscription gone.
 
 Our port is known by the name the output gave it: two processes of rvaed on one destination
 under the same port name are told apart by neither, so a subscription removed from one of them
@@ -16,9 +17,15 @@ is restored only once the other's is gone too.
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 CLIENTS = Path("/proc/asound/seq/clients")
 
@@ -86,3 +93,58 @@ def subscribed(ours: str, destination: str, ports: list[Port] | None = None) -> 
     if not mine:
         return None
     return any(target in port.sends_to for port in mine)
+
+
+def own_port_name(destination: str) -> str:
+    """The name an output gives the port it opens to reach ``destination`` (midiout's rule)."""
+    return f"to {destination}"[:60]
+
+
+class Watched(Protocol):
+    """What the watcher needs of an output (rvaed.engine.midiout.Output)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    def reopen(self, reason: str) -> None: ...
+
+
+class SubscriptionWatcher:
+    """Every ``poll`` seconds, reopens each connected output whose subscription is gone."""
+
+    def __init__(self, outputs: Callable[[], Sequence[Watched]], poll: float = 0.5) -> None:
+        self._outputs = outputs
+        self._poll = poll
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="alsa subscriptions",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._closing.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def check(self, ports: list[Port] | None = None) -> list[Watched]:
+        """One look (at ``ports``, default the kernel's): the outputs reopened because their
+        subscription was gone."""
+        ports = read_ports() if ports is None else ports
+        if ports is None:
+            return []
+        cut = [output for output in self._outputs() if output.connected
+               and subscribed(own_port_name(output.name), output.name, ports) is False]
+        for output in cut:
+            output.reopen(f"subscription to {output.name!r} removed from outside")
+        return cut
+
+    def _run(self) -> None:
+        if read_ports() is None:
+            log.debug("no ALSA sequencer here: subscriptions are not watched")
+            return
+        while not self._closing.wait(self._poll):
+            self.check()

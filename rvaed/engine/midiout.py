@@ -16,7 +16,7 @@ import time
 
 from rvaed.core.drummachine import DrumMachine
 from rvaed.core.midi import ALL_NOTES_OFF, CONTROL_CHANGE
-from rvaed.engine import alsaseq, midiapi
+from rvaed.engine import midiapi
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,12 @@ class Output:
                 return False
         return True
 
+    def reopen(self, reason: str) -> None:
+        """Close the port (logged once) for the watcher to open it afresh on its next look:
+        a backend-specific watcher calls it when it knows better than the port list."""
+        log.warning("output %s: lost (%s); reopening it", self.name, reason)
+        self._detach()
+
     def all_notes_off(self) -> None:
         """CC 123 on every channel this output played (and its drum machine's channels)."""
         channels = set(self._channels)
@@ -131,10 +137,6 @@ class Output:
                     log.warning("output %s: port %r vanished; waiting for it to come back",
                                 self.spec, self._port_name)
                     self._detach()
-                elif self._port is not None and self._unsubscribed():
-                    log.warning("output %s: subscription to %r removed from outside; "
-                                "restoring it", self.spec, self._port_name)
-                    self._detach()
                 if self._port is None:
                     index = midiapi.match_port(ports, self.spec)
                     if index is not None:
@@ -151,7 +153,7 @@ class Output:
     def _connect(self, name: str, index: int) -> None:
         port = midiapi.open_client(self.api, "output", VIRTUAL_NAME)
         try:
-            port.open_port(index, name=_own_name(name))
+            port.open_port(index, name=f"to {name}"[:60])
         except Exception as exc:  # the port went away between listing and opening
             log.warning("output %s: cannot open %r: %s", self.spec, name, exc)
             port.delete()
@@ -162,16 +164,6 @@ class Output:
         self._attach(port, name)
         if reconnect:
             self.all_notes_off()
-
-    def _unsubscribed(self) -> bool:
-        """True when the ALSA sequencer shows our port no longer subscribed to the device."""
-        name = self._port_name or ""
-        return alsaseq.subscribed(_own_name(name), name) is False
-
-
-def _own_name(destination: str) -> str:
-    """The name of the port an output opens to reach ``destination``."""
-    return f"to {destination}"[:60]
 
 
 def carry_over(running: list[Output], wanted: list[Output]) -> list[Output]:

@@ -58,3 +58,25 @@ def test_what_cannot_be_told_is_none():
     gone = "to VirMIDI 0-1:VirMIDI 0-1 17:0"  # the destination is not there at all
     assert alsaseq.subscribed(gone, "VirMIDI 0-1:VirMIDI 0-1 17:0", ports) is None
     assert alsaseq.address_of(DESTINATION) == (14, 0)
+
+
+class Played:
+    """Stands in for a connected output: there is no ALSA sequencer to open one on here (the
+    guest's test_a_subscription_removed_from_outside_is_restored opens real ones)."""
+
+    def __init__(self, name: str, connected: bool = True) -> None:
+        self.name, self.connected, self.reasons = name, connected, []
+
+    def reopen(self, reason: str) -> None:
+        self.reasons.append(reason)
+
+
+def test_the_watcher_reopens_only_an_output_whose_subscription_is_gone():
+    cut = alsaseq.parse(CLIENTS.replace("14:0, 16:0[real:0]", "16:0"))
+    kept, lost, away = Played(DESTINATION), Played(DESTINATION), Played(DESTINATION, False)
+    virtual = Played("rvaed")
+    assert alsaseq.SubscriptionWatcher(lambda: [kept]).check(alsaseq.parse(CLIENTS)) == []
+    watcher = alsaseq.SubscriptionWatcher(lambda: [lost, away, virtual])
+    assert watcher.check(cut) == [lost]
+    assert lost.reasons == [f"subscription to {DESTINATION!r} removed from outside"]
+    assert kept.reasons == away.reasons == virtual.reasons == []
