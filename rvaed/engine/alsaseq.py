@@ -5,10 +5,9 @@ patchbay or `aconnect -d` can remove that subscription, and a device unplugged a
 between two looks at the port list comes back under the same name without it; either way the
 port list looks unchanged and the output plays into nothing. The kernel lists every port's
 subscriptions in /proc/asound/seq/clients, readable by anyone, without a sequencer client of
-our own: the output watcher reads it each time it looks at the port list and reopens an
-output whose subscription is gone (which subscribes it again and clears what was left
-sounding). `SubscriptionWatcher` is that look: a thread of its own over the daemon's current
-outputs, calling an output's `reopen` when the kernel shows its subscription gone.
+our own. `SubscriptionWatcher`, a thread of its own over the daemon's current outputs, reads
+it every half second and calls `reopen` on an output whose subscription is gone: the output
+opens its port afresh, which subscribes it again and clears what was left sounding.
 
 Our port is known by the name the output gave it: two processes of rvaed on one destination
 under the same port name are told apart by neither, so a subscription removed from one of them
