@@ -41,6 +41,7 @@ from rvaed.daemon.policy import FilePolicy
 from rvaed.daemon.supervisor import Trainer
 from rvaed.daemon.systemd import Notifier
 from rvaed.daemon.web import start_web
+from rvaed.engine.alsaseq import SubscriptionWatcher
 from rvaed.engine.clock import Clock, InternalClock
 from rvaed.engine.linkclock import LinkClock
 from rvaed.engine.midiclockin import MidiClockIn
@@ -77,6 +78,7 @@ class Daemon:
         self.model: Path = starter_model()
         self.clock: Clock | None = None
         self.sequencer: Sequencer | None = None
+        self.subscriptions: SubscriptionWatcher | None = None  # ALSA: restores those cut
         self.performance: Performance | None = None
         self.trainer: Trainer | None = None
         self.osc: OscServer | None = None
@@ -125,6 +127,9 @@ class Daemon:
         self.sequencer = Sequencer(self.clock, outputs, grid=decoder.grid,
                                    late=None if late is None else late / 1000)
         self.sequencer.start()
+        self.subscriptions = SubscriptionWatcher(lambda: self.sequencer.outputs
+                                                 if self.sequencer else [])
+        self.subscriptions.start()
         self.performance = Performance(decoder, self.sequencer, _machine(outputs), self.clock,
                                        state=saved.state(decoder.kit.size,
                                                                    decoder.manifest.latent.default))
@@ -158,6 +163,8 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.performance is not None:
             await self.performance.stop()
+        if self.subscriptions is not None:
+            self.subscriptions.close()
         if self.sequencer is not None:
             self.sequencer.stop()
             offs, _, ons = self.sequencer.timing.sent
