@@ -85,7 +85,6 @@ class Output:
         self.drum_machine = drum_machine
         self.latency_ms = latency_ms  # as configured; `latency` adds the JACK port's own
         self.latency = latency_ms / 1000.0
-        self._port_latency = 0.0  # the JACK destination's playback latency, from the sender
         self.clock_out = clock_out
         self.api = api
         self._poll = poll
@@ -219,6 +218,7 @@ class Output:
         process = subprocess.Popen(
             [sys.executable, "-m", "rvaed.engine.sendproc", json.dumps(settings)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            bufsize=0,  # no hidden buffer: a line select() reports is a line readline() gets
             stderr=None if verbose else subprocess.DEVNULL,  # ALSA/JACK library noise: -v
             pass_fds=(shared_fd,), env={**os.environ, "JACK_NO_START_SERVER": "1"})
         shared = mmap.mmap(shared_fd, SHARED.size)
@@ -252,12 +252,10 @@ class Output:
 
     def _status(self, sender: _Sender, word: str, text: str) -> bool:
         """Act on one status line; True when a port opened."""
-        if word == "latency":  # the JACK port's playback latency, said before "open"
-            self._port_latency = float(text)
-            return False
-        if word == "open":
+        if word == "open":  # "open LATENCY PORT": the JACK port's playback latency, seconds
+            latency, _, text = text.partition(" ")
             self._said.clear()
-            self.latency = self.latency_ms / 1000.0 + self._port_latency
+            self.latency = self.latency_ms / 1000.0 + float(latency)
             log.warning("output %s: %s %r (clean slate sent)", self.label,
                         "reconnected to" if self._was_open else "connected to", text)
             with self._lock:

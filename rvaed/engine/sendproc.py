@@ -183,9 +183,9 @@ class _Sender:
         for message in self.slate:
             self.client.send_message(message)
         self.port_name = name
-        if self.pulse is not None:  # JACK: how late the destination sounds (LinkHut's rule)
-            self.say(f"latency {jacklatency.playback_latency(name)}")
-        self.say(f"open {name}")
+        # with how late the destination sounds: on JACK its playback latency (LinkHut's rule)
+        latency = jacklatency.playback_latency(name) if self.pulse is not None else 0.0
+        self.say(f"open {latency:.6f} {name}")
 
     def _forward(self) -> bool:
         """Send (or drop, late or while no port is open) what arrived; False at end of file."""
