@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from rvaed.control.osc import OscServer
 from rvaed.core.atomic import write_new
 from rvaed.core.errors import RvaedError
+from rvaed.daemon.policy import secret_path
 from rvaed.core.kit import load_kit, shipped_kits
 from rvaed.core.midifile import MIDI_SUFFIXES
 from rvaed.core.png import encode_png
@@ -67,9 +68,11 @@ async def start_web(daemon) -> "WebServer | None":
     except RvaedError as exc:
         log.error("%s: the web page is off", exc)
         return None
-    page, keyed = server.urls(_shown_host(config.web.bind))
-    log.info("web: page at %s; uploads, training, models and captures: %s "
-             "(or pairing code %s)", page, keyed, daemon.secret.code)
+    page, _ = server.urls(_shown_host(config.web.bind))
+    log.info("web: page at %s; uploads, training, models and captures need the key: "
+             "%s?key= and the secret (%s) (or pairing code %s)", page, page,
+             "osc.secret in the config" if config.osc.secret else f"in {secret_path(config)}",
+             daemon.secret.code)
     return server
 
 

@@ -185,7 +185,7 @@ class _Sender:
         self.port_name = name
         # with how late the destination sounds: on JACK its playback latency (LinkHut's rule)
         latency = jacklatency.playback_latency(name) if self.pulse is not None else 0.0
-        self.say(f"open {latency:.6f} {name}")
+        self.say(f"open {latency!r} {name}")
 
     def _forward(self) -> bool:
         """Send (or drop, late or while no port is open) what arrived; False at end of file."""

@@ -14,7 +14,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PHONE = {"width": 390, "height": 844}  # a common phone, portrait, in CSS pixels
 READY = "window.rvaed && window.rvaed.snap && window.rvaed.map && window.rvaed.cells"
-URLS = re.compile(r"web: page at (\S+); .*?: (\S+) \(or pairing code (\d+)\)")
+URLS = re.compile(r"web: page at (\S+); .*\(or pairing code (\d+)\)")
 
 
 @dataclass
@@ -39,7 +39,9 @@ def start_daemon(root: Path, **overrides) -> WebRig:
     daemon.wait_log("web: page at", 15)
     found = URLS.search(daemon.text())
     assert found, daemon.text()[-2000:]
-    return WebRig(daemon, *found.groups())
+    url, code = found.groups()
+    key = (daemon.dirs["state"] / "secret").read_text().strip()  # where the log says it is
+    return WebRig(daemon, url, f"{url}?key={key}", code)
 
 
 def launch(playwright):

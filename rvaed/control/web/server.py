@@ -165,7 +165,8 @@ class WebServer:
             self._runner = None
 
     def urls(self, host: str | None = None) -> tuple[str, str]:
-        """The page's address, and the same carrying the key (what the log prints)."""
+        """The page's address, and the same carrying the key (for a browser opened here; the
+        log names where the key is kept instead of printing it)."""
         base = f"http://{host or self.host}:{self.port}/"
         return base, f"{base}?key={self.secret.key}"
 
