@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING
 from rvaed.control.osc import OscServer
 from rvaed.core.atomic import write_new
 from rvaed.core.errors import RvaedError
-from rvaed.daemon.policy import secret_path
 from rvaed.core.kit import load_kit, shipped_kits
 from rvaed.core.midifile import MIDI_SUFFIXES
 from rvaed.core.png import encode_png
 from rvaed.daemon import routes
+from rvaed.daemon.policy import secret_path
 from rvaed.model.latentmap import draw_map
 from rvaed.model.library import safe_name
 from rvaed.model.modeldir import model_path, read_manifest
