@@ -146,8 +146,19 @@ def started(daemon: Daemon) -> None:
     log.debug("model: %s decoder; first pattern: %s", performance.decoder.weights,
               first_hits(performance.decoder, performance.state))
     log.info(inbox_line(config.dirs.inbox, config.training.settle_seconds))
-    log.info("%s %s at %.1f BPM", "playing" if daemon.clock.playing else "stopped",
-             daemon.model.name, daemon.clock.tempo)
+    log.info(playing_line(daemon.clock, performance.state.playing, daemon.model.name,
+                          config.link.join_wait))
+
+
+def playing_line(clock: Clock, wanted: bool, model: str, join_wait: float) -> str:
+    """What plays now; with Link still joining, what will play once it has joined."""
+    joining = getattr(clock, "joining", False)
+    state = "playing" if clock.playing or (wanted and joining) else "stopped"
+    line = f"{state} {model} at {clock.tempo:.1f} BPM"
+    if joining and wanted:
+        line += (f" once Link has joined a session or found none (at most {join_wait:g} s; "
+                 "with start/stop sync a stopped session keeps it stopped)")
+    return line
 
 
 def outputs_changed(daemon: Daemon) -> None:
