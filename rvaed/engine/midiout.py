@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 VIRTUAL = "virtual"  # port spec for a virtual port other programs connect to
 VIRTUAL_NAME = "rvaed"
+SENDING_NAME = "rvaed-out"  # the client of a named output: never in the way of a virtual one
 HUNG = 2.0       # seconds without a heartbeat after which the sender is abandoned
 STARTING = 15.0  # seconds a new sender may take to start Python and beat for the first time
 RESTART = 0.5    # seconds between a loss and the next sender (doubling to 4 s while it fails)
@@ -78,7 +79,8 @@ class Output:
 
         ``drum_machine`` maps voices to notes for this output; None plays the schedule's notes.
         ``name``: the virtual port's name (its JACK client and port, its ALSA client); a
-        named output's client is `VIRTUAL_NAME`.
+        named output's client is `SENDING_NAME` (its senders start side by side: a shared
+        name would go to whichever registers first, and JACK would rename the other).
         """
         self.spec = port or VIRTUAL
         self.virtual_name = name
@@ -211,7 +213,7 @@ class Output:
         os.ftruncate(shared_fd, SHARED.size)
         virtual = self.spec == VIRTUAL
         settings = {"api": self.api, "virtual": virtual, "spec": self.spec,
-                    "name": self.virtual_name if virtual else VIRTUAL_NAME,
+                    "name": self.virtual_name if virtual else SENDING_NAME,
                     "slate": self.clean_slate(), "shared": shared_fd,
                     "poll": min(self._poll, CHECK)}
         verbose = logging.getLogger().isEnabledFor(logging.DEBUG)

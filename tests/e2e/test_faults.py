@@ -17,6 +17,7 @@ from rig import DaemonProcess, free_udp_port, wait_until
 from rvaed.benchmarks.harness import Sink, free_jack_name, jack_ports, start_jack, stop_jack
 from rvaed.core.drummachine import load_drum_machine
 from rvaed.core.kit import load_kit
+from rvaed.engine.midiout import SENDING_NAME
 
 NOTE_ON, NOTE_OFF, CC = 0x90, 0x80, 0xB0
 
@@ -27,7 +28,7 @@ def daemon_to(tmp_path, receiver: str) -> DaemonProcess:
 
 
 def port_of(receiver: str):
-    return lambda: f"rvaed:to {receiver}" in jack_ports()
+    return lambda: f"{SENDING_NAME}:to {receiver}" in jack_ports()
 
 
 @pytest.fixture
