@@ -88,23 +88,30 @@ def bundle(port: int, *messages: tuple) -> None:
         sock.sendto(builder.build().dgram, ("127.0.0.1", port))
 
 
+def secret(daemon: DaemonProcess) -> str:
+    """The daemon's secret, which file commands carry first (kept in its state folder)."""
+    return (daemon.dirs["state"] / "secret").read_text().strip()
+
+
 def test_long_paths_and_fifos_in_file_commands_are_one_line_errors(daemon, receiver):
     plays(daemon, receiver)
     long = "a" * 300  # longer than a file name may be (255): ENAMETOOLONG
-    bundle(daemon.port, ("/rvaed/train", long), ("/rvaed/groove", long), ("/rvaed/x", 0.125))
+    key = secret(daemon)
+    bundle(daemon.port, ("/rvaed/train", key, long), ("/rvaed/groove", key, long),
+           ("/rvaed/x", 0.125))
     daemon.wait_log("/rvaed/train: refused path", 60)  # (the groove's: rate-limited, counted)
     fifo = daemon.dirs["inbox"] / "fifo.mid"
     os.mkfifo(fifo)  # no writer: the trainer's read waited forever
-    daemon.osc("/rvaed/train", "fifo.mid")
+    daemon.osc("/rvaed/train", key, "fifo.mid")
     daemon.wait_log("not a regular file (a FIFO)", 120)
     daemon.wait_log("training failed", 120)
     text = daemon.text()
     assert "Traceback" not in text and "File name too long" in text
     assert text.count("refused path 'aaaa") == 1
     shutil.copy(GROOVES[0], daemon.dirs["inbox"] / "good.mid")  # the trainer is free again
-    daemon.osc("/rvaed/train", "good.mid")
+    daemon.osc("/rvaed/train", key, "good.mid")
     wait_until(lambda: daemon.text().count("training: started") == 2, 120, daemon)
-    daemon.osc("/rvaed/train/cancel")  # (a training stopped by SIGTERM may outlast stop's wait)
+    daemon.osc("/rvaed/train/cancel", secret(daemon))  # (a training stopped by SIGTERM may outlast stop's wait)
     wait_until(lambda: daemon.text().count("training failed")
                + daemon.text().count("training: model") == 2, 120, daemon)
     assert daemon.stop() == 0
@@ -145,7 +152,7 @@ def test_files_dropped_during_a_training_wait_and_are_trained_next(daemon, recei
     daemon.wait_log("until training can start: a training is running", 120)
     assert (inbox / "second.mid").exists()  # left where it was dropped, not taken
     wait_until(lambda: daemon.text().count("training: started") == 2, 300, daemon)
-    daemon.osc("/rvaed/train/cancel")  # (a training stopped by SIGTERM may outlast stop's wait)
+    daemon.osc("/rvaed/train/cancel", secret(daemon))  # (a training stopped by SIGTERM may outlast stop's wait)
     assert not (inbox / "second.mid").exists()
     assert len(list((inbox / "taken").rglob("second.mid"))) == 1
     text = daemon.text()
