@@ -111,7 +111,8 @@ def test_long_paths_and_fifos_in_file_commands_are_one_line_errors(daemon, recei
     shutil.copy(GROOVES[0], daemon.dirs["inbox"] / "good.mid")  # the trainer is free again
     daemon.osc("/rvaed/train", key, "good.mid")
     wait_until(lambda: daemon.text().count("training: started") == 2, 120, daemon)
-    daemon.osc("/rvaed/train/cancel", secret(daemon))  # (a training stopped by SIGTERM may outlast stop's wait)
+    # (a training stopped by SIGTERM may outlast stop's wait)
+    daemon.osc("/rvaed/train/cancel", secret(daemon))
     wait_until(lambda: daemon.text().count("training failed")
                + daemon.text().count("training: model") == 2, 120, daemon)
     assert daemon.stop() == 0
@@ -152,7 +153,8 @@ def test_files_dropped_during_a_training_wait_and_are_trained_next(daemon, recei
     daemon.wait_log("until training can start: a training is running", 120)
     assert (inbox / "second.mid").exists()  # left where it was dropped, not taken
     wait_until(lambda: daemon.text().count("training: started") == 2, 300, daemon)
-    daemon.osc("/rvaed/train/cancel", secret(daemon))  # (a training stopped by SIGTERM may outlast stop's wait)
+    # (a training stopped by SIGTERM may outlast stop's wait)
+    daemon.osc("/rvaed/train/cancel", secret(daemon))
     assert not (inbox / "second.mid").exists()
     assert len(list((inbox / "taken").rglob("second.mid"))) == 1
     text = daemon.text()
