@@ -537,14 +537,24 @@ ROUTES = (
 )
 
 
-def _local_address(host: str) -> bool:
-    """True when ``host`` is an address of this machine (loopback, or one it can bind)."""
+def sender_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address a sender ``host`` stands for: IPv4-mapped IPv6 (``::ffff:127.0.0.1``,
+    what a dual-stack socket reports) as IPv4, a zone (``fe80::1%eth0``) left out; None for
+    anything that is not an IP address."""
     try:
         address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
-        return False
+        return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+        return address.ipv4_mapped
+    return address
+
+
+def _local_address(host: str) -> bool:
+    """True when ``host`` is an address of this machine (loopback, or one it can bind)."""
+    address = sender_address(host)
+    if address is None:
+        return False
     if address.is_loopback or address.is_unspecified:
         return True
     family = socket.AF_INET6 if address.version == 6 else socket.AF_INET

@@ -15,6 +15,12 @@ MAX_TRIES = 10
 CODE_DIGITS = 6
 
 
+def matches(candidate: object, secret: str) -> bool:
+    """True when ``candidate`` is the string ``secret`` (constant time; no secret: False)."""
+    return bool(secret) and isinstance(candidate, str) and hmac.compare_digest(
+        candidate.encode(), secret.encode())
+
+
 def _code() -> str:
     return f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
 
@@ -29,13 +35,11 @@ class SessionSecret:
 
     def valid(self, candidate: object) -> bool:
         """True when ``candidate`` is the key (any other type or value, or no key: False)."""
-        return bool(self.key) and isinstance(candidate, str) and hmac.compare_digest(
-            candidate.encode(), self.key.encode())
+        return matches(candidate, self.key)
 
     def pair(self, code: object) -> str | None:
         """The key for the right pairing code; None (and one try used up) otherwise."""
-        if self.key and isinstance(code, str) and hmac.compare_digest(code.strip().encode(),
-                                                                      self.code.encode()):
+        if self.key and matches(code.strip() if isinstance(code, str) else code, self.code):
             self.wrong = 0
             return self.key
         self.wrong += 1

@@ -18,7 +18,6 @@ the log names the file. On the daemon's own machine the CLI uses the local socke
 (rvaed.daemon.localsocket) and needs no secret.
 """
 
-import hmac
 import ipaddress
 import logging
 import os
@@ -27,8 +26,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rvaed.control.osc import sender_address
 from rvaed.core.atomic import write_new
 from rvaed.core.errors import RvaedError
+from rvaed.core.secret import matches
 from rvaed.daemon.config import DaemonConfig
 
 log = logging.getLogger(__name__)
@@ -83,13 +84,9 @@ def sender_allowed(host: str, allow: Sequence[Network]) -> bool:
     IPv4 client) count as their IPv4 address; a zone (``fe80::1%eth0``) is ignored.
     Anything that is not an IP address is refused.
     """
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address.version == net.version and address in net for net in allow)
+    address = sender_address(host)
+    return address is not None and any(address.version == net.version and address in net
+                                       for net in allow)
 
 
 @dataclass
@@ -117,8 +114,7 @@ class FilePolicy:
 
     def authentic(self, candidate: object) -> bool:
         """``candidate`` is the secret (compared in constant time)."""
-        return (bool(self.secret) and isinstance(candidate, str)
-                and hmac.compare_digest(candidate.encode(), self.secret.encode()))
+        return matches(candidate, self.secret)
 
     def admit(self, address: str, host: str, args: tuple) -> tuple:
         """The arguments of a file command after its leading secret, if ``host`` is allowed

@@ -128,12 +128,9 @@ class TimelineClock:
         """Nothing to leave (Link's clock leaves its session)."""
 
 
-class InternalClock(TimelineClock):
-    """A free-running clock for when Link is off: same interface, no network.
-
-    Tempo changes keep the beat continuous (the line is re-anchored at the moment of change);
-    starting to play puts beat 0, a bar line, `START_LEAD` seconds ahead.
-    """
+class LineClock(TimelineClock):
+    """A clock whose whole state is one `Timeline`, replaced whole under a lock, never
+    mutated (a read needs no lock): the internal clock and the MIDI clock follower."""
 
     peers = 0
     link = False
@@ -144,7 +141,7 @@ class InternalClock(TimelineClock):
         self._line = Timeline(now(), 0.0, clamp_tempo(tempo), False, 0.0, quantum)
 
     def timeline(self) -> Timeline:
-        return self._line  # replaced whole, never mutated: a read needs no lock
+        return self._line
 
     @property
     def tempo(self) -> float:
@@ -157,6 +154,14 @@ class InternalClock(TimelineClock):
     @property
     def playing(self) -> bool:
         return self._line.playing
+
+
+class InternalClock(LineClock):
+    """A free-running clock for when Link is off: same interface, no network.
+
+    Tempo changes keep the beat continuous (the line is re-anchored at the moment of change);
+    starting to play puts beat 0, a bar line, `START_LEAD` seconds ahead.
+    """
 
     def set_tempo(self, bpm: float) -> None:
         with self._lock:

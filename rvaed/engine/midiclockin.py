@@ -17,7 +17,6 @@ The loop anchor is the song start (beat 0, a bar line), so a pattern's step 0 fa
 master's bar lines.
 """
 
-import threading
 from collections import deque
 
 import numpy as np
@@ -27,9 +26,8 @@ from rvaed.engine import midiapi
 from rvaed.engine.clock import (
     DEFAULT_QUANTUM,
     DEFAULT_TEMPO,
+    LineClock,
     Timeline,
-    TimelineClock,
-    checked_quantum,
     clamp_tempo,
     now,
 )
@@ -39,21 +37,16 @@ WINDOW = 24  # ticks in the regression: one beat
 TICKS_PER_SIXTEENTH = 6  # Song Position Pointer counts 16ths
 
 
-class MidiClockIn(TimelineClock):
+class MidiClockIn(LineClock):
     """A clock following the MIDI clock messages handed to `receive` (`listen` connects a MIDI
     input port to it)."""
 
-    peers = 0
-    link = False
-
     def __init__(self, quantum: float = DEFAULT_QUANTUM, tempo: float = DEFAULT_TEMPO) -> None:
-        quantum = checked_quantum(quantum)
-        self._line = Timeline(now(), 0.0, clamp_tempo(tempo), False, 0.0, quantum)
+        super().__init__(tempo, quantum)
         self._window: deque[tuple[int, float]] = deque(maxlen=WINDOW)
         self._count = 0  # ticks ever received: the regression's x
         self._position = 0  # the song position of the next tick played (ticks since start)
         self._armed = False  # Start/Continue seen: playing from the next tick
-        self._lock = threading.Lock()
         self._port = None
 
     def listen(self, port: str, api: str = "auto") -> None:
@@ -68,21 +61,6 @@ class MidiClockIn(TimelineClock):
         midi_in.set_callback(lambda event, _: self.receive(event[0], now()))
         midi_in.open_port(index, name="clock in")
         self._port = midi_in
-
-    def timeline(self) -> Timeline:
-        return self._line  # replaced whole, never mutated
-
-    @property
-    def tempo(self) -> float:
-        return self._line.tempo
-
-    @property
-    def quantum(self) -> float:
-        return self._line.quantum
-
-    @property
-    def playing(self) -> bool:
-        return self._line.playing
 
     @property
     def late_start(self) -> float:

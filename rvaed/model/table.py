@@ -22,6 +22,7 @@ MIN_AGREEMENT at any threshold is not used (the same rule as the int8 twin's).
 """
 
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 import tempfile
@@ -72,8 +73,7 @@ class DecodeTable:
         for i in range(0, len(z), BATCH):
             values[i:i + BATCH] = decode_many(z[i:i + BATCH]).reshape(-1, first[0].size)
         table = cls(span, values.reshape(grid, grid, -1), first.shape[1:], 0.0)
-        object.__setattr__(table, "agreement", table.measure(decode_many, region))
-        return table
+        return dataclasses.replace(table, agreement=table.measure(decode_many, region))
 
     @property
     def usable(self) -> bool:

@@ -30,13 +30,6 @@ def daemon(tmp_path, jack_server, link_network):
     process.kill()
 
 
-@pytest.fixture
-def receiver(jack_server):
-    rx = MidiDump(f"rx-{os.getpid()}-{time.monotonic_ns() % 10**6}")
-    yield rx
-    rx.close()
-
-
 def listen(daemon: DaemonProcess, receiver: MidiDump) -> float:
     """Start the daemon, connect the receiver, return seconds from start to the first note."""
     started = daemon.start()

@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -32,13 +31,6 @@ def daemon(tmp_path, jack_server):
     process = DaemonProcess(tmp_path, free_udp_port(), link={"enabled": False})
     yield process
     process.kill()
-
-
-@pytest.fixture
-def receiver(jack_server):
-    rx = MidiDump(f"rx-{os.getpid()}-{time.monotonic_ns() % 10**6}")
-    yield rx
-    rx.close()
 
 
 def plays(daemon: DaemonProcess, receiver: MidiDump) -> None:

@@ -17,13 +17,12 @@ from performer import subscribe
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 from rig import DaemonProcess, free_udp_port, wait_until
-from test_daemon import (  # noqa: F401  (fixture)
+from test_daemon import (
     GROOVE,
     NOTE_ON,
     assert_never_stopped,
     assert_no_hanging_notes,
     listen,
-    receiver,
 )
 
 from rvaed.engine.clock import now
@@ -126,7 +125,7 @@ def channels_between(midi_dump, start: float, end: float) -> set[int]:
 
 
 def test_sighup_applies_every_section_and_the_music_plays_on(daemon, client,
-                                                             receiver):  # noqa: F811
+                                                             receiver):
     first_note = listen(daemon, receiver) + daemon.started
     client.send("/rvaed/threshold", 0.2)
     client.send("/a", 0.2)
@@ -175,7 +174,7 @@ def test_sighup_applies_every_section_and_the_music_plays_on(daemon, client,
 
 
 def test_a_broken_file_on_sighup_keeps_the_running_config(daemon, client,
-                                                          receiver):  # noqa: F811
+                                                          receiver):
     listen(daemon, receiver)
     good = daemon.config.read_text()
     daemon.config.write_text(good + "training: {epochs: many}\n")
@@ -192,7 +191,7 @@ def test_a_broken_file_on_sighup_keeps_the_running_config(daemon, client,
 
 
 def test_link_switches_off_and_on_by_sighup_and_osc_while_the_music_plays(
-        daemon, client, receiver):  # noqa: F811
+        daemon, client, receiver):
     """Alone, switching Link moves no beat: the one Link object keeps its timeline, so the
     notes never stop (a Link session found on the way would be joined: that is a jump)."""
     first_note = listen(daemon, receiver) + daemon.started
