@@ -77,8 +77,9 @@ def test_kill_9_mid_note_the_restarted_daemon_ends_it_before_playing(tmp_path, j
         daemon.start(ready=port_of("rx-kill"))
         assert receiver.wait_for(lambda m: len(receiver.kinds(NOTE_ON)) >= 8, 20)
         hanging = kill_mid_note(daemon, receiver)
-        cut = len(receiver.messages)  # all the killed daemon sent (kill_mid_note waited)
-        wait_until(lambda: not port_of("rx-kill")(), 10, daemon)
+        wait_until(lambda: not port_of("rx-kill")(), 10, daemon)  # its sender is gone too
+        quiet(receiver)
+        cut = len(receiver.messages)  # all the killed daemon and its sender sent
         daemon.start(ready=port_of("rx-kill"))  # the same config, state and data
         assert receiver.wait_for(
             lambda m: any(x[0] & 0xF0 == NOTE_ON for _, x in m[cut:]), 20)

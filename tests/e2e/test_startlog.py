@@ -27,6 +27,7 @@ def daemon(tmp_path, jack_server, link_network):
 def started_lines(daemon: DaemonProcess) -> list[str]:
     daemon.start()
     daemon.wait_log("playing starter at", 15)
+    daemon.wait_log("transport: playing", 15)  # Link has joined or found none: it plays
     return daemon.text().splitlines()
 
 
