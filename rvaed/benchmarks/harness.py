@@ -10,9 +10,11 @@ import contextlib
 import ctypes
 import multiprocessing
 import os
+import select
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -165,19 +167,27 @@ class Sink:
 
     def _until_live(self) -> None:
         """Send PROBE until it is received: the port is listed before jack_midi_dump
-        processes, and what arrives in between is lost."""
-        probe = self.connect(f"{self.name}-probe")
-
-        def received() -> bool:
-            probe.send_message(PROBE)
-            time.sleep(0.02)
-            return any(message == PROBE for _, message in self.messages())
-
+        processes, and what arrives in between is lost. The probe is another process
+        (`send_probes`): libjack keeps one server's shared memory per process, and a client
+        of this process on a server that a test hangs or stops later crashed this process's
+        other JACK clients."""
+        probe = subprocess.Popen(
+            [sys.executable, "-c", PROBE_PROCESS, f"{self.name}-probe", self.port],
+            stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
         try:
-            wait_for(received, 10, f"nothing sent to {self.port} arrived")
+            wait_for(lambda: probe.poll() is not None
+                     or any(message == PROBE for _, message in self.messages()),
+                     20, f"nothing sent to {self.port} arrived")
+            if probe.poll() is not None:
+                raise RvaedError(f"the probe sender to {self.port} exited ({probe.returncode})")
         finally:
-            probe.close_port()
-            probe.delete()
+            if probe.stdin is not None:
+                probe.stdin.close()  # it closes its port and exits
+            try:
+                probe.wait(10)
+            except subprocess.TimeoutExpired:
+                probe.kill()
+                probe.wait()
 
     def __exit__(self, *_exc) -> None:
         if self._process is None:  # never entered
@@ -204,6 +214,26 @@ class Sink:
             if frame.strip().isdigit() and data:
                 received.append((int(frame) / RATE, tuple(data)))
         return received
+
+
+PROBE_PROCESS = ("import sys; from rvaed.benchmarks.harness import send_probes; "
+                 "send_probes(*sys.argv[1:])")
+
+
+def send_probes(client: str, port: str) -> None:
+    """PROBE to ``port`` every 20 ms from a JACK client named ``client`` until stdin closes."""
+    from rvaed.engine import midiapi
+
+    output = midiapi.open_client("jack", "output", client)
+    wait_for(lambda: midiapi.match_port(output.get_ports(), port) is not None, 10,
+             f"{port} is not listed")
+    output.open_port(midiapi.match_port(output.get_ports(), port))
+    try:
+        while not select.select([sys.stdin], [], [], 0.02)[0]:
+            output.send_message(PROBE)
+    finally:
+        output.close_port()
+        output.delete()
 
 
 def jack_ports() -> str:
