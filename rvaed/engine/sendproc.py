@@ -14,7 +14,12 @@ Protocol (`midiout.Output` is the other end):
 - stdin: fixed-size records, `RECORD` = (due, slack, length, up to 3 bytes). A message more
   than ``slack`` seconds after its ``due`` host time is dropped instead of sent (a negative
   slack: never dropped; note-offs and All Notes Off), so messages that waited in the pipe
-  while this process was stalled never burst out late. End of file: send what is left, exit.
+  while this process was stalled never burst out late. End of file: send what is left, exit;
+  when the daemon died (killed with -9, crashed) first send the clean slate, so no note it
+  started is left sounding until it is restarted.
+- signals: SIGINT is ignored (a Ctrl-C is the daemon's), SIGTERM (the daemon's death, or
+  systemd stopping the unit's processes together) only arms a hard end in `ORPHAN_GRACE`
+  seconds: the daemon, if alive, still sends its note-offs and closes the pipe.
 - stdout: status lines, `open NAME`, `waiting TEXT`, `vanished NAME`, `error TEXT`,
   `lost TEXT` (then it exits).
 - the descriptor ``shared`` of the settings: a page the daemon watches, `SHARED` = (heartbeat
@@ -63,6 +68,8 @@ HELD = 256  # note-offs kept while JACK is paused, at most
 CHECK = 0.1  # the longest wait for records: the heartbeat and the checks run at least this often
 RETRY = 1.0  # seconds between attempts to reach a MIDI system that did not answer
 SETTLE = 0.05  # JACK makes a new connection live a few periods after it is made
+SETTLE_CYCLES = 4  # on JACK: counted in its cycles, which a loaded machine runs late
+ORPHAN_GRACE = 2  # seconds a sender lives on after SIGTERM (the daemon's death), at most
 
 
 def ask_realtime() -> str | None:
@@ -98,6 +105,19 @@ class _JackPulse:
             self._frame, self._moved = frame, now()
         return now() - self._moved
 
+    def cycles(self, count: int, timeout: float) -> None:
+        """Wait until the server has run ``count`` more cycles (or ``timeout`` seconds)."""
+        if not self._client:
+            time.sleep(SETTLE)
+            return
+        deadline, seen = now() + timeout, 0
+        self.stalled()
+        while seen < count and now() < deadline:
+            last = self._frame
+            time.sleep(0.001)
+            self.stalled()
+            seen += self._frame != last
+
 
 class _Sender:
     """The loop: open the port, send what arrives, watch the port and the backend."""
@@ -125,6 +145,20 @@ class _Sender:
 
     def run(self) -> None:
         """Until the daemon closes the pipe (or the backend is lost: the process exits)."""
+        parent = os.getppid()
+        try:
+            self._loop()
+        finally:
+            if self.port_name and _orphaned(parent):
+                self.slate_if_running()
+
+    def slate_if_running(self) -> None:
+        """The clean slate, unless JACK runs no cycles (a send then spins for good)."""
+        if self.pulse is None or self.pulse.stalled() <= PAUSED:
+            for message in self.slate:
+                self.client.send_message(message)
+
+    def _loop(self) -> None:
         while True:
             SHARED.pack_into(self.shared, 0, now(), self.sent, self.dropped, *self.lateness)
             if self.pulse is not None and self.pulse.stalled() > STALLED:
@@ -179,9 +213,11 @@ class _Sender:
         return True
 
     def _ready(self, name: str) -> None:
-        time.sleep(SETTLE)
-        for message in self.slate:
-            self.client.send_message(message)
+        if self.pulse is not None and self.pulse.stalled() <= PAUSED:
+            self.pulse.cycles(SETTLE_CYCLES, timeout=1.0)
+        else:
+            time.sleep(SETTLE)
+        self.slate_if_running()
         self.port_name = name
         # with how late the destination sounds: on JACK its playback latency (LinkHut's rule)
         latency = jacklatency.playback_latency(name) if self.pulse is not None else 0.0
@@ -228,6 +264,17 @@ def _readable(stream, timeout: float) -> bool:
     return bool(select.select([stream], [], [], timeout)[0])
 
 
+def _orphaned(parent: int) -> bool:
+    """Whether the daemon ``parent`` is dead: this process is re-parented, which the kernel
+    does just after it closed the daemon's end of the pipe (so wait a moment for it)."""
+    deadline = now() + 0.05
+    while os.getppid() == parent:
+        if now() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
 def _rest(data: bytes) -> bytes:
     """The rest of a record cut by a short read (writes of whole records are atomic)."""
     missing = -len(data) % RECORD.size
@@ -240,8 +287,9 @@ def _rest(data: bytes) -> bytes:
 def main() -> None:
     settings = json.loads(sys.argv[1])
     with contextlib.suppress(OSError):  # Linux: end with the daemon even when it is killed
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the daemon's to handle
+    signal.signal(signal.SIGTERM, lambda *_: signal.alarm(ORPHAN_GRACE))  # SIGALRM ends it
     ask_realtime()
     with mmap.mmap(settings["shared"], SHARED.size) as shared:
         _Sender(settings, shared).run()
