@@ -16,6 +16,8 @@ from pathlib import Path
 from jackmidi import MidiDump
 from readme import README, commands
 
+from rvaed.benchmarks.harness import jack_ports
+
 ELSEWHERE = {  # command -> the test that runs it as written
     "python3 -m venv ~/.local/rvaed && ~/.local/rvaed/bin/pip install '.[train]' \\\n"
     "--extra-index-url https://download.pytorch.org/whl/cpu": "tests/install/test_bookworm.py",
@@ -79,8 +81,7 @@ def test_rvaed_run_v_plays_and_stops_cleanly_on_ctrl_c(tmp_path, jack_server, li
                    text=True)
     try:
         deadline = time.monotonic() + 20
-        while "rvaed:rvaed" not in subprocess.run(["jack_lsp"], capture_output=True,
-                                                  text=True).stdout:
+        while "rvaed:rvaed" not in jack_ports():
             assert daemon.poll() is None and time.monotonic() < deadline, daemon.stdout.read()
             time.sleep(0.1)
         receiver.connect_from("rvaed:rvaed")

@@ -12,6 +12,7 @@ import time
 import pytest
 from jackmidi import Receiver
 
+from rvaed.benchmarks.harness import jack_lsp, jack_ports
 from rvaed.engine.jacklatency import playback_latency
 from rvaed.engine.midiout import Output
 
@@ -19,7 +20,7 @@ RATE = 48000
 
 
 def lsp_playback_frames(port: str) -> int:
-    listing = subprocess.run(["jack_lsp", "-l", port], capture_output=True, text=True).stdout
+    listing = jack_lsp("-l", port).stdout
     return int(re.search(r"playback latency = \[ \d+ (\d+) \]", listing).group(1))
 
 
@@ -29,8 +30,7 @@ def synth(jack_server):
                                stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
-        while "midisine:audio_out" not in subprocess.run(["jack_lsp"], capture_output=True,
-                                                         text=True).stdout:
+        while "midisine:audio_out" not in jack_ports():
             assert time.monotonic() < deadline, "jack_midisine did not start"
             time.sleep(0.05)
         subprocess.run(["jack_connect", "midisine:audio_out", "system:playback_1"], check=True)

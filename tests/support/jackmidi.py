@@ -18,7 +18,7 @@ import time
 
 import rtmidi
 
-from rvaed.benchmarks.harness import free_jack_name, start_jack, stop_jack
+from rvaed.benchmarks.harness import free_jack_name, jack_ports, start_jack, stop_jack
 from rvaed.engine.clock import now
 
 PERIOD = 64 / 48000
@@ -45,7 +45,7 @@ class Receiver:
         """Connect a JACK output port (part of its name) to this input (no rvaed involved)."""
         deadline = time.monotonic() + 5
         while True:  # jack_lsp can come back empty when the server is slow to accept a client
-            outputs = subprocess.run(["jack_lsp"], capture_output=True, text=True).stdout
+            outputs = jack_ports()
             sources = [line.strip() for line in outputs.splitlines() if output_client in line]
             if sources or time.monotonic() > deadline:
                 break
@@ -82,8 +82,7 @@ class MidiDump(Receiver):
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         deadline = time.monotonic() + 5
-        while self.port not in subprocess.run(["jack_lsp"], capture_output=True,
-                                              text=True).stdout:
+        while self.port not in jack_ports():
             if time.monotonic() > deadline:
                 raise RuntimeError("jack_midi_dump did not start")
             time.sleep(0.05)
