@@ -118,7 +118,7 @@ def test_one_file_is_split_into_a_block_and_its_overlaps_are_dropped(funk):
         bars = sorted(sources[i][1] for i in held.val)
         assert held.by == "block" and bars == list(range(bars[0], bars[0] + len(bars)))
         assert len(bars) == round(len(funk) / 6) and not shares_a_bar(sources, held, 2)
-        inside = 0 < bars[0] - 1 and bars[-1] < len(funk)  # neighbours on both sides
+        inside = bars[0] > 1 and bars[-1] < len(funk)  # neighbours on both sides
         assert held.dropped == (2 if inside else 1)
         assert len(held.train) + len(held.val) + held.dropped == len(funk)
 
