@@ -3,13 +3,14 @@
 The loop holds out about 1/6 of the windows for validation, keeps the weights of the epoch
 with the lowest validation loss, stops early when that loss has not improved for
 ``patience`` epochs, and can be cancelled between batches (the best weights so far are kept).
-The validation windows come from files the training never sees (a random split of windows
-shares files, and so bars, between both sides: its onset F1 is optimistic; see
-docs/decisions.md). One file is split into a contiguous block for validation and the
-rest, and the windows that overlap the block are trained on by neither side. Sets too small
-to split train on everything and validate on everything; batches smaller than ``batch_size``
-are filled by repeating windows, so batch norm always sees several samples (the original
-device silently did nothing below 64 windows).
+The validation windows come from files the training never sees: windows overlap (they start
+every bar), so a random split of windows validates on bars the training saw and measures
+memory of the training files (figures in docs/decisions.md). A single file, or one holding
+most windows, gives a contiguous block of its windows instead, and the windows that share a
+bar with the block are trained on by neither side. Sets too small to split train on
+everything and validate on everything; batches smaller than ``batch_size`` are filled by
+repeating windows, so batch norm always sees several samples (the original device silently
+did nothing below 64 windows).
 """
 
 import logging
