@@ -98,6 +98,9 @@ def request_fields(args) -> dict:
     from rvaed.core.kit import load_kit
     from rvaed.training.options import IngestOptions, LossWeights, ModelConfig, TrainOptions
 
+    check_numbers(args)
+    if args.plot and not args.plot.parent.is_dir():
+        raise RvaedError(f"--plot {args.plot}: expected a file in an existing folder")
     channel = args.channel
     if args.continue_from is not None and args.kit is None:
         ingest = IngestOptions(_continued_kit(args.continue_from), channel=channel)
@@ -121,6 +124,20 @@ def request_fields(args) -> dict:
             fields["evaluate"] = tuple(map(str, gmd_files(args.paths, "validation")))
         fields["extra_files"] = {"ATTRIBUTION.md": attribution(files, args.paths, args.gmd_split)}
     return fields
+
+
+def check_numbers(args) -> None:
+    """A one-line error for a number the run cannot work with, naming its option."""
+    from rvaed.training.options import INTEGER_LIMITS, out_of_limits
+
+    for name in INTEGER_LIMITS:
+        if name in vars(args) and (wrong := out_of_limits(name, getattr(args, name))):
+            raise RvaedError(f"--{name.replace('_', '-')}: {wrong}")
+    if args.patience < 0:
+        raise RvaedError(f"--patience: expected an integer >= 0 (0 = never), got {args.patience}")
+    if args.hidden and min(args.hidden) < 1:
+        widths = " ".join(map(str, args.hidden))
+        raise RvaedError(f"--hidden: expected layer widths >= 1, got {widths}")
 
 
 def _continued_kit(model_dir: Path):

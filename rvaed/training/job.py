@@ -90,7 +90,8 @@ def run_training(request: TrainRequest, on_progress: Callable[[Progress], None] 
     from rvaed.training.loop import collapse_note, evaluate, pad_patterns, train
 
     model = load_model(request.continue_from)[0] if request.continue_from else None
-    result = train(dataset.windows, request.options, on_progress, cancelled, model)
+    result = train(dataset.windows, request.options, on_progress, cancelled, model,
+                   dataset.sources, ingest.grid.bars)
     offset = len(history)
     history += [{**entry, "epoch": entry["epoch"] + offset} for entry in result.history]
     metrics = {"train_windows": result.train_windows, "val_windows": result.val_windows,
@@ -103,8 +104,9 @@ def run_training(request: TrainRequest, on_progress: Callable[[Progress], None] 
     if collapsed:
         result.notes.append(collapsed)
     training = {"data": dataset.report.summary(), "options": request.options.to_dict(),
-                "channel": ingest.channel, "stopped": result.stopped,
-                "epochs_run": len(result.history), "seconds": round(result.seconds, 1),
+                "channel": ingest.channel, "validation": result.validation,
+                "stopped": result.stopped, "epochs_run": len(result.history),
+                "seconds": round(result.seconds, 1),
                 "continued_from": str(request.continue_from) if request.continue_from else None,
                 "notes": result.notes}
     manifest = export_model(result.model, request.out_dir, ingest.kit, ingest.grid,

@@ -1,18 +1,23 @@
 """Train a RhythmVAE on windows of drums: a plain loop that works from one window to the GMD.
 
-The loop holds out 1/6 of the windows for validation, keeps the weights of the epoch with the
-lowest validation loss, stops early when that loss has not improved for ``patience`` epochs,
-and can be cancelled between batches (the best weights so far are kept). Sets too small to
-split train on everything and validate on everything; batches smaller than ``batch_size``
-are filled by repeating windows, so batch norm always sees several samples (the original
-device silently did nothing below 64 windows).
+The loop holds out about 1/6 of the windows for validation, keeps the weights of the epoch
+with the lowest validation loss, stops early when that loss has not improved for
+``patience`` epochs, and can be cancelled between batches (the best weights so far are kept).
+The validation windows come from files the training never sees: windows overlap (they start
+every bar), so a random split of windows validates on bars the training saw and measures
+memory of the training files (figures in docs/decisions.md). A single file, or one holding
+most windows, gives a contiguous block of its windows instead, and the windows that share a
+bar with the block are trained on by neither side. Sets too small to split train on
+everything and validate on everything; batches smaller than ``batch_size`` are filled by
+repeating windows, so batch norm always sees several samples (the original device silently
+did nothing below 64 windows).
 """
 
 import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +41,7 @@ class TrainResult:
     seconds: float
     train_windows: int
     val_windows: int
+    validation: dict  # Split.to_dict
     history: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -112,17 +118,71 @@ def bound_threads(threads: int) -> int:
     return threads
 
 
-def split(count: int, options: TrainOptions, rng: np.random.Generator,
-          notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the training and validation windows."""
+@dataclass(frozen=True)
+class Split:
+    """Indices of the training and validation windows, and how they were chosen: "file"
+    (whole files held out), "block" (a contiguous block of one file), "window" (windows of
+    unknown origin, held out at random) or "none" (too few: all on both sides)."""
+
+    train: np.ndarray
+    val: np.ndarray
+    by: str
+    files: int  # files with windows on the validation side
+    dropped: int = 0  # windows overlapping the validation block, on neither side
+
+    def to_dict(self) -> dict:
+        """How the run was validated, for the model's manifest."""
+        return {"by": self.by, "files": self.files, "windows": len(self.val),
+                "train_windows": len(self.train), "dropped_windows": self.dropped}
+
+
+def split(count: int, sources: Sequence[tuple[str, int]] | None, span: int,
+          options: TrainOptions, rng: np.random.Generator, notes: list[str]) -> Split:
+    """Hold out whole files; a block of the largest file when no choice of files leaves at
+    least half of the windows for training. ``sources`` are the (file, first bar) of each
+    window, ``span`` the bars of a window."""
     if count < options.min_split_windows:
         notes.append(f"{count} window(s) is too few to hold some out: training and validating "
                      "on all of them")
         every = np.arange(count)
-        return every, every
-    order = rng.permutation(count)
-    held_out = max(1, round(count * options.validation_fraction))
-    return order[held_out:], order[:held_out]
+        return Split(every, every, "none", 0)
+    target = max(1, round(count * options.validation_fraction))
+    if sources is None:
+        order = rng.permutation(count)
+        return Split(order[target:], order[:target], "window", 0)
+    _, file_of = np.unique([file for file, _ in sources], return_inverse=True)
+    sizes = np.bincount(file_of)
+    held = held_out_files(sizes, target, rng)
+    if held is not None:
+        val = np.isin(file_of, held)
+        return Split(np.flatnonzero(~val), np.flatnonzero(val), "file", len(held))
+    bars = np.array([bar for _, bar in sources])
+    return held_out_block(file_of, bars, span, int(np.argmax(sizes)), target, rng)
+
+
+def held_out_files(sizes: np.ndarray, target: int, rng: np.random.Generator) -> np.ndarray | None:
+    """Files (in random order) whose windows come closest to ``target``, keeping at least one
+    file and half of the windows for training; None when no such choice exists."""
+    if len(sizes) < 2:
+        return None
+    order = rng.permutation(len(sizes))
+    held = np.cumsum(sizes[order])[:-1]
+    best = int(np.argmin(np.abs(held - target)))
+    return order[:best + 1] if held[best] <= sizes.sum() / 2 else None
+
+
+def held_out_block(file_of: np.ndarray, bars: np.ndarray, span: int, file: int, target: int,
+                   rng: np.random.Generator) -> Split:
+    """``target`` consecutive windows of ``file`` for validation; the training side keeps the
+    windows that share no bar with them."""
+    mine = np.flatnonzero(file_of == file)
+    mine = mine[np.argsort(bars[mine], kind="stable")]
+    start = int(rng.integers(0, len(mine) - target + 1))
+    val = mine[start:start + target]
+    first, end = bars[val].min(), bars[val].max() + span
+    apart = (file_of != file) | (bars + span <= first) | (bars >= end)
+    train = np.flatnonzero(apart)
+    return Split(train, val, "block", 1, len(file_of) - len(train) - len(val))
 
 
 def batches(count: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -140,8 +200,12 @@ def batches(count: int, batch_size: int, rng: np.random.Generator) -> list[np.nd
 def train(windows: np.ndarray, options: TrainOptions,
           on_progress: Callable[[Progress], None] | None = None,
           cancelled: Callable[[], bool] | None = None,
-          model: RhythmVAE | None = None) -> TrainResult:
-    """Train ``model`` (a new one when None) on ``windows`` (N, 3, V, S) and return the best."""
+          model: RhythmVAE | None = None, sources: Sequence[tuple[str, int]] | None = None,
+          span: int = 1) -> TrainResult:
+    """Train ``model`` (a new one when None) on ``windows`` (N, 3, V, S) and return the best.
+
+    ``sources`` (file, first bar) of each window, ``span`` bars long, let validation hold out
+    files (see split); without them the windows are taken as independent."""
     windows = np.ascontiguousarray(windows, dtype=np.float32)
     if windows.ndim != 4 or windows.shape[1] != 3 or len(windows) == 0:
         raise RvaedError(f"training data: expected windows of shape (N, 3, voices, steps) with "
@@ -158,8 +222,10 @@ def train(windows: np.ndarray, options: TrainOptions,
         raise RvaedError(f"training data: {voices} voices x {steps} steps, but the model to "
                          f"continue has {model.voices} x {model.steps}")
     notes: list[str] = []
-    train_idx, val_idx = split(len(windows), options, rng, notes)
-    train_x, val_x = torch.from_numpy(windows[train_idx]), torch.from_numpy(windows[val_idx])
+    if sources is not None and len(sources) != len(windows):
+        raise RvaedError(f"training data: {len(sources)} sources for {len(windows)} windows")
+    held = split(len(windows), sources, span, options, rng, notes)
+    train_x, val_x = torch.from_numpy(windows[held.train]), torch.from_numpy(windows[held.val])
     optimizer = torch.optim.Adam(model.parameters(), lr=options.learning_rate, fused=True)
     history: list[dict] = []
     best_state, best_loss, best_epoch, stopped = None, math.inf, 0, "completed"
@@ -198,8 +264,8 @@ def train(windows: np.ndarray, options: TrainOptions,
         notes.append(f"{stopped} after epoch {len(history)}; kept epoch {best_epoch}")
     for note in notes:
         log.info("%s", note)
-    return TrainResult(model, best_epoch, stopped, time.monotonic() - start, len(train_idx),
-                       len(val_idx), history, notes)
+    return TrainResult(model, best_epoch, stopped, time.monotonic() - start, len(held.train),
+                       len(held.val), held.to_dict(), history, notes)
 
 
 def run_epoch(model: RhythmVAE, optimizer: torch.optim.Optimizer, train_x: torch.Tensor,

@@ -57,9 +57,26 @@ class LossWeights:
     hits_only: bool = False
 
 
+# The integer settings of a run and the values each can work with (low, high; None: no limit).
+# Batch norm cannot train on one window per step; torch seeds are unsigned 64-bit integers.
+INTEGER_LIMITS: dict[str, tuple[int, int | None]] = {
+    "epochs": (1, None), "batch_size": (2, None), "seed": (0, 2**64 - 1), "threads": (1, None),
+    "min_split_windows": (1, None)}
+
+
+def out_of_limits(name: str, value: object) -> str | None:
+    """What ``value`` of integer setting ``name`` should have been, or None when it works."""
+    low, high = INTEGER_LIMITS[name]
+    if isinstance(value, int) and low <= value and (high is None or value <= high):
+        return None
+    wanted = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
+    return f"expected {wanted}, got {value!r}"
+
+
 @dataclass(frozen=True)
 class TrainOptions:
-    """The training loop: Adam at ``learning_rate``, batches of ``batch_size``, 1/6 held out.
+    """The training loop: Adam at ``learning_rate``, batches of ``batch_size``, about 1/6 of
+    the windows (whole files where it can) held out.
 
     ``patience`` epochs without a better validation loss stop the run (None: never).
     A set of fewer than ``min_split_windows`` windows is not split: it serves as both the
@@ -78,10 +95,9 @@ class TrainOptions:
     loss: LossWeights = field(default_factory=LossWeights)
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "threads", "min_split_windows"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise RvaedError(f"training {name}: expected a positive integer, got {value!r}")
+        for name in INTEGER_LIMITS:
+            if wrong := out_of_limits(name, getattr(self, name)):
+                raise RvaedError(f"training {name}: {wrong}")
         if not 0 < self.validation_fraction < 1:
             raise RvaedError("training validation_fraction: expected a number between 0 and 1")
         if self.patience is not None and self.patience < 1:

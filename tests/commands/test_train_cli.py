@@ -48,6 +48,7 @@ def test_train_writes_a_model_and_shows_the_loss_curve(tmp_path, capsys):
     assert manifest.training["options"]["seed"] == 3 and len(manifest.history) == 4
     assert manifest.architecture["encoder_hidden"] == [64, 32]
     assert manifest.architecture["decoder_hidden"] == [32, 64]
+    assert manifest.training["validation"]["by"] == "block"  # one file: a block of it
 
 
 def run_cli(*args, **kwargs) -> subprocess.CompletedProcess:
@@ -62,6 +63,22 @@ def test_training_on_nothing_usable_is_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr.startswith("rvaed train: error: ") and done.stderr.count("\n") == 1
     assert "Traceback" not in done.stderr and not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize("option, value, expected", [
+    ("--batch-size", "1", "an integer >= 2, got 1"),
+    ("--epochs", "0", "an integer >= 1, got 0"),
+    ("--threads", "-1", "an integer >= 1, got -1"),
+    ("--seed", "-5", "an integer from 0 to"),
+    ("--patience", "-1", "an integer >= 0 (0 = never), got -1"),
+    ("--hidden", "0", "layer widths >= 1, got 0"),
+    ("--plot", "/no/such/folder/loss.png", "a file in an existing folder"),
+])
+def test_an_option_that_cannot_train_is_one_line_naming_it(tmp_path, option, value, expected):
+    done = run_cli("train", FUNK, "-o", tmp_path / "model", "--epochs", "2", option, value)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"rvaed train: error: {option}")
+    assert expected in done.stderr and not (tmp_path / "model").exists()
 
 
 def test_ctrl_c_writes_the_best_model_so_far(tmp_path):

@@ -19,6 +19,7 @@ from rvaed.training.loop import (
     onset_f1,
     pad_patterns,
     reconstruct,
+    split,
     train,
     validate,
 )
@@ -26,6 +27,7 @@ from rvaed.training.network import RhythmVAE
 from rvaed.training.options import IngestOptions, ModelConfig, TrainOptions
 
 FUNK = DATA / "groove/drummer1/session1/1_funk_80_beat_4-4.mid"
+BEATS = sorted((DATA / "groove").glob("*/*/*_beat_4-4.mid"))
 TINY = ModelConfig(encoder_hidden=(32,), decoder_hidden=(32,))
 
 
@@ -85,6 +87,55 @@ def test_split_holds_out_a_sixth(funk):
     assert result.train_windows + result.val_windows == len(funk)
 
 
+def test_validation_holds_out_whole_files():
+    data = load_dataset(BEATS, IngestOptions(load_kit("gmd"), workers=1))
+    files = {file for file, _ in data.sources}
+    assert len(files) >= 3
+    for seed in range(8):
+        held = split(len(data.sources), data.sources, 2, TrainOptions(seed=seed),
+                     np.random.default_rng(seed), [])
+        trained = {data.sources[i][0] for i in held.train}
+        validated = {data.sources[i][0] for i in held.val}
+        assert held.by == "file" and not trained & validated
+        assert trained | validated == files and len(validated) == held.files
+        assert len(held.train) + len(held.val) == len(data.sources) >= 2 * len(held.val)
+    result = train(data.windows, TrainOptions(epochs=1, model=TINY), sources=data.sources,
+                   span=2)
+    assert result.validation["by"] == "file" and result.validation["windows"] == result.val_windows
+
+
+def shares_a_bar(sources, held, span) -> bool:
+    """Whether a training window and a validation window of one file overlap."""
+    return any(file == other and abs(bar - other_bar) < span
+               for file, bar in (sources[i] for i in held.train)
+               for other, other_bar in (sources[i] for i in held.val))
+
+
+def test_one_file_is_split_into_a_block_and_its_overlaps_are_dropped(funk):
+    sources = [("funk", bar) for bar in range(1, len(funk) + 1)]  # windows start every bar
+    for seed in range(8):
+        held = split(len(funk), sources, 2, TrainOptions(), np.random.default_rng(seed), [])
+        bars = sorted(sources[i][1] for i in held.val)
+        assert held.by == "block" and bars == list(range(bars[0], bars[0] + len(bars)))
+        assert len(bars) == round(len(funk) / 6) and not shares_a_bar(sources, held, 2)
+        inside = bars[0] > 1 and bars[-1] < len(funk)  # neighbours on both sides
+        assert held.dropped == (2 if inside else 1)
+        assert len(held.train) + len(held.val) + held.dropped == len(funk)
+
+
+def test_a_file_with_most_windows_is_split_into_a_block():
+    sources = [("big", bar) for bar in range(1, 41)] + [("small", bar) for bar in (1, 3, 5)]
+    seen = set()
+    for seed in range(12):
+        held = split(len(sources), sources, 4, TrainOptions(), np.random.default_rng(seed), [])
+        seen.add(held.by)
+        assert not shares_a_bar(sources, held, 4)
+        assert len(held.train) >= len(sources) / 2
+        if held.by == "file":
+            assert {sources[i][0] for i in held.val} == {"small"}
+    assert seen == {"file", "block"}
+
+
 def test_the_kept_weights_are_the_best_epochs(funk):
     few = funk[:10]  # fewer than min_split_windows: validated on all of them
     options = TrainOptions(epochs=12, patience=None, learning_rate=0.05, model=TINY)
@@ -135,6 +186,13 @@ def test_a_model_of_another_shape_cannot_continue(funk):
     first = train(funk, TrainOptions(epochs=1, model=TINY))
     with pytest.raises(RvaedError, match="8 voices x 32 steps"):
         train(funk[:, :, :8], TrainOptions(epochs=1, model=TINY), model=first.model)
+
+
+def test_settings_that_cannot_train_are_refused():
+    with pytest.raises(RvaedError, match="batch_size: expected an integer >= 2, got 1"):
+        TrainOptions(batch_size=1)
+    with pytest.raises(RvaedError, match="seed: expected an integer from 0 to"):
+        TrainOptions(seed=-1)
 
 
 def test_bad_windows_are_refused():

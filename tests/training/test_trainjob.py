@@ -10,7 +10,7 @@ from checks import DATA
 
 from rvaed.core.kit import load_kit
 from rvaed.model.modeldir import read_manifest
-from rvaed.training.job import TrainJob
+from rvaed.training.job import TrainJob, TrainRequest, run_training
 from rvaed.training.options import IngestOptions, ModelConfig, TrainOptions
 
 FUNK = DATA / "groove/drummer1/session1/1_funk_80_beat_4-4.mid"
@@ -20,7 +20,7 @@ FOREVER = TrainOptions(epochs=100_000, patience=None, model=TINY)
 PARENT = """
 import json, sys
 from rvaed.training.options import ModelConfig, TrainOptions
-from rvaed.training.job import TrainJob
+from rvaed.training.job import TrainJob, TrainRequest, run_training
 options = TrainOptions(epochs=3, model=ModelConfig((16,), (16,)))
 seen = []
 job = TrainJob.start([sys.argv[1]], sys.argv[2], options, seen.append)
@@ -41,6 +41,21 @@ def test_a_job_trains_in_a_child_and_the_parent_never_imports_torch(tmp_path):
     assert report["result"]["stopped"] == "completed"
     manifest = read_manifest(out)
     assert manifest.training["epochs_run"] == 3 and manifest.kit.name == "rhythmvae"
+
+
+def test_the_manifest_records_how_the_run_was_validated(tmp_path):
+    rock = DATA / "groove/drummer9/session1/14_rock_120_beat_4-4.mid"
+    options = TrainOptions(epochs=2, model=TINY)
+    ingest = IngestOptions(load_kit("gmd"), workers=1)
+    summary = run_training(TrainRequest((str(FUNK), str(rock)), tmp_path / "two", options,
+                                        ingest))
+    validation = read_manifest(tmp_path / "two").training["validation"]
+    assert validation["by"] == "file" and validation["files"] == 1
+    assert validation["windows"] == summary["metrics"]["val_windows"] > 0
+    assert validation["train_windows"] == summary["metrics"]["train_windows"] > 0
+    run_training(TrainRequest((str(FUNK),), tmp_path / "one", options, ingest))
+    validation = read_manifest(tmp_path / "one").training["validation"]
+    assert validation["by"] == "block" and validation["dropped_windows"] > 0
 
 
 def start_and_wait_for_progress(tmp_path, name, **request):
