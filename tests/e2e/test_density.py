@@ -15,6 +15,12 @@ from rvaed.engine.clock import now
 NOTE_ON = 0x90
 TEMPO = 240.0
 LOOP = 8 * 60 / TEMPO  # two bars, in seconds
+STEP = LOOP / 32
+# Loops heard per measurement. The groove is played quantized (timing 0), so every note falls
+# on a step and a loop counted from half a step after a note has no note near its edges; a
+# JACK dummy server on a loaded machine can drop a cycle's events, so of the loops heard the
+# fullest count of each voice is taken.
+LOOPS = 3
 NOTES = {d.note: v for v, d in enumerate(load_drum_machine("gm", load_kit()).destinations)}
 
 
@@ -26,11 +32,15 @@ def daemon(tmp_path, jack_server):
 
 
 def one_loop(receiver: MidiDump) -> Counter:
-    """Note-ons per voice over the next whole loop, from a loop after the last change."""
+    """Note-ons per voice a loop, heard from a loop after the last change."""
     time.sleep(LOOP + 0.3)
-    start = now()
-    time.sleep(LOOP + 0.2)
-    return Counter(NOTES[m[1]] for t, m in receiver.kinds(NOTE_ON) if start <= t < start + LOOP)
+    settled = now()
+    time.sleep((LOOPS + 1) * LOOP + 0.2)
+    notes = [(t, NOTES[m[1]]) for t, m in receiver.kinds(NOTE_ON) if t >= settled]
+    start = notes[0][0] + STEP / 2
+    loops = [Counter(voice for t, voice in notes
+                     if start + i * LOOP <= t < start + (i + 1) * LOOP) for i in range(LOOPS)]
+    return Counter({voice: max(loop[voice] for loop in loops) for voice in set().union(*loops)})
 
 
 def test_the_density_of_one_voice_changes_its_notes_only(daemon, receiver):
@@ -39,6 +49,7 @@ def test_the_density_of_one_voice_changes_its_notes_only(daemon, receiver):
     assert receiver.wait_for(lambda m: any(s & 0xF0 == NOTE_ON for _, (s, *_) in m), 15), \
         daemon.text()[-2000:]
     daemon.osc("/rvaed/tempo", TEMPO)
+    daemon.osc("/rvaed/timing", 0.0)
     daemon.osc("/rvaed/threshold", 0.5)
     daemon.osc("/rvaed/xy", 0.3, 0.6)
     before = one_loop(receiver)
