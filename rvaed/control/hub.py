@@ -10,6 +10,8 @@ on bad input) and the listeners called after every install. `Performance` satisf
 from collections.abc import Callable
 from typing import Protocol, Self
 
+import numpy as np
+
 from rvaed.core.pattern import Grid, Pattern
 from rvaed.core.state import PerformanceState
 from rvaed.engine.clock import Clock
@@ -35,6 +37,7 @@ class Hub(Protocol):
     @property
     def listeners(self) -> list[Callable[[Self], None]]: ...
 
+    def thresholds(self) -> np.ndarray: ...
     def set(self, name: str, value: object, at: int | None = None) -> None: ...
     def set_xy(self, x: float, y: float, at: int | None = None) -> None: ...
     def set_voice(self, name: str, voice: int, on: object, at: int | None = None) -> None: ...

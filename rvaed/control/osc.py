@@ -441,7 +441,7 @@ class OscServer:
     def _feedback_messages(self) -> dict[str, bytes]:
         perf = self.performance
         state, clock = perf.state, perf.clock
-        hits = perf.pattern.hits(state.threshold)
+        hits = perf.pattern.hits(perf.thresholds())
         voices, steps = perf.pattern.voices, perf.pattern.steps
         cells = [0] * (voices * steps)
         for hit in hits:

@@ -27,7 +27,7 @@ from rvaed.core import parameters
 from rvaed.core.drummachine import DrumMachine
 from rvaed.core.errors import RvaedError
 from rvaed.core.pattern import ONSETS, Pattern
-from rvaed.core.state import PARAMETERS, PerformanceState, Transition, preset_slot
+from rvaed.core.state import DENSITY, PARAMETERS, PerformanceState, Transition, preset_slot
 from rvaed.engine.clock import Clock
 from rvaed.engine.schedule import Playback, Schedule, build_schedule
 from rvaed.engine.sequencer import Sequencer
@@ -42,6 +42,7 @@ PATTERN_FIELDS = {name for name, row in PARAMETERS.items()
                   if row.invalidates == parameters.DECODE}
 PLAYBACK_FIELDS = {name for name, row in PARAMETERS.items()
                    if row.invalidates == parameters.SCHEDULE}
+PLAYBACK_VALUES = PLAYBACK_FIELDS - set(DENSITY)  # the density rows go as one per-voice tuple
 TRANSITION_STEP = 0.02  # seconds between x/y updates of a preset glide
 NOISE_LEAD = 0.05  # seconds before the bar at which the new jitter is installed
 
@@ -256,12 +257,17 @@ class Performance:
         """How the state says to play, remade only when one of its values changed (making
         and validating one is a measurable part of a fader move's path)."""
         state = self.state
-        values: dict[str, Any] = {**{name: getattr(state, name) for name in PLAYBACK_FIELDS},
-                  "mutes": state.mutes}
+        values: dict[str, Any] = {**{name: getattr(state, name) for name in PLAYBACK_VALUES},
+                                  "density": tuple(getattr(state, name) for name in DENSITY),
+                                  "mutes": state.mutes}
         if values != self._playback_values:
             self._playback_values = values
             self._current_playback = Playback(**values)
         return self._current_playback
+
+    def thresholds(self) -> np.ndarray:
+        """The onset probability above which each voice plays now (threshold and density)."""
+        return self._playback().thresholds(self.pattern.voices)
 
     def _changed(self, what: int, at: int | None) -> None:
         self.changes += 1
@@ -304,7 +310,7 @@ class Performance:
             self._frozen.pop(voice, None)
             return
         rows = self.pattern.to_array()[:, voice].copy()
-        rows[ONSETS] = (rows[ONSETS] > self.state.threshold).astype(np.float32)
+        rows[ONSETS] = (rows[ONSETS] > self.thresholds()[voice]).astype(np.float32)
         self._frozen[voice] = rows
 
     # -- tasks on the loop -----------------------------------------------------------------

@@ -158,9 +158,9 @@ class Pattern:
         """The model's layout: shape (3, voices, steps), float32."""
         return np.stack([self.onsets, self.velocities, self.offsets])
 
-    def hit_arrays(self, threshold: float = 0.5) -> tuple[np.ndarray, ...]:
+    def hit_arrays(self, threshold: float | np.ndarray = 0.5) -> tuple[np.ndarray, ...]:
         """The playable hits as four arrays, step by step (voices in order within a step):
-        voices, steps, velocities, offsets.
+        voices, steps, velocities, offsets. ``threshold``: one for all voices, or one per voice.
 
         This is the fast path for the schedule, which works on whole arrays; velocity is at
         least 1 because a note-on of velocity 0 would be a note-off.
@@ -170,8 +170,9 @@ class Pattern:
         offsets = self.offsets[voices, steps].astype(float)
         return voices, steps, velocities, offsets
 
-    def hits(self, threshold: float = 0.5) -> tuple[Hit, ...]:
-        """The cells whose onset exceeds ``threshold``, in time order, as playable hits."""
+    def hits(self, threshold: float | np.ndarray = 0.5) -> tuple[Hit, ...]:
+        """The cells whose onset exceeds ``threshold`` (one, or one per voice), in time order,
+        as playable hits."""
         voices, steps, velocities, offsets = self.hit_arrays(threshold)
         order = np.lexsort((voices, steps + 0.5 * offsets))
         columns = (array[order].tolist() for array in (voices, steps, velocities, offsets))

@@ -13,10 +13,18 @@ persistence and the README's OSC table all come from these rows, so a new parame
 here plus the code that gives it meaning. The other fields hold structured values: mutes and
 freezes (sets of voice indices), presets (8 slots of (x, y) or None) and the transition (the
 glide time of a preset recall, 0..60000 "ms" or 0..64 "bars").
+
+Per-voice density is one row per voice of the default kit (`density_kick` at
+/rvaed/density/kick ...), not one vector-valued row: every row stays a single number with
+one address, so the OSC setter and feedback, the mapping targets, persistence, the phone
+layouts, the web page and the README table take the nine rows as they take any other, with no
+per-voice case anywhere. A row's offset is taken off the global threshold for its voice alone
+(positive = busier); the rows address voices by position in the kit, as mutes do.
 """
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from rvaed.core.parameters import (
     CLOCK,
@@ -30,6 +38,7 @@ from rvaed.core.parameters import (
 )
 
 PRESETS = 8
+DENSITY_REACH = 0.5  # a density offset moves its voice's threshold this far either way
 TRANSITION_UNITS = {"ms": 60000.0, "bars": 64.0}
 
 @dataclass(frozen=True)
@@ -82,6 +91,13 @@ def _presets(value: object) -> tuple[tuple[float, float] | None, ...]:
                  for slot in slots)
 
 
+def density(voice: str) -> Any:
+    """The density row of the kit's voice named ``voice``: an offset taken off the threshold
+    for that voice alone (positive = busier)."""
+    return parameter(0.0, -DENSITY_REACH, DENSITY_REACH, SCHEDULE, f"/rvaed/density/{voice}",
+                     f"{voice} only: taken off the threshold (positive = busier)")
+
+
 @dataclass
 class PerformanceState:
     """What the performer has set; assignments are validated. The `parameter` fields are the
@@ -114,6 +130,15 @@ class PerformanceState:
     link: bool = parameter(True, 0, 1, CLOCK, "/rvaed/link",
                            "Ableton Link: leave / join the session (no beat jump)",
                            persisted=False)
+    density_kick: float = density("kick")  # the default kit's voices, in its order
+    density_snare: float = density("snare")
+    density_closed_hat: float = density("closed-hat")
+    density_open_hat: float = density("open-hat")
+    density_low_tom: float = density("low-tom")
+    density_mid_tom: float = density("mid-tom")
+    density_high_tom: float = density("high-tom")
+    density_clap: float = density("clap")
+    density_rim: float = density("rim")
     mutes: frozenset[int] = frozenset()
     freezes: frozenset[int] = frozenset()
     presets: tuple[tuple[float, float] | None, ...] = field(
@@ -155,6 +180,10 @@ class PerformanceState:
 
 
 PARAMETERS: dict[str, Parameter] = rows(fields(PerformanceState))
+# The density rows in voice order: voice v plays above threshold - density of row v (a kit
+# with more voices plays the rest at the threshold itself).
+DENSITY: tuple[str, ...] = tuple(name for name, row in PARAMETERS.items()
+                                 if row.address.startswith("/rvaed/density/"))
 RANGES: dict[str, tuple[float, float]] = {
     name: (row.low, row.high) for name, row in PARAMETERS.items() if row.kind is float}
 # Saved fields not restored field by field at start: the parameters not persisted, those of

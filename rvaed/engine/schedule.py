@@ -29,7 +29,7 @@ import numpy as np
 
 from rvaed.core.drummachine import Destination, DrumMachine
 from rvaed.core.pattern import Grid, Pattern
-from rvaed.core.state import PARAMETERS
+from rvaed.core.state import DENSITY_REACH, PARAMETERS
 
 TIMING_MAX = PARAMETERS["timing"].high  # the microtiming amount: 0 quantized .. 2 exaggerated
 VELOCITY = PARAMETERS["fixed_velocity"]
@@ -53,14 +53,25 @@ class Playback:
     mutes: frozenset[int] = field(default_factory=frozenset)  # voice indices not played
     gate: float = 0.5            # note length in steps (drum machines mostly ignore it)
     push: float = 0.0            # ms ahead of the grid (negative: behind)
+    density: tuple[float, ...] = ()  # per voice, taken off the threshold (positive = busier)
 
     def __post_init__(self) -> None:
         for name, default, low, high in (*NUMBERS, ("gate", 0.5, 0.01, 16.0)):
             object.__setattr__(self, name, _finite(getattr(self, name), default, low, high))
+        object.__setattr__(self, "density", tuple(
+            _finite(offset, 0.0, -DENSITY_REACH, DENSITY_REACH) for offset in self.density))
         if self.fixed_velocity is not None:
             object.__setattr__(self, "fixed_velocity", max(VELOCITY.low, min(VELOCITY.high, int(
                 self.fixed_velocity))))
         object.__setattr__(self, "mutes", frozenset(int(v) for v in self.mutes))
+
+    def thresholds(self, voices: int) -> np.ndarray:
+        """The onset probability above which each of ``voices`` plays: the threshold less the
+        voice's density offset (voices without one: the threshold)."""
+        offsets = np.zeros(voices)
+        count = min(voices, len(self.density))
+        offsets[:count] = self.density[:count]
+        return np.clip(self.threshold - offsets, 0.0, 1.0)
 
     def velocity(self, velocity: int) -> int:
         """The MIDI velocity to send for a hit of ``velocity`` (1-127, never 0 = note-off)."""
@@ -133,7 +144,8 @@ def _swung_steps(grid: Grid) -> np.ndarray:
 
 def build_schedule(pattern: Pattern, grid: Grid, playback: Playback,
                    drum_machine: DrumMachine) -> Schedule:
-    """The pattern's hits above the threshold, unmuted, timed, on the drum machine's notes.
+    """The pattern's hits above their voice's threshold, unmuted, timed, on the drum machine's
+    notes.
 
     Computed on whole arrays with as few numpy calls as it takes: this runs on every control
     change, within the 1 ms budget from a fader move to the sequencer playing the new pattern.
@@ -143,7 +155,8 @@ def build_schedule(pattern: Pattern, grid: Grid, playback: Playback,
     if pattern.voices != drum_machine.kit.size:
         raise ValueError(f"pattern has {pattern.voices} voices, the drum machine's kit "
                          f"{drum_machine.kit.size}")
-    voices, steps, velocities, offsets = pattern.hit_arrays(playback.threshold)
+    voices, steps, velocities, offsets = pattern.hit_arrays(
+        playback.thresholds(pattern.voices))
     offsets = np.clip(offsets - groove_center(steps, velocities, offsets, grid), -1.0, 1.0)
     if playback.mutes:
         keep = ~np.isin(voices, list(playback.mutes))

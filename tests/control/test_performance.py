@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from performer import make_performance
 
+from rvaed.core.state import DENSITY
 from rvaed.engine.clock import InternalClock
 
 
@@ -164,3 +165,52 @@ def test_the_playing_decoder_is_tabulated_off_the_loop_and_decodes_through_it(mo
     run(scenario)
     (line,) = [r.getMessage() for r in caplog.records if "decode table" in r.getMessage()]
     assert "129 x 129" in line and "decoding through it" in line
+
+
+def hits_by_voice(schedule) -> dict[int, set[int]]:
+    """The steps each voice plays in ``schedule``."""
+    played: dict[int, set[int]] = {}
+    for event in schedule.events:
+        played.setdefault(event.voice, set()).add(event.step)
+    return played
+
+
+@pytest.mark.parametrize(("voice", "offset"), [(0, -0.3), (2, 0.3), (8, 0.4)])
+def test_a_density_offset_changes_the_onsets_of_its_voice_only(model_dir, voice, offset):
+    """Of the decoded pattern, only the voice whose density moved plays other steps: busier
+    (a superset of its steps) for a positive offset, sparser (a subset) for a negative one."""
+    async def scenario():
+        perf = make_performance(model_dir)
+        await perf.start()
+        perf.set_xy(0.3, 0.6)
+        perf.flush()
+        decodes, before = perf.decodes, hits_by_voice(perf.schedule)
+        perf.set(DENSITY[voice], offset)
+        perf.flush()
+        after = hits_by_voice(perf.schedule)
+        assert perf.decodes == decodes  # the same decoded pattern, played differently
+        others = set(range(perf.pattern.voices)) - {voice}
+        assert {v: before.get(v) for v in others} == {v: after.get(v) for v in others}
+        mine, now = before.get(voice, set()), after.get(voice, set())
+        assert mine != now
+        assert (now > mine) if offset > 0 else (now < mine)
+        expected = perf.pattern.onsets[voice] > perf.state.threshold - offset
+        assert now == set(np.flatnonzero(expected).tolist())
+        await perf.stop()
+    run(scenario)
+
+
+def test_a_frozen_voice_keeps_the_hits_its_density_made(model_dir):
+    async def scenario():
+        perf = make_performance(model_dir)
+        await perf.start()
+        perf.set_xy(0.3, 0.6)
+        perf.set(DENSITY[2], 0.4)
+        perf.flush()
+        busy = hits_by_voice(perf.schedule)[2]
+        perf.set_voice("freezes", 2, 1)
+        perf.set(DENSITY[2], 0.0)
+        perf.flush()
+        assert hits_by_voice(perf.schedule)[2] == busy
+        await perf.stop()
+    run(scenario)

@@ -8,8 +8,10 @@ from checks import assert_one_line
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rvaed.core.kit import load_kit
 from rvaed.core.parameters import CLOCK, DECODE, SCHEDULE
 from rvaed.core.state import (
+    DENSITY,
     NOT_RESTORED,
     PARAMETERS,
     PRESETS,
@@ -163,3 +165,10 @@ def test_presets_that_are_no_slots_at_all_are_refused(value):
     with pytest.raises(ValueError, match="presets"):
         state.presets = value
     assert state.presets == (None,) * PRESETS
+
+
+def test_the_density_rows_are_the_default_kits_voices_in_order():
+    names = [PARAMETERS[name].address.rsplit("/", 1)[1] for name in DENSITY]
+    assert names == list(load_kit().names)
+    assert tuple(f"density_{voice.replace('-', '_')}" for voice in names) == DENSITY
+    assert all(PARAMETERS[name].invalidates == SCHEDULE for name in DENSITY)

@@ -115,3 +115,22 @@ def test_events_are_in_play_order_in_the_loop_and_near_their_step(cells, timing,
     assert all(-pull <= e.shift <= pull + 0.5 / GRID.steps_per_beat for e in events)
     for e in events:
         assert (e.step / GRID.steps_per_beat + e.shift) % GRID.beats == pytest.approx(e.beat)
+
+
+def test_density_moves_the_threshold_of_its_voice_only():
+    hits = [Hit(voice, step, 100, 0.0) for voice in (0, 1) for step in (0, 8)]
+    array = Pattern.from_hits(hits, KIT.size, GRID.steps).to_array()
+    array[0, :, 8] *= 0.4  # step 8 of both voices at onset probability 0.4
+    pattern = Pattern.from_array(array)
+    playback = Playback(threshold=0.5, density=(0.2,))
+    assert [(e.voice, e.step) for e in build_schedule(pattern, GRID, playback, GM).events] == [
+        (0, 0), (1, 0), (0, 8)]
+    assert list(playback.thresholds(3)) == pytest.approx([0.3, 0.5, 0.5])
+
+
+def test_density_offsets_are_made_safe():
+    playback = Playback(threshold=0.9, density=(math.nan, 2.0, -2.0, 0.1))
+    assert playback.density == (0.0, 0.5, -0.5, 0.1)
+    assert list(playback.thresholds(2)) == pytest.approx([0.9, 0.4])
+    assert list(Playback(threshold=0.9, density=(-0.5, 0.5)).thresholds(2)) == pytest.approx(
+        [1.0, 0.4])
