@@ -221,6 +221,7 @@ class Desk:
         return {"name": name, "date": date, "data": manifest.training.get("data", {}),
                 "metrics": {k: v for k, v in manifest.metrics.items()
                             if isinstance(v, int | float)},
+                "notes": [str(note) for note in manifest.training.get("notes", [])],
                 "playing": name == self.daemon.model.name}
 
     async def thumbnail(self, name: str) -> bytes:

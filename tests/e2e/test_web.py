@@ -346,6 +346,11 @@ def test_three_dropped_midi_files_train_a_model_that_then_plays(rig, browser, re
     card = f"#library .card.playing[data-model='{trained['model']}']"
     page.wait_for_selector(card)
     page.wait_for_function(f"document.querySelector(\"{card} img\").naturalWidth > 0")
+    manifest = json.loads((rig.daemon.dirs["models"] / trained["model"] / "manifest.json")
+                          .read_text())
+    shown = page.inner_text(card)  # what training found: the pad's patterns, any warning
+    assert f"{manifest['metrics']['pad_patterns']} patterns on the pad" in shown, shown
+    assert all(note in shown for note in manifest["training"]["notes"]), shown
     assert (rig.daemon.dirs["models"] / trained["model"]).is_dir()
     status, body = request(rig, f"/api/models/{trained['model']}/rename",
                            b'{"name": "my groove"}', **{"X-Rvaed-Key": rig.key,

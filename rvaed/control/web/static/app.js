@@ -509,9 +509,11 @@ function modelCard(model) {
   card.dataset.model = model.name;
   const data = model.data || {};
   const f1 = model.metrics && model.metrics.val_onset_f1;
+  const patterns = model.metrics && model.metrics.pad_patterns;
   card.append(el("img", { src: keyed(`/api/models/${encodeURIComponent(model.name)}/map.png`), alt: `map of ${model.name}`, loading: "lazy" }),
     el("h3", { textContent: model.name }),
-    el("p", { className: "small", textContent: model.problem || `${model.date} · ${data.files ?? "?"} files, ${data.windows ?? "?"} windows${f1 !== undefined ? ` · onset F1 ${f1.toFixed(2)}` : ""}` }));
+    el("p", { className: "small", textContent: model.problem || `${model.date} · ${data.files ?? "?"} files, ${data.windows ?? "?"} windows${f1 !== undefined ? ` · onset F1 ${f1.toFixed(2)}` : ""}${patterns !== undefined ? ` · ${patterns} patterns on the pad` : ""}` }));
+  for (const note of model.notes || []) card.append(el("p", { className: "small warn", textContent: note }));
   const play = el("button", { textContent: model.playing ? "playing" : "play" });
   play.disabled = model.playing;
   play.addEventListener("click", () => send("/rvaed/model", model.name));
