@@ -171,13 +171,13 @@ class Daemon:
             _, ticks, late = self.sequencer.timing.dropped
             log.info("MIDI out: %d note-ons and %d note-offs sent; dropped too late: %d "
                      "note-ons, %d clock ticks", ons, offs, late, ticks)
+        if self.performance is not None:  # saved before a training may take its seconds
+            await asyncio.to_thread(self.store.save_last, self._snapshot())
         for part in [*self.controllers, *self.inputs, *self.tools, self.osc, self.local,
                      self.trainer]:
             if part is not None:
                 with contextlib.suppress(Exception):
                     await part.close()
-        if self.performance is not None:
-            await asyncio.to_thread(self.store.save_last, self._snapshot())
         if self.clock is not None:
             self.clock.close()  # Link leaves the session
         self.notifier.close()
