@@ -9,6 +9,7 @@ import os
 
 import pytest
 from checks import missing, only_loopback, require_tools
+from jackmidi import FRAMES
 
 from rvaed.benchmarks.harness import private_jack_server
 from rvaed.core.errors import RvaedError
@@ -19,12 +20,13 @@ from rvaed.model.modeldir import starter_model
 def jack_server():
     """A private JACK server with the dummy driver; yields its name (also set in the env).
 
-    Period 64 frames at 48 kHz = 1.33 ms: events through it are rounded to that period.
+    Periods of `jackmidi.FRAMES` frames at 48 kHz (why that many: tests/support/jackmidi.py):
+    events through it are rounded to a period.
     """
     require_tools("jackd", "jack_lsp")
     with contextlib.ExitStack() as stack:
         try:
-            name = stack.enter_context(private_jack_server(prefix="rvaed-test"))
+            name = stack.enter_context(private_jack_server(period=FRAMES, prefix="rvaed-test"))
         except RvaedError as exc:
             pytest.fail(str(exc))
         yield name

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from jackmidi import MidiDump
+from jackmidi import Receiver
 from readme import README, commands
 
 from rvaed.benchmarks.harness import jack_ports
@@ -76,7 +76,7 @@ def test_the_install_test_runs_its_sections():
 
 
 def test_rvaed_run_v_plays_and_stops_cleanly_on_ctrl_c(tmp_path, jack_server, link_network):
-    receiver = MidiDump(f"readme-{os.getpid()}")
+    receiver = Receiver(f"readme-{os.getpid()}")
     daemon = shell("rvaed run -v", tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                    text=True)
     try:

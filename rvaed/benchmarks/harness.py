@@ -56,7 +56,7 @@ def free_jack_name(prefix: str) -> str:
     raise RvaedError(f"all {JACK_SLOTS} JACK servers named {prefix}-N are running")
 
 
-def _end_with_parent() -> None:
+def end_with_parent() -> None:
     """In the child before exec: SIGTERM (a clean exit) when this process dies."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -78,7 +78,7 @@ def start_jack(name: str, log: Path | None = None, period: int = 64,
         server = subprocess.Popen(
             ["jackd", "-n", name, "-R" if realtime else "--no-realtime", "-d", "dummy",
              "-r", str(RATE), "-p", str(period)],
-            stdout=subprocess.DEVNULL, stderr=messages, env=env, preexec_fn=_end_with_parent)
+            stdout=subprocess.DEVNULL, stderr=messages, env=env, preexec_fn=end_with_parent)
         try:
             wait_for(lambda: server.poll() is not None
                      or jack_lsp("-s", name, env=env).returncode == 0, 10,

@@ -169,8 +169,10 @@ class Daemon:
             self.sequencer.stop()
             offs, _, ons = self.sequencer.timing.sent
             _, ticks, late = self.sequencer.timing.dropped
+            waited = sum(output.dropped_by_sender() for output in self.sequencer.outputs)
             log.info("MIDI out: %d note-ons and %d note-offs sent; dropped too late: %d "
-                     "note-ons, %d clock ticks", ons, offs, late, ticks)
+                     "note-ons, %d clock ticks, %d more after waiting to be sent", ons, offs,
+                     late, ticks, waited)
         if self.performance is not None:  # saved before a training may take its seconds
             await asyncio.to_thread(self.store.save_last, self._snapshot())
         for part in [*self.controllers, *self.inputs, *self.tools, self.osc, self.local,

@@ -10,7 +10,8 @@ The interface other parts use (a port watcher, the sequencer, the daemon):
 - `connected` / `lost`: whether messages reach a port now (`lost` once it was open and is not).
 - `send(message, due, slack)`: never blocks; False when dropped. A message that cannot leave
   within ``slack`` seconds of ``due`` (host time) is dropped, not sent late; a negative slack
-  never drops (note-offs). `lateness()`: how late the sender sent, as a histogram.
+  never drops (note-offs). `lateness()`: how late the sender sent, as a histogram;
+  `dropped_by_sender()`: how many it dropped.
 - `reopen(reason)`: abandon the sender process and start a fresh one (a backend-specific
   watcher calls it when it knows better, e.g. an ALSA subscription removed from outside).
 
@@ -101,6 +102,7 @@ class Output:
         self._said: set[str] = set()          # waiting/error lines logged in this outage
         self._thread: threading.Thread | None = None
         self.dropped = 0  # messages dropped because no port was open or the pipe was full
+        self._ended_drops = 0  # dropped by the senders that ended
 
     @property
     def key(self) -> tuple[str, str]:
@@ -155,6 +157,12 @@ class Output:
         of 0.1 ms) since it opened; empty while none is open."""
         sender = self._sender
         return [] if sender is None else list(sender.heartbeat()[3:])
+
+    def dropped_by_sender(self) -> int:
+        """Messages this output's sender processes dropped (too late after waiting in the
+        pipe, or while JACK ran no cycles), over every sender it had."""
+        sender = self._sender
+        return self._ended_drops + (0 if sender is None else int(sender.heartbeat()[2]))
 
     def reopen(self, reason: str) -> None:
         """Abandon the sender and open the port afresh (logged once, as any loss)."""
@@ -292,6 +300,7 @@ class Output:
             sender.process.kill()
             sender.process.wait()
         sender.process.stdout.close()  # type: ignore[union-attr]
+        self._ended_drops += int(sender.heartbeat()[2])
         sender.shared.close()
 
 

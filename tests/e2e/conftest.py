@@ -4,12 +4,12 @@ import os
 import time
 
 import pytest
-from jackmidi import MidiDump
+from jackmidi import Receiver
 
 
 @pytest.fixture
 def receiver(jack_server):
     """A third-party receiver (jack_midi_dump) with a name of its own."""
-    rx = MidiDump(f"rx-{os.getpid()}-{time.monotonic_ns() % 10**6}")
+    rx = Receiver(f"rx-{os.getpid()}-{time.monotonic_ns() % 10**6}")
     yield rx
     rx.close()

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from jackmidi import MidiDump
+from jackmidi import Receiver
 from rig import DaemonProcess, free_udp_port, wait_until
 
 from rvaed.engine.clock import now
@@ -30,7 +30,7 @@ def daemon(tmp_path, jack_server, link_network):
     process.kill()
 
 
-def listen(daemon: DaemonProcess, receiver: MidiDump) -> float:
+def listen(daemon: DaemonProcess, receiver: Receiver) -> float:
     """Start the daemon, connect the receiver, return seconds from start to the first note."""
     started = daemon.start()
     receiver.connect_from("rvaed:rvaed")
@@ -40,17 +40,17 @@ def listen(daemon: DaemonProcess, receiver: MidiDump) -> float:
     return first - started
 
 
-def note_ons_between(receiver: MidiDump, start: float, end: float) -> list[tuple[int, ...]]:
+def note_ons_between(receiver: Receiver, start: float, end: float) -> list[tuple[int, ...]]:
     return [m for t, m in receiver.kinds(NOTE_ON) if start <= t < end]
 
 
-def assert_never_stopped(receiver: MidiDump, since: float, max_gap: float) -> None:
+def assert_never_stopped(receiver: Receiver, since: float, max_gap: float) -> None:
     times = [t for t, _ in receiver.kinds(NOTE_ON) if t >= since]
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps and max(gaps) < max_gap, f"longest silence {max(gaps):.2f} s"
 
 
-def assert_no_hanging_notes(receiver: MidiDump, daemon: DaemonProcess) -> None:
+def assert_no_hanging_notes(receiver: Receiver, daemon: DaemonProcess) -> None:
     """The daemon sent a note-off for every note-on, and at the receiver every note's last
     message is a note-off or an All Notes Off on its channel, the very last one All Notes Off
     on channel 10. (A JACK dummy server without real-time priority can drop a whole cycle's

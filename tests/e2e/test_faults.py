@@ -12,7 +12,7 @@ import time
 
 import pytest
 from checks import require_tools
-from jackmidi import MidiDump, OwnServer, densest
+from jackmidi import OwnServer, Receiver, densest
 from rig import DaemonProcess, free_udp_port, wait_until
 
 from rvaed.benchmarks.harness import (
@@ -78,7 +78,7 @@ def test_a_stalled_daemon_resumes_without_a_burst(tmp_path, jack_server, daemons
 
 def test_kill_9_mid_note_the_orphaned_sender_ends_it_and_the_restarted_daemon_too(
         tmp_path, jack_server, daemons):
-    receiver = MidiDump("rx-kill")
+    receiver = Receiver("rx-kill")
     try:
         daemon = daemon_to(tmp_path, "rx-kill")
         daemons.append(daemon)
@@ -105,7 +105,7 @@ def test_kill_9_mid_note_the_orphaned_sender_ends_it_and_the_restarted_daemon_to
     assert slate <= set(after[:first_on]), after[:40]  # and the restarted daemon before it plays
 
 
-def kill_mid_note(daemon: DaemonProcess, receiver: MidiDump) -> int:
+def kill_mid_note(daemon: DaemonProcess, receiver: Receiver) -> int:
     """kill -9 the daemon right after a note-on arrived; how many messages had arrived."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -118,7 +118,7 @@ def kill_mid_note(daemon: DaemonProcess, receiver: MidiDump) -> int:
     raise AssertionError("never killed during a note")
 
 
-def quiet(receiver: MidiDump, still: float = 0.5) -> None:
+def quiet(receiver: Receiver, still: float = 0.5) -> None:
     """Wait until nothing has arrived for ``still`` seconds (its reader lags when loaded)."""
     count, since = len(receiver.messages), time.monotonic()
     while time.monotonic() - since < still:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from checks import require_tools
-from jackmidi import MidiDump
+from jackmidi import Receiver
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 from rig import DaemonProcess, free_udp_port, wait_until
@@ -33,7 +33,7 @@ def daemon(tmp_path, jack_server):
     process.kill()
 
 
-def plays(daemon: DaemonProcess, receiver: MidiDump) -> None:
+def plays(daemon: DaemonProcess, receiver: Receiver) -> None:
     """Start the daemon and wait for its first notes at the receiver."""
     daemon.start()
     receiver.connect_from("rvaed:rvaed")

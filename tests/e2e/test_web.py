@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from browser import PHONE, launch, open_page, start_daemon
-from jackmidi import MidiDump
+from jackmidi import Receiver
 
 from rvaed.engine.clock import now
 
@@ -49,7 +49,7 @@ def rig(tmp_path_factory, jack_server):
 
 @pytest.fixture
 def receiver(rig):
-    rx = MidiDump(f"rx-web-{os.getpid()}-{time.monotonic_ns() % 10**6}")
+    rx = Receiver(f"rx-web-{os.getpid()}-{time.monotonic_ns() % 10**6}")
     rx.connect_from("rvaed:rvaed")
     yield rx
     rx.close()
@@ -100,7 +100,7 @@ def next_loop(page, after_loops: int = 1) -> tuple[float, float]:
     return start, start + loop * seconds_per_beat
 
 
-def received(receiver: MidiDump, window: tuple[float, float]) -> list[tuple[int, int]]:
+def received(receiver: Receiver, window: tuple[float, float]) -> list[tuple[int, int]]:
     """(note, velocity) of the note-ons that arrived inside ``window`` (waits for its end)."""
     start, end = window
     assert receiver.wait_for(lambda m: (m and m[-1][0] > end) or now() > end + 0.5,
@@ -109,7 +109,7 @@ def received(receiver: MidiDump, window: tuple[float, float]) -> list[tuple[int,
                   if start <= t < end and m[2] > 0)
 
 
-def loops_received(page, receiver: MidiDump, loops: int = 3) -> list[list[tuple[int, int]]]:
+def loops_received(page, receiver: Receiver, loops: int = 3) -> list[list[tuple[int, int]]]:
     """What arrived in each of the next ``loops`` whole loops."""
     first = next_loop(page)
     length = first[1] - first[0]

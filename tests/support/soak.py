@@ -27,7 +27,7 @@ Timing error is measured at the receiver on the MIDI clock the daemon sends (24 
 ``clock_out: true``): those ticks lie on an exact grid at the known tempo, whereas notes are
 deliberately off the grid (microtiming, swing). The error is each tick's arrival against the
 ideal grid fitted to it (median phase per stretch of constant tempo), so it includes JACK's
-period rounding (one period = 1.33 ms here) and the receiver's own wake-up.
+period rounding (one period = 5.33 ms here) and the receiver's own wake-up.
 """
 
 import argparse
