@@ -85,9 +85,7 @@ def test_the_last_bars_are_what_the_sequencer_sent(model_dir, tmp_path):
         perf = make_performance(model_dir, clock, [output])
         perf.set("timing", 0.0)  # notes on the steps: a received note's step is unambiguous
         perf.set("threshold", 0.25)
-        # One voice, so one message per JACK period: under load, the python-rtmidi JACK input
-        # in this process received simultaneous notes as copies of the first (as noted in
-        # rvaed/engine/midiout.py); the notes were sent right, the receiving end garbled them.
+        # One voice: a received note's step is unambiguous.
         for voice in range(perf.decoder.kit.size):
             perf.set_voice("mutes", voice, voice != HAT)
         await perf.start()
