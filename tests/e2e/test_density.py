@@ -5,7 +5,7 @@ import time
 from collections import Counter
 
 import pytest
-from jackmidi import MidiDump
+from jackmidi import Receiver
 from rig import DaemonProcess, free_udp_port
 
 from rvaed.core.drummachine import load_drum_machine
@@ -31,7 +31,7 @@ def daemon(tmp_path, jack_server):
     process.kill()
 
 
-def one_loop(receiver: MidiDump) -> Counter:
+def one_loop(receiver: Receiver) -> Counter:
     """Note-ons per voice a loop, heard from a loop after the last change."""
     time.sleep(LOOP + 0.3)
     settled = now()
