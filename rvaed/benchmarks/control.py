@@ -119,7 +119,7 @@ async def _measure(args, jack: str | None) -> dict:
     clock.set_playing(True)
     outputs = [Output(drum_machine=machine, api="jack")] if jack else []
     sequencer = Sequencer(clock, outputs, decoder.grid)
-    perf = Performance(decoder, sequencer, machine, clock, seed=0)
+    perf = Performance(decoder, sequencer, machine, clock)
     await perf.start()
     table = await _table(decoder, args.direct)
     sequencer.start()

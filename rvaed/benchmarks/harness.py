@@ -111,8 +111,7 @@ def private_jack_server(period: int = 64, realtime: bool = False,
     set as JACK_DEFAULT_SERVER."""
     if shutil.which("jackd") is None or shutil.which("jack_lsp") is None:
         raise RvaedError(f"jackd/jack_lsp are not installed ({INSTALL})")
-    name = free_jack_name(prefix)
-    server = start_jack(name, period=period, realtime=realtime)
+    name, server = _start_free_jack(prefix, period, realtime)
     previous = os.environ.get("JACK_DEFAULT_SERVER")
     os.environ["JACK_DEFAULT_SERVER"] = name
     try:
@@ -123,6 +122,19 @@ def private_jack_server(period: int = 64, realtime: bool = False,
         else:
             os.environ["JACK_DEFAULT_SERVER"] = previous
         stop_jack(server)
+
+
+def _start_free_jack(prefix: str, period: int, realtime: bool,
+                     tries: int = 3) -> tuple[str, subprocess.Popen]:
+    """A server started under a free name; another one taken between the check and the
+    start (a second run on the machine) moves it to the next name."""
+    name = free_jack_name(prefix)
+    try:
+        return name, start_jack(name, period=period, realtime=realtime)
+    except RvaedError as exc:
+        if "already active" not in str(exc) or tries <= 1:
+            raise
+    return _start_free_jack(prefix, period, realtime, tries - 1)
 
 
 class Sink:

@@ -75,7 +75,7 @@ async def _measure(args) -> dict:
     clock = InternalClock()
     clock.set_playing(True)
     sequencer = Sequencer(clock, [], decoder.grid)
-    perf = Performance(decoder, sequencer, load_drum_machine("gm", decoder.kit), clock, seed=0)
+    perf = Performance(decoder, sequencer, load_drum_machine("gm", decoder.kit), clock)
     await perf.start()
     sequencer.start()
     server = OscServer(perf, None, host="127.0.0.1", port=0)

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,9 +26,16 @@ from rvaed.core import parameters
 from rvaed.core.drummachine import DrumMachine
 from rvaed.core.errors import RvaedError
 from rvaed.core.pattern import ONSETS, Pattern
-from rvaed.core.state import DENSITY, PARAMETERS, PerformanceState, Transition, preset_slot
+from rvaed.core.state import (
+    CHANCE,
+    DENSITY,
+    PARAMETERS,
+    PerformanceState,
+    Transition,
+    preset_slot,
+)
 from rvaed.engine.clock import Clock
-from rvaed.engine.schedule import Playback, Schedule, build_schedule
+from rvaed.engine.schedule import Playback, Schedule, build_schedule, roll
 from rvaed.engine.sequencer import Sequencer
 from rvaed.model.runtime import Decoder
 
@@ -42,7 +48,8 @@ PATTERN_FIELDS = {name for name, row in PARAMETERS.items()
                   if row.invalidates == parameters.DECODE}
 PLAYBACK_FIELDS = {name for name, row in PARAMETERS.items()
                    if row.invalidates == parameters.SCHEDULE}
-PLAYBACK_VALUES = PLAYBACK_FIELDS - set(DENSITY)  # the density rows go as one per-voice tuple
+# the density and chance rows go as one per-voice tuple each
+PLAYBACK_VALUES = PLAYBACK_FIELDS - set(DENSITY) - set(CHANCE)
 TRANSITION_STEP = 0.02  # seconds between x/y updates of a preset glide
 NOISE_LEAD = 0.05  # seconds before the bar at which the new jitter is installed
 
@@ -79,7 +86,7 @@ class Performance:
 
     def __init__(self, decoder: Decoder, sequencer: Sequencer, drum_machine: DrumMachine,
                  clock: Clock, *,
-                 state: PerformanceState | None = None, seed: int | None = None) -> None:
+                 state: PerformanceState | None = None) -> None:
         self.decoder = decoder
         self.sequencer = sequencer
         self.drum_machine = drum_machine
@@ -101,7 +108,6 @@ class Performance:
         self._current_playback = Playback()
         self._frozen: dict[int, np.ndarray] = {}
         self._jitter = (0.0, 0.0)
-        self._random = random.Random(seed)
         self._pending = 0
         self._since: int | None = None
         self._queued = False
@@ -259,6 +265,7 @@ class Performance:
         state = self.state
         values: dict[str, Any] = {**{name: getattr(state, name) for name in PLAYBACK_VALUES},
                                   "density": tuple(getattr(state, name) for name in DENSITY),
+                                  "chance": tuple(getattr(state, name) for name in CHANCE),
                                   "mutes": state.mutes}
         if values != self._playback_values:
             self._playback_values = values
@@ -335,19 +342,22 @@ class Performance:
     async def _noise_per_bar(self) -> None:
         """Draw a new z jitter shortly before every bar while noise is on and playing."""
         while True:
-            await asyncio.sleep(self._until_next_bar())
-            noise = self.state.noise
-            jitter = ((self._random.uniform(-noise, noise), self._random.uniform(-noise, noise))
+            bar = await self._next_bar()
+            noise, seed = self.state.noise, self.state.seed
+            jitter = ((noise * (2 * roll(seed, bar, -1, 0) - 1),
+                       noise * (2 * roll(seed, bar, -1, 1) - 1))
                       if noise > 0 and self.clock.playing else (0.0, 0.0))
             if jitter != self._jitter:
                 self._jitter = jitter
                 self._changed(DECODE, None)
             await asyncio.sleep(NOISE_LEAD * 2)
 
-    def _until_next_bar(self) -> float:
+    async def _next_bar(self) -> int:
+        """Sleep until `NOISE_LEAD` before the next bar; that bar's number from the start of
+        play (the same bars roll the same noise after a restart)."""
         bar = self.grid.beats_per_bar
         now = self.clock.now()
-        beat = self.clock.beat_at(now)
-        next_bar = (math.floor(beat / bar) + 1) * bar
-        delay = self.clock.time_at(next_bar) - now - NOISE_LEAD
-        return max(0.0, delay)
+        line = self.clock.timeline()
+        coming = math.floor(line.beat_at(now) / bar) + 1
+        await asyncio.sleep(max(0.0, line.time_at(coming * bar) - now - NOISE_LEAD))
+        return coming - math.floor(line.start_beat / bar)

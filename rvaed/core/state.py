@@ -19,7 +19,10 @@ Per-voice density is one row per voice of the default kit (`density_kick` at
 one address, so the OSC setter and feedback, the mapping targets, persistence, the phone
 layouts, the web page and the README table take the nine rows as they take any other, with no
 per-voice case anywhere. A row's offset is taken off the global threshold for its voice alone
-(positive = busier); the rows address voices by position in the kit, as mutes do.
+(positive = busier); the rows address voices by position in the kit, as mutes do. The chance
+rows (`chance_kick` at /rvaed/chance/kick ...) are made the same way: each of a voice's hits
+plays with that chance, decided per loop by `rvaed.engine.schedule.roll` from the `seed` row,
+so a variation comes back exactly with its seed.
 """
 
 from collections.abc import Iterable
@@ -39,6 +42,7 @@ from rvaed.core.parameters import (
 
 PRESETS = 8
 DENSITY_REACH = 0.5  # a density offset moves its voice's threshold this far either way
+SEED_MAX = 9999  # seeds a player can say out loud and type on a phone
 TRANSITION_UNITS = {"ms": 60000.0, "bars": 64.0}
 
 @dataclass(frozen=True)
@@ -91,6 +95,13 @@ def _presets(value: object) -> tuple[tuple[float, float] | None, ...]:
                  for slot in slots)
 
 
+def chance(voice: str) -> Any:
+    """The chance row of the kit's voice named ``voice``: how likely each of its hits plays,
+    rolled anew every loop from the seed."""
+    return parameter(1.0, 0.0, 1.0, SCHEDULE, f"/rvaed/chance/{voice}",
+                     f"{voice} only: the chance each hit plays, rolled every loop from the seed")
+
+
 def density(voice: str) -> Any:
     """The density row of the kit's voice named ``voice``: an offset taken off the threshold
     for that voice alone (positive = busier)."""
@@ -139,6 +150,18 @@ class PerformanceState:
     density_high_tom: float = density("high-tom")
     density_clap: float = density("clap")
     density_rim: float = density("rim")
+    chance_kick: float = chance("kick")  # the default kit's voices, in its order
+    chance_snare: float = chance("snare")
+    chance_closed_hat: float = chance("closed-hat")
+    chance_open_hat: float = chance("open-hat")
+    chance_low_tom: float = chance("low-tom")
+    chance_mid_tom: float = chance("mid-tom")
+    chance_high_tom: float = chance("high-tom")
+    chance_clap: float = chance("clap")
+    chance_rim: float = chance("rim")
+    seed: int = parameter(0, 0, SEED_MAX, SCHEDULE, "/rvaed/seed",
+                          "the variation: chances and noise roll from it, so the same seed, "
+                          "point and settings play the same loops again")
     mutes: frozenset[int] = frozenset()
     freezes: frozenset[int] = frozenset()
     presets: tuple[tuple[float, float] | None, ...] = field(
@@ -184,6 +207,9 @@ PARAMETERS: dict[str, Parameter] = rows(fields(PerformanceState))
 # with more voices plays the rest at the threshold itself).
 DENSITY: tuple[str, ...] = tuple(name for name, row in PARAMETERS.items()
                                  if row.address.startswith("/rvaed/density/"))
+# The chance rows in voice order (a kit with more voices plays the rest always).
+CHANCE: tuple[str, ...] = tuple(name for name, row in PARAMETERS.items()
+                                if row.address.startswith("/rvaed/chance/"))
 RANGES: dict[str, tuple[float, float]] = {
     name: (row.low, row.high) for name, row in PARAMETERS.items() if row.kind is float}
 # Saved fields not restored field by field at start: the parameters not persisted, those of

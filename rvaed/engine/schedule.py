@@ -29,11 +29,24 @@ import numpy as np
 
 from rvaed.core.drummachine import Destination, DrumMachine
 from rvaed.core.pattern import Grid, Pattern
-from rvaed.core.state import DENSITY_REACH, PARAMETERS
+from rvaed.core.state import DENSITY_REACH, PARAMETERS, SEED_MAX
 
 TIMING_MAX = PARAMETERS["timing"].high  # the microtiming amount: 0 quantized .. 2 exaggerated
 VELOCITY = PARAMETERS["fixed_velocity"]
 MAX_PULL_STEPS = 0.5 * TIMING_MAX  # the earliest a hit can sound before its step, in steps
+MASK = (1 << 64) - 1
+
+
+def roll(seed: int, loop: int, step: int, voice: int) -> float:
+    """A number in [0, 1) that depends on its arguments alone (two rounds of splitmix64's
+    mixer): the same seed rolls the same variation after a restart, on any machine."""
+    return _mix(_mix(seed * 0x9E3779B97F4A7C15 ^ loop) ^ (step << 8 | voice) & MASK) / 2.0 ** 64
+
+
+def _mix(x: int) -> int:
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & MASK
+    return x ^ (x >> 31)
 
 
 def _finite(value: float, default: float, low: float, high: float) -> float:
@@ -54,12 +67,17 @@ class Playback:
     gate: float = 0.5            # note length in steps (drum machines mostly ignore it)
     push: float = 0.0            # ms ahead of the grid (negative: behind)
     density: tuple[float, ...] = ()  # per voice, taken off the threshold (positive = busier)
+    chance: tuple[float, ...] = ()  # per voice, how likely each hit plays (voices beyond: 1)
+    seed: int = 0                # what every chance rolls from
 
     def __post_init__(self) -> None:
         for name, default, low, high in (*NUMBERS, ("gate", 0.5, 0.01, 16.0)):
             object.__setattr__(self, name, _finite(getattr(self, name), default, low, high))
         object.__setattr__(self, "density", tuple(
             _finite(offset, 0.0, -DENSITY_REACH, DENSITY_REACH) for offset in self.density))
+        chances = tuple(_finite(chance, 1.0, 0.0, 1.0) for chance in self.chance)
+        object.__setattr__(self, "chance", chances if any(c < 1.0 for c in chances) else ())
+        object.__setattr__(self, "seed", max(0, min(SEED_MAX, int(self.seed))))
         if self.fixed_velocity is not None:
             object.__setattr__(self, "fixed_velocity", max(VELOCITY.low, min(VELOCITY.high, int(
                 self.fixed_velocity))))
@@ -116,6 +134,8 @@ class Schedule:
     events: tuple[Event, ...]
     gate: float  # beats
     push: float = 0.0  # seconds every event sounds ahead of its place (negative: behind)
+    chances: tuple[float, ...] = ()  # per voice (empty: every hit plays), see `rolled`
+    seed: int = 0
 
     @classmethod
     def empty(cls, grid: Grid) -> "Schedule":
@@ -124,6 +144,15 @@ class Schedule:
     @property
     def loop_beats(self) -> float:
         return float(self.grid.beats)
+
+    def rolled(self, events: tuple[Event, ...], loop: int) -> tuple[Event, ...]:
+        """Those of ``events`` that play in loop number ``loop`` (counted from the start of
+        play): each with its voice's chance, by `roll`; all of them when no chance is set."""
+        chances = self.chances
+        if not chances:
+            return events
+        return tuple(e for e in events if e.voice >= len(chances)
+                     or roll(self.seed, loop, e.step, e.voice) < chances[e.voice])
 
 
 def swing_delay(steps, grid: Grid, swing: float):
@@ -173,7 +202,8 @@ def build_schedule(pattern: Pattern, grid: Grid, playback: Playback,
                   shifts[order].tolist(), voices, playback.velocities(velocities[order]).tolist(),
                   [destinations[v] for v in voices], strict=True)
     events = tuple(map(tuple.__new__, itertools.repeat(Event), columns))  # 2x Event(*row)
-    return Schedule(grid, events, playback.gate / grid.steps_per_beat, playback.push / 1000.0)
+    return Schedule(grid, events, playback.gate / grid.steps_per_beat, playback.push / 1000.0,
+                    playback.chance, playback.seed)
 
 
 def groove_center(steps: np.ndarray, velocities: np.ndarray, offsets: np.ndarray,

@@ -324,7 +324,8 @@ class Sequencer:
         push = prepared.schedule.push * line.tempo / 60.0  # ms ahead -> beats at this tempo
         while line.start_beat + (self._next_step - MAX_PULL_STEPS) / spb <= reach:
             step_beat = line.start_beat + self._next_step / spb - push
-            group = prepared.steps[(self._next_step - self._first_step) % steps]
+            loop, index = divmod(self._next_step - self._first_step, steps)
+            group = prepared.schedule.rolled(prepared.steps[index], loop)
             for lane in self._lanes:
                 for note in lane.notes(group):
                     lane.push(max(step_beat + note.shift, self._floor), ON, self._count(), note)

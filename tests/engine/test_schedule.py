@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from rvaed.core.drummachine import Destination, DrumMachine, load_drum_machine
 from rvaed.core.kit import load_kit
 from rvaed.core.pattern import Grid, Hit, Pattern
-from rvaed.engine.schedule import MAX_PULL_STEPS, Playback, build_schedule, swing_delay
+from rvaed.engine.schedule import MAX_PULL_STEPS, Playback, build_schedule, roll, swing_delay
 
 KIT = load_kit()
 GM = load_drum_machine("gm", KIT)
@@ -134,3 +134,45 @@ def test_density_offsets_are_made_safe():
     assert list(playback.thresholds(2)) == pytest.approx([0.9, 0.4])
     assert list(Playback(threshold=0.9, density=(-0.5, 0.5)).thresholds(2)) == pytest.approx(
         [1.0, 0.4])
+
+
+def rolls(seed: int, loops: int = 200) -> np.ndarray:
+    """roll for ``loops`` loops x 32 steps x 3 voices, shaped so."""
+    return np.array([[[roll(seed, loop, step, voice) for voice in range(3)]
+                      for step in range(32)] for loop in range(loops)])
+
+
+def test_a_roll_is_uniform_repeatable_and_independent_of_its_neighbours():
+    seven = rolls(7)
+    assert seven.min() >= 0.0 and seven.max() < 1.0
+    counts = np.histogram(seven, bins=10, range=(0.0, 1.0))[0]
+    share = seven.size / 10
+    assert np.all(np.abs(counts - share) < 4 * math.sqrt(share * 0.9))  # 4 sd of a binomial
+    assert np.array_equal(seven, rolls(7))  # the same arguments, the same roll
+    limit = 4 / math.sqrt(seven[1:].size)  # 4 sd of the correlation of independent rolls
+    for a, b in ((seven[1:], seven[:-1]), (seven[:, 1:], seven[:, :-1]),
+                 (seven[..., 1:], seven[..., :-1]), (seven, rolls(8))):
+        assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < limit
+
+
+def test_chances_keep_each_hit_of_their_voice_by_its_roll_every_loop():
+    hits = [Hit(voice, step, 100, 0.0) for voice in (0, 1, 2) for step in range(GRID.steps)]
+    schedule = schedule_of(hits, Playback(chance=(0.5, 0.0), seed=42))
+    assert schedule.chances == (0.5, 0.0) and schedule.seed == 42
+    for loop in (0, 1, 77):
+        kept = schedule.rolled(schedule.events, loop)
+        assert {(e.voice, e.step) for e in kept} == {
+            (0, s) for s in range(GRID.steps) if roll(42, loop, s, 0) < 0.5} | {
+            (2, s) for s in range(GRID.steps)}  # chance 0: never; a voice beyond: always
+    kicks = [len([e for e in schedule.rolled(schedule.events, loop) if e.voice == 0])
+             for loop in range(100)]
+    assert abs(sum(kicks) - 1600) < 4 * math.sqrt(3200 * 0.25)  # half of 3200, within 4 sd
+    assert len(set(map(tuple, (kicks[i:i + 10] for i in range(0, 100, 10))))) > 1
+
+
+def test_chances_all_one_roll_nothing_and_values_are_made_safe():
+    assert Playback(chance=(1.0, 1.0)).chance == ()  # every hit plays: nothing is rolled
+    assert Playback(chance=(math.nan, 2.0, -1.0, 0.3)).chance == (1.0, 1.0, 0.0, 0.3)
+    assert Playback(seed=-5).seed == 0 and Playback(seed=10**9).seed == 9999
+    events = schedule_of([Hit(0, 0, 100, 0.0)]).events
+    assert schedule_of([Hit(0, 0, 100, 0.0)]).rolled(events, 3) is events

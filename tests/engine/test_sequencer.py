@@ -6,6 +6,7 @@ JACK's dummy driver delivers in periods (`jackmidi.PERIOD`), so arrival times ar
 the scheduled times allowing one period, plus the receiving callback's wake-up.
 """
 
+import itertools
 import logging
 import math
 import os
@@ -24,7 +25,7 @@ from rvaed.core.kit import load_kit
 from rvaed.core.pattern import Grid, Hit, Pattern
 from rvaed.engine.clock import InternalClock, now
 from rvaed.engine.midiout import Output
-from rvaed.engine.schedule import Playback, build_schedule
+from rvaed.engine.schedule import Playback, build_schedule, roll
 from rvaed.engine.sequencer import ON, Sequencer
 
 KIT = load_kit()
@@ -181,6 +182,32 @@ def test_swapped_pattern_applies_from_the_next_step_nothing_twice_or_dropped(rig
     dropped = r.sequencer.timing.dropped[ON] + r.output.dropped_by_sender()
     assert len(missing) <= dropped, f"steps {missing} lost"
     assert paired(r.receiver.messages)
+
+
+def test_chances_roll_every_loop_from_the_seed_the_same_in_every_run(rig):
+    # each step's kick has a velocity of its own, so what arrives names its step, however late
+    played = schedule([Hit(0, s, 1 + 3 * s, 0.0) for s in range(GRID.steps)], chance=(0.5,),
+                      seed=42)
+    rolled = [(loop, s) for loop in range(20) for s in range(GRID.steps)
+              if roll(42, loop, s, 0) < 0.5]
+    runs = []
+    for _ in range(2):  # two runs from the start, as after a restart
+        r = rig(tempo=480)  # a loop a second
+        r.play(played)
+        time.sleep(6.5)
+        r.clock.set_playing(False)
+        time.sleep(0.3)
+        steps = [(m[2] - 1) // 3 for _, m in r.receiver.kinds(NOTE_ON)]
+        loops = np.cumsum([0] + [b <= a for a, b in itertools.pairwise(steps)])
+        heard = list(zip(loops.tolist(), steps, strict=True))
+        matched = in_order(heard, rolled)
+        dropped = r.sequencer.timing.dropped[ON] + r.output.dropped_by_sender()
+        assert len(matched) == len(heard) > 80, f"heard {heard}, rolled {rolled[:len(heard)]}"
+        skipped = [rolled[i] for i in sorted(set(range(matched[-1])) - set(matched))]
+        assert len(skipped) <= dropped, f"not heard: {skipped} (loop, step)"  # but those dropped
+        runs.append(heard)
+    print(f"kicks heard: {[len(h) for h in runs]} in 6.5 s, of 32 steps a second")
+    assert 0.35 < len(runs[0]) / (6.5 * 32) < 0.65
 
 
 def test_tempo_jump_60_to_999_mid_bar_keeps_time(rig):

@@ -18,12 +18,11 @@ from rvaed.model.runtime import Decoder
 SETTLE = 0.3  # JACK applies a new connection at a later process cycle: let it settle
 
 
-def make_performance(model_dir, clock=None, outputs=(), seed=1) -> Performance:
+def make_performance(model_dir, clock=None, outputs=()) -> Performance:
     decoder = Decoder(model_dir)
     clock = clock or InternalClock()
     sequencer = Sequencer(clock, list(outputs), decoder.grid)
-    return Performance(decoder, sequencer, load_drum_machine("gm", decoder.kit), clock,
-                       seed=seed)
+    return Performance(decoder, sequencer, load_drum_machine("gm", decoder.kit), clock)
 
 
 async def until(condition, timeout=5.0):
