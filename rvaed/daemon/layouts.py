@@ -2,11 +2,11 @@
 
 `pages` describes the layout from the parameter table (`rvaed.core.state.PARAMETERS`: a fader
 per number, a switch per switch, with the table's range), the default kit and grid (a row of
-the pattern grid, a mute, a freeze and a density fader per voice), the presets, and the route
-registry (`rvaed.daemon.routes.ROUTES`): every address a control sends is checked against it, so a
-renamed route fails the generation instead of a gig. `rvaed.daemon.touchosc` renders it as a
-TouchOSC layout (.tosc), `rvaed.daemon.openstage` as an Open Stage Control session (JSON), and
-`rvaed.daemon.layoutfiles` writes both into controllers/.
+the pattern grid, a mute, a freeze, a density and a chance fader per voice), the presets, and
+the route registry (`rvaed.daemon.routes.ROUTES`): every address a control sends is checked
+against it, so a renamed route fails the generation instead of a gig. `rvaed.daemon.touchosc`
+renders it as a TouchOSC layout (.tosc), `rvaed.daemon.openstage` as an Open Stage Control
+session (JSON), and `rvaed.daemon.layoutfiles` writes both into controllers/.
 
 The layouts speak rvaed's own addresses and subscribe themselves when they open (the handshake
 of `rvaed.control.osc`: /rvaed/subscribe, then every /rvaed/hello NONCE echoed to
@@ -20,7 +20,7 @@ from rvaed.core.errors import RvaedError
 from rvaed.core.kit import load_kit
 from rvaed.core.parameters import Parameter
 from rvaed.core.pattern import Grid
-from rvaed.core.state import DENSITY, PARAMETERS, PRESETS, TRANSITION_UNITS
+from rvaed.core.state import CHANCE, DENSITY, PARAMETERS, PRESETS, TRANSITION_UNITS
 from rvaed.daemon import routes
 
 SUBSCRIBE, HELLO, CONFIRM = "/rvaed/subscribe", "/rvaed/hello", "/rvaed/subscribe/confirm"
@@ -69,8 +69,8 @@ class Page:
 
 def pages() -> list[Page]:
     """The layout: Play (pad, transport, presets, model), Sound (a fader per parameter), Voices
-    (the pattern grid with a mute, a freeze and a density fader per voice); checked against
-    the routes."""
+    (the pattern grid with a mute, a freeze, a density and a chance fader per voice); checked
+    against the routes."""
     layout = [Page("Play", _play()), Page("Sound", _sound()), Page("Voices", _voices())]
     check(layout)
     return layout
@@ -113,7 +113,7 @@ def _presets() -> list[Control]:
 
 def _sound() -> tuple[Control, ...]:
     rows = [row for row in PARAMETERS.values()
-            if row.kind is not bool and row.name not in (*ON_THE_PAD, *DENSITY)]
+            if row.kind is not bool and row.name not in (*ON_THE_PAD, *DENSITY, *CHANCE)]
     width = 100 / len(rows)
     return tuple(
         Control("fader", row.name, _label(row), (i * width, 10, width - 2, 90), row.address,
@@ -138,14 +138,16 @@ def _voices() -> tuple[Control, ...]:
     controls: list[Control] = []
     for v, name in enumerate(names):
         top = v * height
-        density = PARAMETERS[DENSITY[v]]
+        density, chance = PARAMETERS[DENSITY[v]], PARAMETERS[CHANCE[v]]
         controls += [
             Control("toggle", f"mute{v + 1}", f"mute {name}", (0, top, 9, height - 1),
                     "/rvaed/mute", "/rvaed/mute", before=(v + 1,), shows=1),
             Control("toggle", f"freeze{v + 1}", f"freeze {name}", (10, top, 9, height - 1),
                     "/rvaed/freeze", "/rvaed/freeze", before=(v + 1,), shows=1),
-            Control("fader", density.name, f"density {name}", (20, top, 14, height - 1),
+            Control("fader", density.name, f"density {name}", (20, top, 7, height - 1),
                     density.address, density.address, *_reach(density)),
+            Control("fader", chance.name, f"chance {name}", (27.5, top, 7, height - 1),
+                    chance.address, chance.address, *_reach(chance)),
             Control("cells", f"pattern{v + 1}", name, (35, top, 65, height - 1),
                     listens=f"/rvaed/pattern/{v + 1}", count=steps),
         ]
