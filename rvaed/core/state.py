@@ -43,6 +43,8 @@ from rvaed.core.parameters import (
 PRESETS = 8
 DENSITY_REACH = 0.5  # a density offset moves its voice's threshold this far either way
 SEED_MAX = 9999  # seeds a player can say out loud and type on a phone
+PHRASE_MAX = 16  # bars
+FILL_REACH = 0.5  # the fill bar's thresholds are lowered this much at most
 TRANSITION_UNITS = {"ms": 60000.0, "bars": 64.0}
 
 @dataclass(frozen=True)
@@ -159,6 +161,10 @@ class PerformanceState:
     chance_high_tom: float = chance("high-tom")
     chance_clap: float = chance("clap")
     chance_rim: float = chance("rim")
+    phrase: int = parameter(0, 0, PHRASE_MAX, SCHEDULE, "/rvaed/phrase",
+                            "bars a phrase lasts; its last bar is a fill (0: no phrases)")
+    fill: float = parameter(0.3, 0.0, FILL_REACH, SCHEDULE, "/rvaed/fill",
+                            "how much busier the fill bar is: taken off every threshold")
     seed: int = parameter(0, 0, SEED_MAX, SCHEDULE, "/rvaed/seed",
                           "the variation: chances and noise roll from it, so the same seed, "
                           "point and settings play the same loops again")

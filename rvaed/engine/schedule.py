@@ -22,14 +22,14 @@ the sequencer turns it into beats at the tempo the step is queued at.
 import functools
 import itertools
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import NamedTuple
 
 import numpy as np
 
 from rvaed.core.drummachine import Destination, DrumMachine
 from rvaed.core.pattern import Grid, Pattern
-from rvaed.core.state import DENSITY_REACH, PARAMETERS, SEED_MAX
+from rvaed.core.state import DENSITY_REACH, PARAMETERS, PHRASE_MAX, SEED_MAX
 
 TIMING_MAX = PARAMETERS["timing"].high  # the microtiming amount: 0 quantized .. 2 exaggerated
 VELOCITY = PARAMETERS["fixed_velocity"]
@@ -69,6 +69,8 @@ class Playback:
     density: tuple[float, ...] = ()  # per voice, taken off the threshold (positive = busier)
     chance: tuple[float, ...] = ()  # per voice, how likely each hit plays (voices beyond: 1)
     seed: int = 0                # what every chance rolls from
+    phrase: int = 0              # bars a phrase lasts, its last bar a fill (0: no phrases)
+    fill: float = 0.3            # the fill bar's thresholds are this much lower
 
     def __post_init__(self) -> None:
         for name, default, low, high in (*NUMBERS, ("gate", 0.5, 0.01, 16.0)):
@@ -78,6 +80,7 @@ class Playback:
         chances = tuple(_finite(chance, 1.0, 0.0, 1.0) for chance in self.chance)
         object.__setattr__(self, "chance", chances if any(c < 1.0 for c in chances) else ())
         object.__setattr__(self, "seed", max(0, min(SEED_MAX, int(self.seed))))
+        object.__setattr__(self, "phrase", max(0, min(PHRASE_MAX, int(self.phrase))))
         if self.fixed_velocity is not None:
             object.__setattr__(self, "fixed_velocity", max(VELOCITY.low, min(VELOCITY.high, int(
                 self.fixed_velocity))))
@@ -136,6 +139,8 @@ class Schedule:
     push: float = 0.0  # seconds every event sounds ahead of its place (negative: behind)
     chances: tuple[float, ...] = ()  # per voice (empty: every hit plays), see `rolled`
     seed: int = 0
+    phrase: int = 0  # steps a phrase lasts (0: no phrases), its last bar played from `fill`
+    fill: "Schedule | None" = None  # the same loop, busier: the fill bar's events come from it
 
     @classmethod
     def empty(cls, grid: Grid) -> "Schedule":
@@ -144,6 +149,10 @@ class Schedule:
     @property
     def loop_beats(self) -> float:
         return float(self.grid.beats)
+
+    def in_fill(self, step: int) -> bool:
+        """Whether step number ``step`` from the start of play is in a phrase's fill bar."""
+        return bool(self.phrase) and step % self.phrase >= self.phrase - self.grid.steps_per_bar
 
     def rolled(self, events: tuple[Event, ...], loop: int) -> tuple[Event, ...]:
         """Those of ``events`` that play in loop number ``loop`` (counted from the start of
@@ -174,11 +183,21 @@ def _swung_steps(grid: Grid) -> np.ndarray:
 def build_schedule(pattern: Pattern, grid: Grid, playback: Playback,
                    drum_machine: DrumMachine) -> Schedule:
     """The pattern's hits above their voice's threshold, unmuted, timed, on the drum machine's
-    notes.
+    notes; with phrases, the fill bar's from the same pattern at thresholds `fill` lower.
 
     Computed on whole arrays with as few numpy calls as it takes: this runs on every control
     change, within the 1 ms budget from a fader move to the sequencer playing the new pattern.
     """
+    schedule = _build(pattern, grid, playback, drum_machine)
+    if not playback.phrase or not playback.fill:
+        return schedule
+    busier = replace(playback, threshold=playback.threshold - playback.fill, phrase=0)
+    return replace(schedule, phrase=playback.phrase * grid.steps_per_bar,
+                   fill=_build(pattern, grid, busier, drum_machine))
+
+
+def _build(pattern: Pattern, grid: Grid, playback: Playback,
+           drum_machine: DrumMachine) -> Schedule:
     if pattern.steps != grid.steps:
         raise ValueError(f"pattern has {pattern.steps} steps, the grid {grid.steps}")
     if pattern.voices != drum_machine.kit.size:

@@ -87,6 +87,7 @@ class _Prepared:
 
     schedule: Schedule
     steps: tuple[tuple[Event, ...], ...]
+    fill: tuple[tuple[Event, ...], ...]  # the fill bar's, by step (the same without phrases)
 
 
 class _Lane:
@@ -231,10 +232,15 @@ class Sequencer:
     def _prepare(self, schedule: Schedule) -> _Prepared:
         """Group the events by step: all `install` does on the control side (each output's
         messages are made when a step is queued, on the sequencer thread)."""
+        steps = self._by_step(schedule)
+        return _Prepared(schedule, steps,
+                         steps if schedule.fill is None else self._by_step(schedule.fill))
+
+    def _by_step(self, schedule: Schedule) -> tuple[tuple[Event, ...], ...]:
         steps: list[list[Event]] = [[] for _ in range(self.grid.steps)]
         for event in schedule.events:
             steps[event.step].append(event)
-        return _Prepared(schedule, tuple(map(tuple, steps)))
+        return tuple(map(tuple, steps))
 
     # -- the sequencer thread -----------------------------------------------------------------
 
@@ -324,8 +330,10 @@ class Sequencer:
         push = prepared.schedule.push * line.tempo / 60.0  # ms ahead -> beats at this tempo
         while line.start_beat + (self._next_step - MAX_PULL_STEPS) / spb <= reach:
             step_beat = line.start_beat + self._next_step / spb - push
-            loop, index = divmod(self._next_step - self._first_step, steps)
-            group = prepared.schedule.rolled(prepared.steps[index], loop)
+            played = self._next_step - self._first_step
+            loop, index = divmod(played, steps)
+            source = prepared.fill if prepared.schedule.in_fill(played) else prepared.steps
+            group = prepared.schedule.rolled(source[index], loop)
             for lane in self._lanes:
                 for note in lane.notes(group):
                     lane.push(max(step_beat + note.shift, self._floor), ON, self._count(), note)

@@ -176,3 +176,21 @@ def test_chances_all_one_roll_nothing_and_values_are_made_safe():
     assert Playback(seed=-5).seed == 0 and Playback(seed=10**9).seed == 9999
     events = schedule_of([Hit(0, 0, 100, 0.0)]).events
     assert schedule_of([Hit(0, 0, 100, 0.0)]).rolled(events, 3) is events
+
+
+def test_a_phrase_plays_its_last_bar_from_a_busier_fill():
+    hits = [Hit(0, step, 100, 0.0) for step in range(0, GRID.steps, 8)]
+    hits += [Hit(1, step, 100, 0.0) for step in range(1, GRID.steps, 2)]
+    array = Pattern.from_hits(hits, KIT.size, GRID.steps).to_array()
+    array[0, 1] *= 0.4  # the snares at onset probability 0.4
+    pattern = Pattern.from_array(array)
+    plain = build_schedule(pattern, GRID, Playback(threshold=0.5), GM)
+    assert plain.fill is None and not plain.in_fill(63)
+    phrased = build_schedule(pattern, GRID, Playback(threshold=0.5, phrase=4, fill=0.3), GM)
+    assert phrased.events == plain.events and phrased.phrase == 64
+    assert phrased.fill is not None
+    assert {(e.voice, e.step) for e in phrased.fill.events} == {
+        (e.voice, e.step) for e in plain.events} | {(1, s) for s in range(1, GRID.steps, 2)}
+    assert [s for s in range(130) if phrased.in_fill(s)] == [
+        *range(48, 64), *range(112, 128)]  # the fourth bar of every four
+    assert build_schedule(pattern, GRID, Playback(phrase=4, fill=0.0), GM).fill is None

@@ -210,6 +210,35 @@ def test_chances_roll_every_loop_from_the_seed_the_same_in_every_run(rig):
     assert 0.35 < len(runs[0]) / (6.5 * 32) < 0.65
 
 
+def test_the_fill_plays_exactly_the_last_bar_of_every_phrase(rig):
+    # kicks on the beats; snares on every odd step, too unlikely to play but in the fill; each
+    # step's notes have a velocity of their own, so what arrives names its step, however late
+    hits = [Hit(0, s, 1 + 3 * s, 0.0) for s in range(0, GRID.steps, 4)]
+    hits += [Hit(1, s, 1 + 3 * s, 0.0) for s in range(1, GRID.steps, 2)]
+    array = Pattern.from_hits(hits, KIT.size, GRID.steps).to_array()
+    array[0, 1] *= 0.4
+    pattern = Pattern.from_array(array)
+    played = build_schedule(pattern, GRID, Playback(threshold=0.5, phrase=4, fill=0.3), GM)
+    r = rig(tempo=480)  # a loop (two bars) a second: a phrase of four bars every 2 s
+    r.play(played)
+    time.sleep(6.5)
+    r.clock.set_playing(False)
+    time.sleep(0.3)
+    heard, loop = [], -1
+    for _, m in r.receiver.kinds(NOTE_ON):
+        step = (m[2] - 1) // 3
+        loop += m[1] == GM.destinations[0].note and step == 0
+        heard.append((loop, m[1] == GM.destinations[1].note, step))
+    snares = {(loop, step) for loop, snare, step in heard if snare}
+    loops = heard[-1][0]
+    dropped = r.sequencer.timing.dropped[ON] + r.output.dropped_by_sender()
+    fills = {(loop, s) for loop in range(1, loops, 2) for s in range(17, GRID.steps, 2)}
+    print(f"{loops} loops, {len(snares)} fill snares, {dropped} dropped")
+    assert loops >= 5
+    assert snares - {(loops, s) for s in range(GRID.steps)} <= fills  # the last loop: cut
+    assert len(fills - snares) <= dropped, f"fill snares not heard: {sorted(fills - snares)}"
+
+
 def test_tempo_jump_60_to_999_mid_bar_keeps_time(rig):
     played = schedule([Hit(0, s, 100, 0.0) for s in range(GRID.steps)], gate=0.9)
     r = rig(tempo=60)
