@@ -82,6 +82,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-midi", action="store_true", help="skip the MIDI (JACK) phases")
     parser.add_argument("--direct", action="store_true",
                         help="decode directly, not through the model's table (to compare)")
+    parser.add_argument("--features", action="store_true",
+                        help="play with every per-voice and phrase feature on: density and "
+                             "chance on every voice, a seed, 4-bar phrases with fills")
 
 
 def run(args) -> dict:
@@ -121,6 +124,8 @@ async def _measure(args, jack: str | None) -> dict:
     sequencer = Sequencer(clock, outputs, decoder.grid)
     perf = Performance(decoder, sequencer, machine, clock)
     await perf.start()
+    if args.features:
+        _every_feature(perf)
     table = await _table(decoder, args.direct)
     sequencer.start()
     server = OscServer(perf, None, host="127.0.0.1", port=0)
@@ -130,6 +135,7 @@ async def _measure(args, jack: str | None) -> dict:
     await web.start()
     figures: dict = {"model": decoder.manifest.name, "seconds": args.seconds,
                      "flood_rate": args.flood_rate, "outputs": len(outputs),
+                     "features": args.features,
                      "decode": table, "rss_mb_start": _rss_mb()}
     try:
         for flood in (False, True):
@@ -165,6 +171,19 @@ async def _phase(perf, kind: str, target: str, args, flood: bool, received) -> d
     summary.update(messages=received() - messages, decodes=perf.decodes - decodes,
                    rss_mb_before=rss, rss_mb_after=_rss_mb())
     return summary
+
+
+def _every_feature(perf) -> None:
+    """Density and chance on every voice, a seed, 4-bar phrases with fills."""
+    from rvaed.core.state import CHANCE, DENSITY
+
+    for name in DENSITY:
+        perf.set(name, 0.1)
+    for name in CHANCE:
+        perf.set(name, 0.7)
+    perf.set("seed", 7)
+    perf.set("phrase", 4)
+    perf.set("fill", 0.3)
 
 
 async def _table(decoder, direct: bool) -> str:
