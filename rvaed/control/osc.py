@@ -361,6 +361,9 @@ class OscServer:
         self.performance.set_transition(numbers("/rvaed/transition", args[:1], 1)[0], unit)
         self._dirty = True
 
+    def _fill_now(self, sender, args, at) -> None:
+        self.performance.fill_next_bar()
+
     def _subscribed(self, address: str, host: str) -> list[Subscriber]:
         """``host``'s live subscriptions, where its answers go; ValueError if none."""
         targets = self.subscriptions.of_host(host)
@@ -523,6 +526,8 @@ ROUTES = (
     Route("/rvaed/preset/store", f"N (1..{PRESETS})", "store x/y in preset N", _preset(True)),
     Route("/rvaed/preset/recall", f"N (1..{PRESETS})", "glide to preset N",
           _preset(False)),
+    Route("/rvaed/fill/now", "", "a fill in the next bar (as busy as /rvaed/fill says)",
+          OscServer._fill_now),
     Route("/rvaed/transition", "amount [ms or bars]",
           "glide time of a preset recall (default unit ms)", OscServer._transition),
     Route("/rvaed/state", "", "send every feedback message again, to the sender's live "

@@ -108,6 +108,7 @@ class Performance:
         self._current_playback = Playback()
         self._frozen: dict[int, np.ndarray] = {}
         self._jitter = (0.0, 0.0)
+        self._fills_until = 0.0  # host time: schedules are made with their fill until then
         self._pending = 0
         self._since: int | None = None
         self._queued = False
@@ -178,6 +179,16 @@ class Performance:
 
     def set_transition(self, amount: float, unit: str = "ms") -> None:
         self.state.transition = Transition(amount, unit)
+
+    def fill_next_bar(self) -> None:
+        """A fill in the next bar: the schedule is made with its fill until that bar has
+        played, and the sequencer asked to play the bar from it."""
+        bar = self.grid.beats_per_bar
+        beat = self.clock.beat_at(self.clock.now())
+        self._fills_until = self.clock.time_at((math.floor(beat / bar) + 2) * bar)
+        self._changed(SCHEDULE, None)
+        self.flush()
+        self.sequencer.fill_next_bar()
 
     def store_preset(self, number: object) -> None:
         """Store the current x/y in preset ``number`` (1-8)."""
@@ -266,6 +277,7 @@ class Performance:
         values: dict[str, Any] = {**{name: getattr(state, name) for name in PLAYBACK_VALUES},
                                   "density": tuple(getattr(state, name) for name in DENSITY),
                                   "chance": tuple(getattr(state, name) for name in CHANCE),
+                                  "fills": self.clock.now() < self._fills_until,
                                   "mutes": state.mutes}
         if values != self._playback_values:
             self._playback_values = values

@@ -95,7 +95,8 @@ def _play() -> tuple[Control, ...]:
 
 
 def _presets() -> list[Control]:
-    """Recall 1-8 in two rows of big pads, store 1-8 in a row of small ones below."""
+    """Recall 1-8 in two rows of big pads, store 1-8 in a row of small ones below, the glide
+    and FILL (a fill in the next bar)."""
     columns = PRESETS // 2
     width = 36 / columns
     recall = [Control("tap", f"recall{n}", f"preset {n}",
@@ -105,10 +106,11 @@ def _presets() -> list[Control]:
     width = 36 / PRESETS
     store = [Control("tap", f"store{n}", f"store {n}", (64 + (n - 1) * width, 57, width - 1, 9),
                      "/rvaed/preset/store", press=n) for n in range(1, PRESETS + 1)]
-    glide = Control("fader", "glide", "glide (bars)", (64, 67, 36, 6), "/rvaed/transition",
+    glide = Control("fader", "glide", "glide (bars)", (64, 67, 26, 6), "/rvaed/transition",
                     "/rvaed/transition", 0.0, min(GLIDE_BARS, TRANSITION_UNITS["bars"]),
                     after=("bars",))
-    return [*recall, *store, glide]
+    fill = Control("tap", "fill", "FILL", (91, 67, 9, 6), "/rvaed/fill/now")
+    return [*recall, *store, glide, fill]
 
 
 def _sound() -> tuple[Control, ...]:

@@ -71,6 +71,7 @@ class Playback:
     seed: int = 0                # what every chance rolls from
     phrase: int = 0              # bars a phrase lasts, its last bar a fill (0: no phrases)
     fill: float = 0.3            # the fill bar's thresholds are this much lower
+    fills: bool = False          # make the fill without phrases too (a fill was asked for)
 
     def __post_init__(self) -> None:
         for name, default, low, high in (*NUMBERS, ("gate", 0.5, 0.01, 16.0)):
@@ -189,9 +190,10 @@ def build_schedule(pattern: Pattern, grid: Grid, playback: Playback,
     change, within the 1 ms budget from a fader move to the sequencer playing the new pattern.
     """
     schedule = _build(pattern, grid, playback, drum_machine)
-    if not playback.phrase or not playback.fill:
+    if not (playback.phrase or playback.fills) or not playback.fill:
         return schedule
-    busier = replace(playback, threshold=playback.threshold - playback.fill, phrase=0)
+    busier = replace(playback, threshold=playback.threshold - playback.fill, phrase=0,
+                     fills=False)
     return replace(schedule, phrase=playback.phrase * grid.steps_per_bar,
                    fill=_build(pattern, grid, busier, drum_machine))
 

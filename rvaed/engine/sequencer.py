@@ -22,6 +22,12 @@ events are committed and play from the schedule they came from; `install` swaps 
 and the first step not yet queued onwards plays the new schedule. Nothing is sent twice, nothing
 is dropped, and the hot path takes no lock.
 
+How a variation plays: each step is queued with its number from the start of play, from
+which it takes its loop's chances (`Schedule.rolled`) and whether it lies in a fill bar (the
+last bar of every phrase, or the bar `fill_next_bar` asked for): then its events come from the
+schedule's fill. Both are decided here, step by step, so fills land exactly on their bars and
+a seed replays the same loops.
+
 How the outputs change while it plays (SIGHUP): `use_outputs` hands the thread a new list of
 open outputs and waits until the thread has taken it at the top of a cycle. An output in both
 lists keeps its queue and sounding notes; one that is gone is silenced there and then (its
@@ -70,6 +76,7 @@ DEFAULT_GRID = Grid()
 # SCHED_FIFO and without: docs/decisions.md) and taking back the GIL.
 SPIN_REALTIME, SPIN_NORMAL = 0.0003, 0.001
 LATE_MAX = 0.020  # late is never a burst: a later note-on or clock tick is dropped, counted
+NO_FILL = -(1 << 30)  # `_fill_bar` while no fill was asked for
 
 
 class _Note(NamedTuple):
@@ -168,6 +175,8 @@ class Sequencer:
         self._next_step = 0                # steps counted from the anchor, not yet queued
         self._first_step = 0               # the step (from the anchor) played as step 0
         self._floor = 0.0                  # no event is placed before this beat
+        self._fill_asked = False           # `fill_next_bar` was called
+        self._fill_bar = NO_FILL           # the first step of the bar asked to be a fill
         self._quit = threading.Event()
         self._next_outputs: list[Output] | None = None
         self._outputs_taken = threading.Event()
@@ -181,6 +190,11 @@ class Sequencer:
         if schedule.grid != self.grid:
             raise ValueError(f"schedule grid {schedule.grid} is not the sequencer's {self.grid}")
         self._prepared = self._prepare(schedule)
+
+    def fill_next_bar(self) -> None:
+        """Play the next bar (from its first step not yet queued) from the installed
+        schedule's fill, if it has one."""
+        self._fill_asked = True
 
     def use_outputs(self, outputs: list[Output], timeout: float = 2.0) -> list[Output]:
         """Play to ``outputs`` (open already) from the thread's next cycle; blocks until then.
@@ -313,6 +327,7 @@ class Sequencer:
         passed = line.beat_at(t - self.clock.late_start) - line.start_beat
         bars = max(0, math.ceil(passed / line.quantum - 1e-9))
         self._next_step = self._first_step = round(bars * line.quantum * spb)
+        self._fill_bar = NO_FILL
         self._floor = max(beat, line.start_beat)
         for lane in self._lanes:
             if lane.output.clock_out:
@@ -332,7 +347,12 @@ class Sequencer:
             step_beat = line.start_beat + self._next_step / spb - push
             played = self._next_step - self._first_step
             loop, index = divmod(played, steps)
-            source = prepared.fill if prepared.schedule.in_fill(played) else prepared.steps
+            if self._fill_asked:
+                self._fill_asked, bar = False, self.grid.steps_per_bar
+                self._fill_bar = -(-played // bar) * bar  # the next bar line, or this one
+            filling = prepared.schedule.in_fill(played) or (
+                self._fill_bar <= played < self._fill_bar + self.grid.steps_per_bar)
+            source = prepared.fill if filling else prepared.steps
             group = prepared.schedule.rolled(source[index], loop)
             for lane in self._lanes:
                 for note in lane.notes(group):

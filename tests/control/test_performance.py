@@ -130,6 +130,48 @@ def test_noise_jitters_z_once_per_bar_and_stops_when_off(model_dir):
     run(scenario)
 
 
+def test_the_same_seed_rolls_the_same_noise_and_another_seed_other_noise(model_dir):
+    async def jitters(seed: int) -> list[tuple[float, float]]:
+        clock = InternalClock(tempo=999)  # a bar every 0.24 s
+        clock.set_playing(True)
+        perf = make_performance(model_dir, clock)
+        perf.set("seed", seed)
+        perf.set("noise", 0.5)
+        await perf.start()
+        seen = []
+        for _ in range(12):
+            await asyncio.sleep(0.06)
+            if not seen or seen[-1] != perf._jitter:
+                seen.append(perf._jitter)
+        await perf.stop()
+        return seen[1:4]  # the first bars' noise (from the second: the first may be partial)
+
+    async def scenario():
+        first, again, other = await jitters(5), await jitters(5), await jitters(6)
+        assert len(first) == 3 and first == again and first != other
+    run(scenario)
+
+
+def test_a_fill_asked_for_is_made_until_its_bar_has_played(model_dir):
+    async def scenario():
+        clock = InternalClock(tempo=999)  # a bar every 0.24 s
+        clock.set_playing(True)
+        perf = make_performance(model_dir, clock)
+        await perf.start()
+        perf.set("threshold", 0.6)
+        perf.flush()
+        assert perf.sequencer.schedule.fill is None  # no phrases, no fill asked for
+        perf.fill_next_bar()
+        fill = perf.sequencer.schedule.fill
+        assert fill is not None and len(fill.events) > len(perf.sequencer.schedule.events)
+        await asyncio.sleep(0.6)  # that bar has played
+        perf.set("threshold", 0.55)
+        perf.flush()
+        assert perf.sequencer.schedule.fill is None
+        await perf.stop()
+    run(scenario)
+
+
 def test_tempo_and_transport_go_to_the_clock(model_dir):
     perf = make_performance(model_dir)
     perf.set("tempo", 5000)

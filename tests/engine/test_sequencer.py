@@ -210,33 +210,62 @@ def test_chances_roll_every_loop_from_the_seed_the_same_in_every_run(rig):
     assert 0.35 < len(runs[0]) / (6.5 * 32) < 0.65
 
 
-def test_the_fill_plays_exactly_the_last_bar_of_every_phrase(rig):
-    # kicks on the beats; snares on every odd step, too unlikely to play but in the fill; each
-    # step's notes have a velocity of their own, so what arrives names its step, however late
+def with_fill(**playback):
+    """Kicks on the beats; snares on every odd step, too unlikely to play but in the fill.
+    Each step's notes have a velocity of their own, so what arrives names its step, however
+    late it arrives."""
     hits = [Hit(0, s, 1 + 3 * s, 0.0) for s in range(0, GRID.steps, 4)]
     hits += [Hit(1, s, 1 + 3 * s, 0.0) for s in range(1, GRID.steps, 2)]
     array = Pattern.from_hits(hits, KIT.size, GRID.steps).to_array()
     array[0, 1] *= 0.4
-    pattern = Pattern.from_array(array)
-    played = build_schedule(pattern, GRID, Playback(threshold=0.5, phrase=4, fill=0.3), GM)
+    return build_schedule(Pattern.from_array(array), GRID,
+                          Playback(threshold=0.5, fill=0.3, **playback), GM)
+
+
+def heard_loops(r: Rig) -> list[tuple[float, int, bool, int]]:
+    """(arrival, loop, whether a snare, step) of every note-on: loops counted by the kicks of
+    step 0."""
+    heard, loop = [], -1
+    for t, m in r.receiver.kinds(NOTE_ON):
+        step = (m[2] - 1) // 3
+        loop += m[1] == GM.destinations[0].note and step == 0
+        heard.append((t, loop, m[1] == GM.destinations[1].note, step))
+    return heard
+
+
+def test_the_fill_plays_exactly_the_last_bar_of_every_phrase(rig):
     r = rig(tempo=480)  # a loop (two bars) a second: a phrase of four bars every 2 s
-    r.play(played)
+    r.play(with_fill(phrase=4))
     time.sleep(6.5)
     r.clock.set_playing(False)
     time.sleep(0.3)
-    heard, loop = [], -1
-    for _, m in r.receiver.kinds(NOTE_ON):
-        step = (m[2] - 1) // 3
-        loop += m[1] == GM.destinations[0].note and step == 0
-        heard.append((loop, m[1] == GM.destinations[1].note, step))
-    snares = {(loop, step) for loop, snare, step in heard if snare}
-    loops = heard[-1][0]
+    heard = heard_loops(r)
+    snares = {(loop, step) for _, loop, snare, step in heard if snare}
+    loops = heard[-1][1]
     dropped = r.sequencer.timing.dropped[ON] + r.output.dropped_by_sender()
     fills = {(loop, s) for loop in range(1, loops, 2) for s in range(17, GRID.steps, 2)}
     print(f"{loops} loops, {len(snares)} fill snares, {dropped} dropped")
     assert loops >= 5
     assert snares - {(loops, s) for s in range(GRID.steps)} <= fills  # the last loop: cut
     assert len(fills - snares) <= dropped, f"fill snares not heard: {sorted(fills - snares)}"
+
+
+def test_a_fill_asked_for_plays_the_next_bar_once(rig):
+    r = rig(tempo=480)  # a bar every half second
+    r.play(with_fill(fills=True))  # no phrases: a fill only when asked
+    time.sleep(1.3)
+    asked = now()
+    r.sequencer.fill_next_bar()
+    time.sleep(1.5)
+    r.clock.set_playing(False)
+    time.sleep(0.3)
+    snares = [(t, loop, step) for t, loop, snare, step in heard_loops(r) if snare]
+    dropped = r.sequencer.timing.dropped[ON] + r.output.dropped_by_sender()
+    bars = {(loop, step // GRID.steps_per_bar) for _, loop, step in snares}
+    assert len(bars) == 1, f"snares in bars {sorted(bars)}"
+    assert 8 - dropped <= len(snares) <= 8
+    bar_start = snares[0][0] - (snares[0][2] % GRID.steps_per_bar) * 60 / 480 / 4
+    assert 0 < bar_start - asked < 0.5 + 0.1  # the next bar line (a bar is 0.5 s)
 
 
 def test_tempo_jump_60_to_999_mid_bar_keeps_time(rig):
