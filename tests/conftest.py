@@ -20,13 +20,14 @@ from rvaed.model.modeldir import starter_model
 def jack_server():
     """A private JACK server with the dummy driver; yields its name (also set in the env).
 
-    Periods of `jackmidi.FRAMES` frames at 48 kHz (why that many: tests/support/jackmidi.py):
-    events through it are rounded to a period.
+    Periods of `jackmidi.FRAMES` frames at 48 kHz, with real-time priority where the machine
+    grants it (why: tests/support/jackmidi.py): events through it are rounded to a period.
     """
     require_tools("jackd", "jack_lsp")
     with contextlib.ExitStack() as stack:
         try:
-            name = stack.enter_context(private_jack_server(period=FRAMES, prefix="rvaed-test"))
+            name = stack.enter_context(
+                private_jack_server(period=FRAMES, realtime=True, prefix="rvaed-test"))
         except RvaedError as exc:
             pytest.fail(str(exc))
         yield name

@@ -14,7 +14,10 @@ arrival is up to one period (plus the callback's wake-up) after the send. Not 64
 runs late cycles about ten times a second, even with only two idle clients, and a cycle a
 client misses loses or repeats the MIDI in it, for every receiver (jack_midi_dump too). At 256
 frames no message was lost or repeated in 20 runs of a sequencer test under 4 and 8 busy loops
-(at 64: 6 runs in 10 lost or repeated some, idle). docs/decisions.md has the figures.
+(at 64: 6 runs in 10 lost or repeated some, idle); under a heavier load (a whole test run
+beside, load 8) 5 runs in 8 still lost some, and none with the server's real-time priority
+(jackd -R, where the machine grants it), which the tests' server asks for. docs/decisions.md
+has the figures.
 """
 
 import os
