@@ -47,8 +47,10 @@ def save_pattern(pattern: Pattern, path: str | Path, kit: Kit, grid: Grid, bpm: 
 
 
 def pattern_midi(pattern: Pattern, kit: Kit, grid: Grid, bpm: float = 120.0, *,
-                 threshold: float = 0.5, channel: int = 10) -> mido.MidiFile:
-    """The hits of ``pattern`` (onsets above ``threshold``) as a one-loop type-0 MIDI file."""
+                 threshold: float = 0.5, channel: int = 10,
+                 texts: tuple[str, ...] = ()) -> mido.MidiFile:
+    """The hits of ``pattern`` (onsets above ``threshold``) as a one-loop type-0 MIDI file,
+    with ``texts`` as text events after the one naming the voices."""
     _check_shape(pattern, kit, grid)
     if not TEMPO.low <= bpm <= TEMPO.high:
         raise RvaedError(f"bpm: expected {TEMPO.low:g}-{TEMPO.high:g}, got {bpm}")
@@ -59,6 +61,7 @@ def pattern_midi(pattern: Pattern, kit: Kit, grid: Grid, bpm: float = 120.0, *,
         mido.MetaMessage("track_name", name=TITLE + kit.name),
         mido.MetaMessage("text", text=voices_text(dict(zip(kit.names, kit.outputs,
                                                               strict=True)))),
+        *(mido.MetaMessage("text", text=text) for text in texts),
         mido.MetaMessage("time_signature", numerator=grid.beats_per_bar, denominator=4),
         mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)),
     ])

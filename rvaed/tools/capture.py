@@ -19,6 +19,10 @@ An allowed sender could otherwise fill the disk (128 files in 1.7 s were seen), 
 are limited to ``per_minute`` in any 60 s and the folder to ``quota_bytes`` in all (config
 ``limits.captures_per_minute`` and ``limits.captures_bytes``); a capture past either is
 refused with a one-line reason naming the limit.
+
+Every capture records what plays it again: a text event ``rvaed model: NAME`` and one
+``rvaed recall: x=.. y=.. seed=.. ...`` with every performance parameter of the table (those
+of the clock aside: the tempo is the file's own), as its OSC feedback would show them.
 """
 
 import asyncio
@@ -38,8 +42,10 @@ from rvaed.control.osc import Route, numbers
 from rvaed.core.atomic import write_new
 from rvaed.core.errors import RvaedError
 from rvaed.core.names import shown
+from rvaed.core.parameters import CLOCK
 from rvaed.core.pattern import MAX_BARS, Grid, Hit, Pattern
 from rvaed.core.patternfile import pattern_midi
+from rvaed.core.state import PARAMETERS
 from rvaed.engine.clock import next_bar
 from rvaed.engine.schedule import MAX_PULL_STEPS
 
@@ -48,6 +54,18 @@ log = logging.getLogger(__name__)
 CHECK = 0.1  # seconds between checks for a bar line (a tempo change moves the next one)
 PER_MINUTE = 20  # captures in any 60 s (config limits.captures_per_minute)
 QUOTA_BYTES = 256 << 20  # the captures folder in all (config limits.captures_bytes)
+
+
+MODEL_TEXT = "rvaed model: "
+RECALL_TEXT = "rvaed recall: "
+
+
+def recall_texts(performance: Hub) -> tuple[str, str]:
+    """The text events naming the model and the settings that play a capture again."""
+    state = performance.state
+    settings = " ".join(f"{name}={row.outward(getattr(state, name)):g}"
+                        for name, row in PARAMETERS.items() if row.invalidates != CLOCK)
+    return MODEL_TEXT + performance.decoder.manifest.name, RECALL_TEXT + settings
 
 
 def played_array(schedule, voices: int) -> np.ndarray:
@@ -191,8 +209,9 @@ class Capture:
         pattern = Pattern.from_array(cells)
         tempo = self.performance.clock.tempo
         kit = self.performance.decoder.kit
+        texts = recall_texts(self.performance)
         path = await asyncio.to_thread(_save_new, pattern, self.directory, label, kit, grid,
-                                       tempo, self.quota_bytes)
+                                       tempo, self.quota_bytes, texts)
         log.info("capture: saved %s", path)
         return path
 
@@ -224,10 +243,10 @@ class Capture:
 
 
 def _save_new(pattern: Pattern, directory: Path, label: str, kit, grid: Grid,
-              tempo: float, quota_bytes: int) -> Path:
-    """Write ``pattern`` under a new timestamped name in ``directory``, never replacing a file,
-    unless the folder would then hold more than ``quota_bytes``."""
-    midi = pattern_midi(pattern, kit, grid, bpm=tempo)
+              tempo: float, quota_bytes: int, texts: tuple[str, ...]) -> Path:
+    """Write ``pattern`` (with ``texts``) under a new timestamped name in ``directory``, never
+    replacing a file, unless the folder would then hold more than ``quota_bytes``."""
+    midi = pattern_midi(pattern, kit, grid, bpm=tempo, texts=texts)
     used = _folder_bytes(directory)
     if used + _midi_bytes(midi) > quota_bytes:
         raise RvaedError(f"capture refused: {shown(directory)} holds {used} bytes, the limit "
@@ -262,4 +281,5 @@ def _midi_bytes(midi) -> int:
 
 
 ROUTES = (Route("/rvaed/capture", "[bars]", "save the current loop, or the last N bars played, "
-                "as a MIDI file in the captures folder", Capture._osc, files=True),)
+                "as a MIDI file in the captures folder that names its model and settings (the "
+                "seed too)", Capture._osc, files=True),)

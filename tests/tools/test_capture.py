@@ -54,6 +54,8 @@ def test_the_current_loop_is_saved_as_it_plays(model_dir, tmp_path):
         perf.set("swing", 0.6)
         perf.set("velocity_scale", 0.5)
         perf.set_voice("mutes", 2, 1)
+        perf.set("seed", 42)
+        perf.set("chance_kick", 0.75)
         perf.flush()
         events = perf.schedule.events
         assert events and 2 not in {e.voice for e in events}
@@ -71,8 +73,21 @@ def test_the_current_loop_is_saved_as_it_plays(model_dir, tmp_path):
         assert len(notes) == len(events)
         assert {m.note for m in notes} <= {v.output for v in kit.voices}
         assert midi.length == pytest.approx(grid.beats * 60 / perf.clock.tempo, abs=0.01)
+        assert_recalls(midi, perf)
         await perf.stop()
     asyncio.run(scenario())
+
+
+def assert_recalls(midi, perf) -> None:
+    """The file names its model and every setting of the table as the state holds it."""
+    texts = [m.text for m in midi if m.type == "text"]
+    assert f"rvaed model: {perf.decoder.manifest.name}" in texts
+    recall = next(t for t in texts if t.startswith("rvaed recall: "))
+    settings = dict(item.split("=") for item in recall.removeprefix("rvaed recall: ").split())
+    assert settings["seed"] == "42" and settings["chance_kick"] == "0.75"
+    assert float(settings["x"]) == pytest.approx(perf.state.x, abs=1e-5)
+    assert settings["threshold"] == "0.45" and settings["swing"] == "0.6"
+    assert "tempo" not in settings and len(settings) > 20
 
 
 @pytest.mark.usefixtures("jack_server")
