@@ -118,7 +118,8 @@ def run_training(request: TrainRequest, on_progress: Callable[[Progress], None] 
 
 
 def _child(request: TrainRequest, progress: Connection, control: Connection) -> None:
-    """The spawned process: niced, with bounded threads, cancelled by a 'cancel' message."""
+    """The spawned process: niced, with bounded threads, cancelled by a 'cancel' message or
+    by the parent going away (its model is written all the same, and nothing is printed)."""
     os.nice(NICE)
     stop = threading.Event()
 
@@ -130,16 +131,22 @@ def _child(request: TrainRequest, progress: Connection, control: Connection) -> 
             pass  # the parent is gone: nobody will wait for more epochs
         stop.set()
 
+    def tell(kind: str, payload: object) -> None:
+        try:
+            progress.send((kind, payload))
+        except (BrokenPipeError, ConnectionResetError):
+            stop.set()  # the parent stopped listening: end as after a cancel, the model kept
+
     threading.Thread(target=listen, daemon=True, name="cancel").start()
     try:
-        summary = run_training(request, lambda p: progress.send(("progress", p)), stop.is_set,
-                               lambda lines: progress.send(("read", lines)))
-        progress.send(("done", summary))
+        summary = run_training(request, lambda p: tell("progress", p), stop.is_set,
+                               lambda lines: tell("read", lines))
+        tell("done", summary)
     except RvaedError as exc:
-        progress.send(("error", str(exc)))
+        tell("error", str(exc))
     except Exception as exc:  # an unexpected failure still reaches the parent in one line
         traceback.print_exc(file=sys.stderr)
-        progress.send(("error", f"training failed: {type(exc).__name__}: {exc}"))
+        tell("error", f"training failed: {type(exc).__name__}: {exc}")
 
 
 class TrainJob:

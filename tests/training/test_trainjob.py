@@ -92,6 +92,18 @@ def test_cancel_keeps_the_best_so_far_and_continuing_extends_the_history(tmp_pat
                                 "rhythmvae, grid of 32 steps; cannot continue it with kit gmd")
 
 
+def test_a_child_whose_parent_stopped_listening_writes_its_model_and_says_nothing(
+        tmp_path, capfd):
+    job, _ = start_and_wait_for_progress(tmp_path, "model")
+    capfd.readouterr()
+    job._progress.close()  # what a daemon that stops without waiting for its training does
+    job._control.close()
+    job._process.join(60)
+    assert job._process.exitcode == 0
+    assert capfd.readouterr().err == ""  # no BrokenPipeError traceback in the daemon's log
+    assert read_manifest(tmp_path / "model").history
+
+
 def test_a_killed_child_is_noticed_and_leaves_no_model(tmp_path):
     job, _ = start_and_wait_for_progress(tmp_path, "model")
     os.kill(job.pid, signal.SIGKILL)
