@@ -38,6 +38,7 @@ from rvaed.engine.clock import Clock
 from rvaed.engine.schedule import Playback, Schedule, build_schedule, roll
 from rvaed.engine.sequencer import Sequencer
 from rvaed.model.runtime import Decoder
+from rvaed.model.table import end_builds
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ class Performance:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._tasks.clear()
+        end_builds()  # its thread would hold the loop's exit until the build ended
 
     # -- changes (all validated by the state; ValueError on bad input) ------------------
 

@@ -129,6 +129,15 @@ class DecodeTable:
 
 
 NICE = 10  # the build yields the CPU to the performing process, as training does
+_building: set[multiprocessing.process.BaseProcess] = set()  # the build processes running
+
+
+def end_builds() -> None:
+    """Kill every build under way (the daemon stops): its `build_apart` raises RvaedError at
+    once. A stop never waits for a table; on a slow machine a build takes minutes."""
+    for child in list(_building):
+        with contextlib.suppress(OSError):
+            child.kill()
 
 
 def build_apart(graph: bytes | Path, region: LatentRegion) -> DecodeTable:
@@ -141,14 +150,17 @@ def build_apart(graph: bytes | Path, region: LatentRegion) -> DecodeTable:
         child = context.Process(target=_build_child, name="rvaed-table", daemon=True,
                                 args=(graph, region.low, region.high, path, send))
         child.start()
+        _building.add(child)
         _nice(child.pid)  # at once, while it still imports
         send.close()
         try:
             kind, *answer = receive.recv()
         except EOFError:
+            child.join()
             kind, answer = "error", [f"the process ended (exit code {child.exitcode})"]
         finally:
             child.join()
+            _building.discard(child)
         if kind == "error":
             raise RvaedError(f"decode table: not built: {answer[0]}")
         values = np.load(path, mmap_mode="r")

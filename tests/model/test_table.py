@@ -1,9 +1,14 @@
 """The decode table: the starter model tabulated, read by interpolation, used only when it
 plays the decoder's notes."""
 
+import concurrent.futures
+import time
+
 import numpy as np
 import pytest
 
+from rvaed.core.errors import RvaedError
+from rvaed.model import table
 from rvaed.model.agreement import MIN_AGREEMENT, THRESHOLDS
 from rvaed.model.runtime import Decoder
 from rvaed.model.table import DecodeTable, coverage
@@ -71,3 +76,17 @@ def test_a_bent_decoder_decodes_directly_until_tabulated(tabulated):
     z = decoder.manifest.latent.z_of(0.4, 0.6)
     assert bent.decode(*z).to_array() == pytest.approx(
         bent.decode_many(np.array([z]))[0], abs=0.02)
+
+
+def test_a_stop_ends_a_build_under_way_at_once(model_dir):
+    """A stopping daemon kills the build process: the build gives up in seconds, whatever
+    the build would have taken (minutes on a slow machine)."""
+    decoder = Decoder(model_dir)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        building = pool.submit(decoder.tabulate)
+        while not table._building and not building.done():
+            time.sleep(0.005)
+        table.end_builds()
+        with pytest.raises(RvaedError, match="decode table: not built: the process ended"):
+            building.result(timeout=30)
+    assert decoder.table is None and not table._building
