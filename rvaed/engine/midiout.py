@@ -209,7 +209,7 @@ class Output:
             self._end(sender)
             if self._closing.is_set():
                 break
-            if not outage:
+            if opened or not outage:  # an outage is logged once, a loss after a reopen anew
                 log.warning("output %s: lost (%s); reopening it when it returns", self.label,
                             reason)
             outage = not opened

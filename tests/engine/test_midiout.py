@@ -102,3 +102,26 @@ def test_reopen_abandons_the_sender_and_opens_the_port_again(jack_server, caplog
     finally:
         output.close()
         receiver.close()
+
+
+def test_a_loss_after_a_reopen_is_logged_anew_after_a_failed_start(jack_server, caplog):
+    """A sender lost before it opened (as a first start slower than STARTING in an emulated
+    guest) begins an outage logged once; once a port opens, the next loss is a new one."""
+    caplog.set_level(logging.WARNING, logger="rvaed.engine.midiout")
+    receiver = Receiver("rx-again")
+    output = Output("rx-again", api="jack", poll=0.05)
+    output.open()
+    try:
+        output.reopen("lost before it opened")
+        assert wait_connected(output, 15)
+        first = output._sender
+        output.reopen("subscription removed")
+        deadline = time.monotonic() + 15
+        while output._sender in (first, None) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert output.connected and output._sender is not first
+        assert "output rx-again: lost (lost before it opened)" in caplog.text
+        assert "output rx-again: lost (subscription removed)" in caplog.text
+    finally:
+        output.close()
+        receiver.close()
