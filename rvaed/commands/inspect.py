@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from rvaed.commands.arguments import add_channel
+from rvaed.commands.arguments import add_channel, add_grid, grid_of
 from rvaed.core.kit import DEFAULT_KIT
 
 HELP = "show what rvaed reads from MIDI files: windows, hits per voice, refused files"
@@ -19,6 +19,7 @@ def add_arguments(parser) -> None:
                         help=f"kit name or file: which notes feed which voice "
                              f"(default {DEFAULT_KIT}; gmd for the Groove MIDI Dataset)")
     add_channel(parser)
+    add_grid(parser)
     parser.add_argument("--min-onsets", type=int, default=4, metavar="N",
                         help="drop windows with fewer onsets than this (default 4)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -29,8 +30,9 @@ def run(args) -> int:
     from rvaed.training.dataset import explain_empty, ingest
     from rvaed.training.options import IngestOptions
 
-    options = IngestOptions(load_kit(args.kit), channel=args.channel,
-                            min_onsets=args.min_onsets)
+    grid, auto = grid_of(args)
+    options = IngestOptions(load_kit(args.kit), grid, channel=args.channel,
+                            min_onsets=args.min_onsets, meter_from_data=auto)
     report = ingest(args.paths, options).report
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
@@ -67,12 +69,14 @@ def render(report) -> str:
     lines += [
         "",
         f"kit {options.kit.name}, {options.channel_name}",
+        *([report.meter_note] if report.meter_note else []),
         f"files: {len(report.files)} read, {len(report.refused)} refused",
         f"unmapped notes: {_notes(report.unmapped) or 'none'}",
         f"notes on other channels: {_notes(others, 'channel ') or 'none'}",
-        f"skipped bars (not {grid.beats_per_bar}/4): {_meters(report.skipped_bars) or 'none'}",
+        f"bars per meter: {_meters(report.bars_per_meter) or 'none'}",
+        f"skipped bars (not {grid.meter}): {_meters(report.skipped_bars) or 'none'}",
         f"dropped windows (fewer than {options.min_onsets} onsets): {report.dropped_windows}",
-        f"windows ({grid.bars}-bar {grid.beats_per_bar}/4, {grid.steps} steps): "
+        f"windows ({grid.bars}-bar {grid.meter}, {grid.steps} steps): "
         f"{report.windows}",
     ]
     return "\n".join(lines)

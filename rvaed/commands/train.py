@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from rvaed.commands.arguments import add_channel
+from rvaed.commands.arguments import add_channel, add_grid, grid_of
 from rvaed.core.errors import RvaedError
 
 HELP = "train a model on drum MIDI files or folders (-o MODEL)"
@@ -43,6 +43,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--kit", help="kit name or file (default rhythmvae, or the kit of "
                         "--continue-from)")
     add_channel(parser)
+    add_grid(parser)
     parser.add_argument("--continue-from", type=Path, metavar="MODEL",
                         help="start from this model's weights (same kit and grid)")
     parser.add_argument("--batch-size", type=int, default=64,
@@ -102,10 +103,14 @@ def request_fields(args) -> dict:
     if args.plot and not args.plot.parent.is_dir():
         raise RvaedError(f"--plot {args.plot}: expected a file in an existing folder")
     channel = args.channel
-    if args.continue_from is not None and args.kit is None:
-        ingest = IngestOptions(_continued_kit(args.continue_from), channel=channel)
+    grid, auto = grid_of(args)
+    if args.continue_from is not None:
+        previous = _continued(args.continue_from)  # its grid, unless --meter says another
+        kit = previous.kit if args.kit is None else load_kit(args.kit)
+        grid, auto = (previous.grid if auto else grid), False
     else:
-        ingest = IngestOptions(load_kit(args.kit or "rhythmvae"), channel=channel)
+        kit = load_kit(args.kit or "rhythmvae")
+    ingest = IngestOptions(kit, grid, channel=channel, meter_from_data=auto)
     if args.hidden and args.continue_from is not None:
         raise RvaedError("--hidden: a continued model keeps its sizes; leave --hidden out")
     model = (ModelConfig(encoder_hidden=tuple(args.hidden),
@@ -140,10 +145,10 @@ def check_numbers(args) -> None:
         raise RvaedError(f"--hidden: expected layer widths >= 1, got {widths}")
 
 
-def _continued_kit(model_dir: Path):
+def _continued(model_dir: Path):
     from rvaed.model.modeldir import MANIFEST, parse_manifest
 
-    return parse_manifest(model_dir / MANIFEST).kit
+    return parse_manifest(model_dir / MANIFEST)
 
 
 def gmd_files(folders: list[str], split: str) -> list[Path]:

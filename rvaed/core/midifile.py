@@ -33,6 +33,7 @@ import numpy as np
 
 from rvaed.core.errors import RvaedError
 from rvaed.core.names import shown
+from rvaed.core.pattern import Grid
 from rvaed.core.reading import NotRegular, TooLarge, read_regular, walk
 
 # Parsed by mido, a MIDI file takes about 70 times its size in memory (4 MB -> ~280 MB); the
@@ -79,9 +80,9 @@ class Bar:
     beats: float
     meter: Meter
 
-    def fits(self, beats_per_bar: int) -> bool:
-        """True for a whole bar of ``beats_per_bar``/4 (4/4 on the default grid)."""
-        return (self.meter.numerator, self.meter.denominator) == (beats_per_bar, 4) and (
+    def fits(self, grid: Grid) -> bool:
+        """True for a whole bar in the grid's meter (2/2 holds a 4/4 bar)."""
+        return grid.holds(self.meter.numerator, self.meter.denominator) and (
             self.beats == self.meter.bar_beats
         )
 

@@ -24,33 +24,89 @@ MAX_BARS = 64  # the longest loop rvaed records or captures (automation, capture
 
 @dataclass(frozen=True)
 class Grid:
-    """How a loop is divided: default 2 bars of 4/4 in 16ths = 32 steps."""
+    """How a loop is divided: default 2 bars of 4/4 in 16ths = 32 steps.
+
+    A beat is a quarter note, as Link's and MIDI clock's beats are, in every meter:
+    ``steps_per_beat`` 4 is 16ths, 3 eighth-note triplets, 6 sixteenth triplets, 12 the
+    original device's 96 steps over two bars of 4/4. A 6/8 bar is 3 beats (12 steps in 16ths),
+    a 7/8 bar 3.5 (14 steps); a meter whose bar is not a whole number of steps is refused.
+    """
 
     steps_per_beat: int = 4
-    beats_per_bar: int = 4
+    numerator: int = 4
+    denominator: int = 4
     bars: int = 2
 
     def __post_init__(self) -> None:
-        for field in ("steps_per_beat", "beats_per_bar", "bars"):
+        for field in ("steps_per_beat", "numerator", "denominator", "bars"):
             value = getattr(self, field)
-            if not isinstance(value, int) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"grid {field}: expected a positive integer, got {value!r}")
+        if self.denominator not in DENOMINATORS:
+            raise ValueError(f"grid meter {self.meter}: expected a denominator of "
+                             f"{', '.join(map(str, DENOMINATORS))}")
+        if self.steps_per_beat * self.numerator * 4 % self.denominator:
+            raise ValueError(f"grid meter {self.meter}: a bar is not a whole number of steps "
+                             f"at {self.steps_per_beat} steps per beat")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Grid":
+        """A manifest's grid; one written before meters were more than n/4 says beats_per_bar."""
+        data = dict(data)
+        meter = data.pop("meter", None)
+        if meter is not None:
+            data["numerator"], data["denominator"] = parse_meter(meter)
+        elif "beats_per_bar" in data:
+            data["numerator"] = data.pop("beats_per_bar")
+        return cls(**data)
+
+    @property
+    def meter(self) -> str:
+        return f"{self.numerator}/{self.denominator}"
+
+    @property
+    def beats_per_bar(self) -> float:
+        """Quarter-note beats in one bar: 4 in 4/4, 3 in 6/8, 3.5 in 7/8."""
+        return self.numerator * 4 / self.denominator
 
     @property
     def steps_per_bar(self) -> int:
-        return self.steps_per_beat * self.beats_per_bar
+        return self.steps_per_beat * self.numerator * 4 // self.denominator
 
     @property
     def steps(self) -> int:
         return self.steps_per_bar * self.bars
 
     @property
-    def beats(self) -> int:
+    def beats(self) -> float:
         return self.beats_per_bar * self.bars
 
+    def holds(self, numerator: int, denominator: int) -> bool:
+        """True when a bar of numerator/denominator is one of this grid's bars: the same meter,
+        or n/2 read as 2n/4 (cut time holds exactly a 4/4 bar)."""
+        return simple_meter(numerator, denominator) == simple_meter(self.numerator,
+                                                                    self.denominator)
+
     def to_dict(self) -> dict:
-        return {"steps_per_beat": self.steps_per_beat, "beats_per_bar": self.beats_per_bar,
-                "bars": self.bars}
+        return {"steps_per_beat": self.steps_per_beat, "meter": self.meter, "bars": self.bars}
+
+
+DENOMINATORS = (1, 2, 4, 8, 16, 32)
+
+
+def parse_meter(text: object) -> tuple[int, int]:
+    """"6/8" -> (6, 8); ValueError naming what was expected."""
+    numerator, slash, denominator = str(text).strip().partition("/")
+    if not (slash and numerator.isdigit() and denominator.isdigit()):
+        raise ValueError(f"meter {text!r}: expected a time signature such as 4/4, 6/8 or 7/8")
+    return int(numerator), int(denominator)
+
+
+def simple_meter(numerator: int, denominator: int) -> str:
+    """The meter's name with n/2 read as 2n/4: "2/2" -> "4/4", "6/8" -> "6/8"."""
+    if denominator == 2:
+        numerator, denominator = numerator * 2, 4
+    return f"{numerator}/{denominator}"
 
 
 @functools.lru_cache(maxsize=8)

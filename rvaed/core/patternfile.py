@@ -62,7 +62,8 @@ def pattern_midi(pattern: Pattern, kit: Kit, grid: Grid, bpm: float = 120.0, *,
         mido.MetaMessage("text", text=voices_text(dict(zip(kit.names, kit.outputs,
                                                               strict=True)))),
         *(mido.MetaMessage("text", text=text) for text in texts),
-        mido.MetaMessage("time_signature", numerator=grid.beats_per_bar, denominator=4),
+        mido.MetaMessage("time_signature", numerator=grid.numerator,
+                         denominator=grid.denominator),
         mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)),
     ])
     now = 0
@@ -83,9 +84,9 @@ def load_pattern(path: str | Path, kit: Kit, grid: Grid, channel: int | None = N
         return Pattern.from_array(loop[0].window(0.0, kit.size, grid))
     half_step = 0.5 / grid.steps_per_beat
     for number, bar in enumerate(song.bars(until=grid.beats - half_step)[:grid.bars], start=1):
-        if not bar.fits(grid.beats_per_bar):
+        if not bar.fits(grid):
             raise RvaedError(f"{path}: bar {number} is in {bar.meter}: "
-                             f"expected {grid.beats_per_bar}/4")
+                             f"expected {grid.meter}")
     return Pattern.from_array(hits.window(0.0, kit.size, grid))
 
 

@@ -61,7 +61,7 @@ class Transition:
         amount = number(self.amount, "transition")
         object.__setattr__(self, "amount", min(TRANSITION_UNITS[self.unit], max(0.0, amount)))
 
-    def seconds(self, tempo: float, beats_per_bar: int) -> float:
+    def seconds(self, tempo: float, beats_per_bar: float) -> float:
         """The glide time at ``tempo`` (bars follow the tempo, milliseconds do not)."""
         if self.unit == "ms":
             return self.amount / 1000.0

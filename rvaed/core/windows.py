@@ -126,7 +126,7 @@ class Hits:
         length = song.length
         bars = song.bars(until=length - half_step) if length > half_step else []
         if (not bars or length > grid.beats or grid.bars % len(bars)
-                or not all(bar.fits(grid.beats_per_bar) for bar in bars)
+                or not all(bar.fits(grid) for bar in bars)
                 or abs(sum(bar.beats for bar in bars) - length) > 1e-9):
             return None
         times = grid.bars // len(bars)

@@ -65,7 +65,8 @@ class Trainer:
         if not paths:
             raise RvaedError("training: no MIDI files given")
         options = TrainOptions(epochs=self.config.epochs, threads=self.config.threads)
-        ingest = IngestOptions(load_kit(self.kit), channel=self.config.channel, workers=1)
+        ingest = IngestOptions(load_kit(self.kit), channel=self.config.channel, workers=1,
+                               meter_from_data=True)
         self.epochs = []
         self.job = TrainJob.start(paths, self.library.scratch(), options,
                                   on_progress=self.epochs.append, ingest=ingest,

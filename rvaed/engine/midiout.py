@@ -49,7 +49,9 @@ VIRTUAL = "virtual"  # port spec for a virtual port other programs connect to
 VIRTUAL_NAME = "rvaed"
 SENDING_NAME = "rvaed-out"  # the client of a named output: never in the way of a virtual one
 HUNG = 2.0       # seconds without a heartbeat after which the sender is abandoned
-STARTING = 15.0  # seconds a new sender may take to start Python and beat for the first time
+STARTING = 60.0  # seconds a new sender may take to start Python and beat for the first time
+# (only the interpreter: its loop beats before it opens the MIDI API, so a hung open is HUNG;
+# an emulated guest starting the daemon beside it took more than 15 s)
 RESTART = 0.5    # seconds between a loss and the next sender (doubling to 4 s while it fails)
 CLOSE_WAIT = 2.0
 HOW_TO_GET_MIDI = ("to get MIDI: start JACK or PipeWire, load the ALSA sequencer "

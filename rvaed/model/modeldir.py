@@ -142,7 +142,7 @@ def parse_manifest(path: Path) -> Manifest:
     try:
         kit = Kit.from_dict(data["kit"])
         field = "grid"
-        grid = Grid(**data["grid"])
+        grid = Grid.from_dict(data["grid"])
         field = "latent"
         latent = LatentRegion(_pair(data["latent"]["low"]), _pair(data["latent"]["high"]),
                               _pair(data["latent"].get("default", (0.5, 0.5))))

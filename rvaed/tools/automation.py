@@ -50,15 +50,18 @@ class Automation:
     """A recorded x/y curve: points (beat, x, y) in time order within ``bars`` bars."""
 
     bars: int
-    beats_per_bar: int
+    beats_per_bar: float  # quarter notes: 3 in 6/8, 3.5 in 7/8
     points: tuple[Point, ...]
 
     def __post_init__(self) -> None:
-        for name, low, high in (("bars", 1, MAX_BARS), ("beats_per_bar", 1, 64)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"automation {name}: expected a whole number {low}-{high}, "
-                                 f"got {value!r}")
+        bars, beats = self.bars, self.beats_per_bar
+        if isinstance(bars, bool) or not isinstance(bars, int) or not 1 <= bars <= MAX_BARS:
+            raise ValueError(f"automation bars: expected a whole number 1-{MAX_BARS}, "
+                             f"got {bars!r}")
+        if isinstance(beats, bool) or not isinstance(beats, int | float) or \
+                not 0.125 <= beats <= 64 or beats * 8 % 1:
+            raise ValueError(f"automation beats_per_bar: expected a bar's quarter notes, "
+                             f"0.125-64 in eighths of a beat, got {beats!r}")
         if not self.points:
             raise ValueError("automation points: expected at least one (beat, x, y)")
         points = tuple(_point(p, self.length) for p in self.points)
@@ -138,7 +141,7 @@ class Automator:
         self._task: asyncio.Task | None = None
 
     @property
-    def beats_per_bar(self) -> int:
+    def beats_per_bar(self) -> float:
         return self.performance.grid.beats_per_bar
 
     def _beat(self) -> float:

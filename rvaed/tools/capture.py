@@ -27,6 +27,7 @@ of the clock aside: the tempo is the file's own), as its OSC feedback would show
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import logging
 import math
@@ -205,7 +206,7 @@ class Capture:
                 raise RvaedError("capture: no whole bar has played yet")
             taken = list(self.bars)[-bars:]
             cells, label = np.concatenate(taken, axis=2), f"{len(taken)}-bars"
-            grid = Grid(grid.steps_per_beat, grid.beats_per_bar, len(taken))
+            grid = dataclasses.replace(grid, bars=len(taken))
         pattern = Pattern.from_array(cells)
         tempo = self.performance.clock.tempo
         kit = self.performance.decoder.kit

@@ -1,7 +1,7 @@
 """MIDI files and folders -> training windows of shape (3, voices, steps), with provenance.
 
 A window is ``grid.bars`` bars starting on a bar line (every ``hop_bars`` bars), all in the
-grid's meter (``beats_per_bar``/4; other bars are skipped and counted). Each note-on is
+grid's meter (2/2 read as 4/4; other bars are skipped and counted). Each note-on is
 quantized in beats, so tempo changes never matter:
 
     x = (beat - window start) * steps_per_beat
@@ -16,7 +16,7 @@ silently: every refused file, unmapped note, skipped bar and dropped window is i
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from rvaed.core.errors import RvaedError
 from rvaed.core.kit import Kit, load_kit, shipped_kits
 from rvaed.core.midifile import MIDI_SUFFIXES, MidiFileError, MidiNotes, midi_files, read_midis
 from rvaed.core.names import shown
+from rvaed.core.pattern import parse_meter, simple_meter
 from rvaed.core.windows import Hits, channel_mask, drum_channels, file_lookup
 from rvaed.training.options import IngestOptions
 
@@ -67,6 +68,8 @@ class IngestReport:
     options: IngestOptions
     files: list[FileReport] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    meter_note: str = ""  # how the meter was read from the files, when it was
+    mixed_meters: bool = False  # no one meter: the note says which were found
 
     @property
     def windows(self) -> int:
@@ -92,6 +95,14 @@ class IngestReport:
         return _total(f.skipped_bars for f in self.files)
 
     @property
+    def bars_per_meter(self) -> Counter:
+        """Every bar read, by meter: the grid's and the skipped ones."""
+        skipped = self.skipped_bars
+        found = Counter({self.options.grid.meter: sum(f.bars for f in self.files)
+                         - skipped.total()})
+        return +(found + skipped)
+
+    @property
     def dropped_windows(self) -> int:
         return sum(f.dropped_windows for f in self.files)
 
@@ -100,7 +111,9 @@ class IngestReport:
         files and windows, every refusal, repair and loop, what was left out and why."""
         options, grid = self.options, self.options.grid
         lines = [f"read {len(self.files)} file(s), {self.windows} window(s) of {grid.bars} "
-                 f"bars {grid.beats_per_bar}/4; kit {options.kit.name}, {options.channel_name}"]
+                 f"bars {grid.meter}; kit {options.kit.name}, {options.channel_name}"]
+        if self.meter_note:
+            lines.append(self.meter_note)
         lines += _capped([f"refused {shown(path)}: {reason}" for path, reason in self.refused],
                          most)
         lines += _capped([f"{shown(f.path)}: {note}" for f in self.files for note in f.notes],
@@ -110,7 +123,7 @@ class IngestReport:
                               if not f.channels.startswith("channel 10 ")], most)
         if self.skipped_bars:
             lines.append(f"skipped {self.skipped_bars.total()} bar(s) not in "
-                         f"{grid.beats_per_bar}/4: {_listed(self.skipped_bars, '')}")
+                         f"{grid.meter}: {_listed(self.skipped_bars, '')}")
         if self.unmapped:
             lines.append(f"unmapped notes (no voice of kit {options.kit.name}): "
                          f"{_listed(self.unmapped, 'note ')}{kit_hint(self.unmapped, options.kit)}")
@@ -136,6 +149,7 @@ class IngestReport:
             "summary": self.summary(),
             "kit": options.kit.name,
             "grid": options.grid.to_dict(),
+            "bars_per_meter": dict(self.bars_per_meter.most_common()),
             "channel": options.channel,
             "min_onsets": options.min_onsets,
             "hop_bars": options.hop_bars,
@@ -162,6 +176,8 @@ class Dataset:
 def load_dataset(paths: Iterable[str | Path], options: IngestOptions) -> Dataset:
     """Read every MIDI file in ``paths``; RvaedError saying what was found if none is usable."""
     dataset = ingest(paths, options)
+    if dataset.report.mixed_meters:
+        raise RvaedError(dataset.report.meter_note)
     if not len(dataset.windows):
         raise RvaedError(explain_empty(dataset.report))
     return dataset
@@ -170,10 +186,16 @@ def load_dataset(paths: Iterable[str | Path], options: IngestOptions) -> Dataset
 def ingest(paths: Iterable[str | Path], options: IngestOptions) -> Dataset:
     """Like load_dataset, but an empty result is returned (with its report), not raised."""
     report = IngestReport(options)
+    files = midi_files(paths, report.refused)
+    songs: Iterable[MidiNotes | MidiFileError] = read_midis(files, options.max_file_bytes,
+                                                            options.workers)
+    if options.meter_from_data:
+        songs = list(songs)
+        read_meter([song for song in songs if isinstance(song, MidiNotes)], report)
+        options = report.options
     windows: list[np.ndarray] = []
     sources: list[tuple[str, int]] = []
-    files = midi_files(paths, report.refused)
-    for song in read_midis(files, options.max_file_bytes, options.workers):
+    for song in songs:
         if isinstance(song, MidiFileError):
             report.refused.append((song.path, song.reason))
             continue
@@ -185,6 +207,44 @@ def ingest(paths: Iterable[str | Path], options: IngestOptions) -> Dataset:
     shape = (3, options.kit.size, options.grid.steps)
     stacked = np.stack(windows) if windows else np.zeros((0, *shape), dtype=np.float32)
     return Dataset(stacked, sources, report)
+
+
+UNAMBIGUOUS = 0.9  # the share of the files' whole bars one meter must hold to be the grid's
+
+
+def read_meter(songs: list[MidiNotes], report: IngestReport) -> None:
+    """The grid of ``report.options`` put in the meter the files' bars are in, and a line
+    saying so; when no one meter holds `UNAMBIGUOUS` of the bars (or the grid's steps cannot
+    divide its bar) the grid is kept and the line says what was found and how to choose."""
+    found = bars_per_meter(songs)
+    if not found:
+        return
+    (meter, count), total = found.most_common(1)[0], found.total()
+    report.mixed_meters = True
+    if count < UNAMBIGUOUS * total:
+        listing = ", ".join(f"{n} bars in {m}" for m, n in found.most_common(6))
+        report.meter_note = (f"the files mix meters ({listing}): choose one with --meter "
+                             f"(e.g. --meter {meter})")
+        return
+    numerator, denominator = parse_meter(meter)
+    try:
+        grid = replace(report.options.grid, numerator=numerator, denominator=denominator)
+    except ValueError as exc:
+        report.meter_note = f"{exc}: choose --steps-per-beat (e.g. 4) or --meter"
+        return
+    report.options, report.mixed_meters = replace(report.options, grid=grid), False
+    report.meter_note = (f"meter {meter}, as {count} of the files' {total} whole bars are "
+                         f"(--meter to choose)")
+
+
+def bars_per_meter(songs: Iterable[MidiNotes]) -> Counter:
+    """Whole bars up to each file's last note, per meter (2/2 counted as 4/4)."""
+    found: Counter = Counter()
+    for song in songs:
+        bars = song.bars(float(song.beats[-1])) if len(song.beats) else []
+        found.update(simple_meter(bar.meter.numerator, bar.meter.denominator) for bar in bars
+                     if bar.beats == bar.meter.bar_beats)
+    return found
 
 
 def file_windows(song: MidiNotes, options: IngestOptions,
@@ -204,7 +264,7 @@ def file_windows(song: MidiNotes, options: IngestOptions,
     # The music ends at the last note on the channel: a controller tail makes no bars.
     half_step = 0.5 / grid.steps_per_beat
     bars = song.bars(until=float(song.beats[on_channel][-1]) + half_step)
-    fits = [bar.fits(grid.beats_per_bar) for bar in bars]
+    fits = [bar.fits(grid) for bar in bars]
     report.bars = len(bars)
     report.skipped_bars.update(str(bar.meter) for bar, ok in zip(bars, fits, strict=True)
                                if not ok)
@@ -283,7 +343,7 @@ def explain_empty(report: IngestReport) -> str:
         return (f"{unmapped.total()} notes on {options.channel_name} but none maps to a voice "
                 f"of kit {options.kit.name} ({listing}): try another --kit")
     grid = options.grid
-    size = f"{grid.bars}-bar {grid.beats_per_bar}/4"
+    size = f"{grid.bars}-bar {grid.meter}"
     skipped = report.skipped_bars
     if report.dropped_windows:
         return (f"all {report.dropped_windows} {size} windows have fewer than "

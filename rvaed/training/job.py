@@ -82,6 +82,7 @@ def run_training(request: TrainRequest, on_progress: Callable[[Progress], None] 
         history = list(previous.history)
     ingest = ingest or IngestOptions(load_kit())
     dataset = load_dataset(request.paths, ingest)
+    ingest = dataset.report.options  # with the meter the files are in, when it was read
     if on_read:
         on_read(dataset.report.lines())
     held_out = load_dataset(request.evaluate, ingest).windows if request.evaluate else None

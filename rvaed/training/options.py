@@ -132,7 +132,9 @@ class Progress:
 class IngestOptions:
     """How files become windows. ``channel`` counts 1-16 as musicians do; "auto" finds the
     drum channels of each file (core/windows.py, drum_channels); None = all.
-    ``workers``: processes that parse files (None = one per CPU; 1 = this process only)."""
+    ``meter_from_data``: the meter of ``grid`` is replaced by the one the files are in (see
+    rvaed.training.dataset.read_meter). ``workers``: processes that parse files (None = one
+    per CPU; 1 = this process only)."""
 
     kit: Kit
     grid: Grid = field(default_factory=Grid)
@@ -141,6 +143,7 @@ class IngestOptions:
     hop_bars: int = 1
     max_file_bytes: int = MAX_FILE_BYTES
     workers: int | None = None
+    meter_from_data: bool = False  # the grid's meter is the files' own when they agree
 
     def __post_init__(self) -> None:
         if self.channel not in (None, "auto") and (

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -59,10 +60,22 @@ def run_cli(*args, **kwargs) -> subprocess.CompletedProcess:
 def test_training_on_nothing_usable_is_one_line(tmp_path):
     (tmp_path / "songs").mkdir()
     shutil.copy(DATA / "groove/drummer1/session2/4_jazz_120_beat_3-4.mid", tmp_path / "songs")
-    done = run_cli("train", tmp_path / "songs", "-o", tmp_path / "model")
+    done = run_cli("train", tmp_path / "songs", "-o", tmp_path / "model", "--meter", "4/4")
     assert done.returncode == 2
     assert done.stderr.startswith("rvaed train: error: ") and done.stderr.count("\n") == 1
+    assert "no 2-bar 4/4 windows: bars in other meters were skipped" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "model").exists()
+
+
+def test_files_that_mix_meters_are_one_line_naming_them(tmp_path):
+    (tmp_path / "songs").mkdir()
+    shutil.copy(DATA / "groove/drummer1/session2/4_jazz_120_beat_3-4.mid", tmp_path / "songs")
+    shutil.copy(DATA / "groove/drummer1/session1/1_funk_80_beat_4-4.mid", tmp_path / "songs")
+    done = run_cli("train", tmp_path / "songs", "-o", tmp_path / "model")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert re.search(r"the files mix meters \(87 bars in 3/4, 29 bars in 4/4\): choose one "
+                     r"with --meter \(e.g. --meter 3/4\)", done.stderr), done.stderr
+    assert not (tmp_path / "model").exists()
 
 
 @pytest.mark.parametrize("option, value, expected", [

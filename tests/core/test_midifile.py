@@ -19,6 +19,7 @@ from midigen import (
 )
 
 from rvaed.core.midifile import MidiFileError, read_midi
+from rvaed.core.pattern import Grid
 
 
 @pytest.mark.parametrize("ppq", [24, 96, 480, 960, 1000])
@@ -83,8 +84,9 @@ def test_bars_follow_time_signatures(tmp_path):
         (0.0, "4/4"), (4.0, "4/4"), (8.0, "3/4"), (11.0, "3/4"), (14.0, "6/8"), (17.0, "6/8"),
         (20.0, "6/8"),
     ]
-    assert [b.fits(4) for b in bars] == [True, True, False, False, False, False, False]
-    assert [b.fits(3) for b in bars] == [False, False, True, True, False, False, False]
+    assert [b.fits(Grid()) for b in bars] == [True, True, False, False, False, False, False]
+    three = Grid(numerator=3)
+    assert [b.fits(three) for b in bars] == [False, False, True, True, False, False, False]
 
 
 def test_a_time_signature_change_inside_a_bar_cuts_it_short(tmp_path):
@@ -93,7 +95,7 @@ def test_a_time_signature_change_inside_a_bar_cuts_it_short(tmp_path):
     bars = song.bars(until=12.0)
     assert [(b.start, b.beats) for b in bars] == [(0.0, 4.0), (4.0, 2.0), (6.0, 3.0),
                                                   (9.0, 3.0), (12.0, 3.0)]
-    assert [b.fits(4) for b in bars] == [True, False, False, False, False]
+    assert [b.fits(Grid()) for b in bars] == [True, False, False, False, False]
 
 
 def test_a_meter_restated_inside_a_bar_draws_no_bar_line(tmp_path):

@@ -154,7 +154,7 @@ def test_a_recording_is_plain_data_that_survives_json():
 @pytest.mark.parametrize(("data", "message"), [
     ([], "expected an object"),
     ({"bars": 0, "beats_per_bar": 4, "points": [[0, 0, 0]]}, "bars: expected a whole number"),
-    ({"bars": 1, "beats_per_bar": 4.5, "points": [[0, 0, 0]]}, "beats_per_bar"),
+    ({"bars": 1, "beats_per_bar": 4.3, "points": [[0, 0, 0]]}, "beats_per_bar"),
     ({"bars": 1, "beats_per_bar": 4, "points": []}, "at least one"),
     ({"bars": 1, "beats_per_bar": 4, "points": "0 0 0"}, "expected a list"),
     ({"bars": 1, "beats_per_bar": 4, "points": [[0, 0]]}, "expected \\[beat, x, y\\]"),

@@ -142,7 +142,7 @@ def test_bars_in_other_meters_are_skipped_and_counted(tmp_path):
 
 
 def test_the_grid_sets_which_meter_is_read(tmp_path):
-    data = load_dataset([_mixed_meters(tmp_path / "a.mid")], options(grid=Grid(beats_per_bar=3)))
+    data = load_dataset([_mixed_meters(tmp_path / "a.mid")], options(grid=Grid(numerator=3)))
     assert [bar for _, bar in data.sources] == [3]
     assert data.windows.shape == (1, 3, 9, 24)
     assert data.report.skipped_bars == {"4/4": 5}
@@ -228,7 +228,7 @@ def test_other_channels_are_left_out_and_counted(tmp_path):
      "(note 61 x 8, note 60 x 1): try another --kit"),
     ([(0.0, 36, 100), (4.0, 36, 100)], {}, "all 1 2-bar 4/4 windows have fewer than 4 onsets"),
     ([(0.0, 36, 100), (1.0, 38, 100)], {}, "the music in the 1 file(s) read is shorter"),
-    (groove(3), {"grid": Grid(beats_per_bar=5)}, "bars in other meters were skipped (3 in 4/4)"),
+    (groove(3), {"grid": Grid(numerator=5)}, "bars in other meters were skipped (3 in 4/4)"),
 ])
 def test_nothing_usable_says_what_was_found(tmp_path, notes, kwargs, message):
     with pytest.raises(RvaedError, match=message.replace("(", r"\(").replace(")", r"\)")):
