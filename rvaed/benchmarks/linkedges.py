@@ -93,9 +93,10 @@ class Receiver:
 
 
 class Rig:
-    """rvaed's sequencer on a Link clock, playing the downbeat pattern to a `Receiver`."""
+    """rvaed's sequencer on a Link clock, playing the downbeat pattern (a kick on the loop's
+    step 0, a hat on its other beats; ``grid`` default 2 bars of 4/4) to a `Receiver`."""
 
-    def __init__(self, clock, name: str) -> None:
+    def __init__(self, clock, name: str, grid=None) -> None:
         from rvaed.core.drummachine import load_drum_machine
         from rvaed.core.kit import load_kit
         from rvaed.core.pattern import Grid, Hit, Pattern
@@ -103,14 +104,16 @@ class Rig:
         from rvaed.engine.schedule import Playback, build_schedule
         from rvaed.engine.sequencer import Sequencer
 
-        kit, grid = load_kit(), Grid()
+        kit, grid = load_kit(), grid or Grid()
         machine = load_drum_machine("gm", kit)
-        hits = [Hit(0, 0, 100, 0.0), *(Hit(2, s, 80, 0.0) for s in range(4, grid.steps, 4))]
+        hits = [Hit(0, 0, 100, 0.0), *(Hit(2, s, 80, 0.0)
+                                       for s in range(grid.steps_per_beat, grid.steps,
+                                                      grid.steps_per_beat))]
         pattern = Pattern.from_hits(hits, kit.size, grid.steps)
         self.clock = clock
         self.receiver = Receiver(name)
         output = Output(name, machine, api="jack", poll=0.05)
-        self.sequencer = Sequencer(clock, [output])
+        self.sequencer = Sequencer(clock, [output], grid=grid)
         self.sequencer.install(build_schedule(pattern, grid, Playback(), machine))
         self.sequencer.start()
         wait_for(lambda: output.connected, 10, f"no MIDI port {name!r}")
@@ -130,8 +133,8 @@ class Rig:
 
 
 @contextlib.contextmanager
-def rig(clock, name: str) -> Iterator[Rig]:
-    played = Rig(clock, name)
+def rig(clock, name: str, grid=None) -> Iterator[Rig]:
+    played = Rig(clock, name, grid)
     try:
         yield played
     finally:
@@ -140,9 +143,9 @@ def rig(clock, name: str) -> Iterator[Rig]:
 
 def bar_error_ms(peer: Peer, times) -> np.ndarray:
     """How far (ms) each of ``times`` (Link's clock) lies from the peer's nearest bar line."""
-    state = peer.ask()
+    state, bar = peer.ask(), peer.quantum
     beats = state["beat"] + (np.asarray(times) - state["time"]) * state["tempo"] / 60
-    return (beats - np.round(beats / 4) * 4) * 60 / state["tempo"] * 1000
+    return (beats - np.round(beats / bar) * bar) * 60 / state["tempo"] * 1000
 
 
 def first_note(peer: Peer, played: Rig, after: float) -> dict:

@@ -12,7 +12,7 @@ import time
 
 PEER = textwrap.dedent("""
     import sys, time, link
-    peer = link.Link(float(sys.argv[1]))
+    peer, q = link.Link(float(sys.argv[1])), float(sys.argv[2])
     peer.startStopSyncEnabled = True
     peer.enabled = True
     print("ready", flush=True)
@@ -21,31 +21,34 @@ PEER = textwrap.dedent("""
         state = peer.captureAppSessionState()
         t = peer.clock().micros()
         if command == "startbefore":  # start the transport args[0] ms before a bar line
-            bar = (int(state.beatAtTime(t, 4.0) // 4) + 2) * 4.0
-            at = state.timeAtBeat(bar, 4.0) - int(float(args[0]) * 1000)
+            bar = (int(state.beatAtTime(t, q) // q) + 2) * q
+            at = state.timeAtBeat(bar, q) - int(float(args[0]) * 1000)
             while peer.clock().micros() < at:
                 time.sleep(0.0002)
             state = peer.captureAppSessionState()
             t = peer.clock().micros()
-            state.setIsPlayingAndRequestBeatAtTime(True, t, 0.0, 4.0)
+            state.setIsPlayingAndRequestBeatAtTime(True, t, 0.0, q)
         if command == "tempo":
             state.setTempo(float(args[0]), t)
         elif command == "play":
-            state.setIsPlayingAndRequestBeatAtTime(args[0] == "1", t, 0.0, 4.0)
+            state.setIsPlayingAndRequestBeatAtTime(args[0] == "1", t, 0.0, q)
         if command in ("tempo", "play", "startbefore"):
             peer.commitAppSessionState(state)
-        print(t, state.beatAtTime(t, 4.0), state.tempo(), int(state.isPlaying()),
+        print(t, state.beatAtTime(t, q), state.tempo(), int(state.isPlaying()),
               peer.numPeers(), flush=True)
 """)
 
 
 class Peer:
-    """A Link peer at ``tempo`` in its own process; `ask` sends one command and returns the
-    peer's state right after it (its time in seconds on Link's clock, beat, tempo ...)."""
+    """A Link peer at ``tempo`` with bars of ``quantum`` beats in its own process; `ask` sends
+    one command and returns the peer's state right after it (its time in seconds on Link's
+    clock, beat, tempo ...)."""
 
-    def __init__(self, tempo: float) -> None:
-        self.process = subprocess.Popen([sys.executable, "-c", PEER, str(tempo)], text=True,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    def __init__(self, tempo: float, quantum: float = 4.0) -> None:
+        self.quantum = quantum
+        self.process = subprocess.Popen([sys.executable, "-c", PEER, str(tempo), str(quantum)],
+                                        text=True, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE)
         assert self.process.stdin is not None and self.process.stdout is not None
         self._in, self._out = self.process.stdin, self.process.stdout
         assert self._out.readline().strip() == "ready"

@@ -119,7 +119,9 @@ class MidiConfig:
 @dataclass(frozen=True)
 class LinkConfig:
     enabled: bool = True
-    quantum: float = field(default=4.0, metadata=_within(1, 64))
+    # beats (quarter notes) between the bar lines Link aligns (null: the model's bar, 4 in
+    # 4/4, 3 in 6/8 and 3/4, 3.5 in 7/8)
+    quantum: float | None = field(default=None, metadata=_within(1, 64))
     start_stop_sync: bool = True
     join_wait: float = field(default=1.0, metadata={**_within(0, 10), **RESTART})
 

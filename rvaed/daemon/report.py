@@ -102,8 +102,9 @@ def osc_line(config: DaemonConfig, port: int | None, mappings: Iterable[Mapping]
 def model_line(path: Path, decoder: Decoder, state: PerformanceState | None = None) -> str:
     """Which model plays, what it learned from, and where the pad is."""
     manifest = decoder.manifest
-    data = manifest.training.get("data", {})
-    learned = (f"trained on {data['windows']} two-bar windows of {data['files']} file(s)"
+    data, grid = manifest.training.get("data", {}), manifest.grid
+    learned = (f"trained on {data['windows']} {grid.bars}-bar {grid.meter} windows of "
+               f"{data['files']} file(s)"
                if "windows" in data and "files" in data else "no record of its training data")
     where = f"; pad at x {state.x:.3f} y {state.y:.3f}" if state is not None else ""
     return (f"model: {manifest.name} ({path}), {learned}, kit {manifest.kit.name}, "

@@ -31,6 +31,7 @@ from rvaed.control.osc import OscServer
 from rvaed.control.performance import Performance
 from rvaed.core.drummachine import DrumMachine, load_drum_machine
 from rvaed.core.errors import RvaedError
+from rvaed.core.pattern import Grid
 from rvaed.core.secret import SessionSecret
 from rvaed.daemon import report
 from rvaed.daemon.config import DaemonConfig, changes, keep_running, load_config
@@ -122,7 +123,7 @@ class Daemon:
         saved = Saved.load(self.store)  # checked: nothing in it can stop the start
         decoder = self._first_decoder(saved.model)
         outputs = self._outputs(decoder, config)
-        self.clock = self._clock()
+        self.clock = self._clock(decoder.grid)
         late = config.midi.late_ms
         self.sequencer = Sequencer(self.clock, outputs, grid=decoder.grid,
                                    late=None if late is None else late / 1000)
@@ -292,25 +293,30 @@ class Daemon:
             log.error("config model: %s", exc)
             return None
 
-    def _clock(self) -> Clock:
-        link = self.config.link
+    def _quantum(self, grid: Grid) -> float:
+        """link.quantum, or the model's bar when it is not set."""
+        quantum = self.config.link.quantum
+        return grid.beats_per_bar if quantum is None else quantum
+
+    def _clock(self, grid: Grid) -> Clock:
+        link, quantum = self.config.link, self._quantum(grid)
         if self.config.midi.clock_input is not None:
-            return self._midi_clock()
+            return self._midi_clock(quantum)
         try:  # one Link object with Link on or off: switching it at runtime moves no beat
-            return LinkClock(quantum=link.quantum, enabled=link.enabled,
+            return LinkClock(quantum=quantum, enabled=link.enabled,
                              start_stop_sync=link.start_stop_sync, join_wait=link.join_wait)
         except Exception as exc:  # no binding for this platform: play on the internal clock
             log.error("Ableton Link unavailable (%s): using the internal clock", exc)
-            return InternalClock(quantum=link.quantum)
+            return InternalClock(quantum=quantum)
 
-    def _midi_clock(self) -> Clock:
+    def _midi_clock(self, quantum: float) -> Clock:
         """The clock following MIDI clock on midi.clock_input (its port must be there)."""
-        clock = MidiClockIn(quantum=self.config.link.quantum)
+        clock = MidiClockIn(quantum=quantum)
         try:
             clock.listen(self.config.midi.clock_input or "", self.config.midi.api)
         except (ValueError, RvaedError) as exc:
             log.error("midi.clock_input: %s; using the internal clock", exc)
-            return InternalClock(quantum=self.config.link.quantum)
+            return InternalClock(quantum=quantum)
         log.info("clock: following MIDI clock on %s", self.config.midi.clock_input)
         return clock
 
@@ -320,7 +326,7 @@ class Daemon:
         link = self.config.link
         self.performance.set("link", link.enabled)
         if isinstance(self.clock, LinkClock | InternalClock):
-            self.clock.set_quantum(link.quantum)
+            self.clock.set_quantum(self._quantum(self.performance.grid))
         if isinstance(self.clock, LinkClock):
             self.clock.set_start_stop_sync(link.start_stop_sync)
 

@@ -53,7 +53,7 @@ def test_start_says_midi_outputs_link_osc_model_and_inbox(daemon):
     data = read_manifest(starter_model()).training["data"]
     default = read_manifest(starter_model()).latent.default
     assert line(lines, "INFO rvaed: model: ").endswith(
-        f"trained on {data['windows']} two-bar windows of {data['files']} file(s), kit gmd, "
+        f"trained on {data['windows']} 2-bar 4/4 windows of {data['files']} file(s), kit gmd, "
         f"9 voices x 32 steps; pad at x {default[0]:.3f} y {default[1]:.3f}")
     assert line(lines, "INFO rvaed: inbox: ") == (
         f"INFO rvaed: inbox: {daemon.dirs['inbox']}: drop MIDI files or folders there; "

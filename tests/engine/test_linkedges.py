@@ -11,9 +11,10 @@ import time
 
 import pytest
 
-from rvaed.benchmarks.linkedges import downbeats, join, rig, stopped
+from rvaed.benchmarks.linkedges import KICK, bar_error_ms, downbeats, join, rig, stopped
 from rvaed.benchmarks.linkpeer import Peer, eventually
-from rvaed.engine.clock import LATE_START
+from rvaed.core.pattern import Grid
+from rvaed.engine.clock import LATE_START, now
 from rvaed.engine.linkclock import LinkClock
 
 # Where the sequencer placed the first note (its record's scheduled time) is checked here; how
@@ -62,3 +63,29 @@ def test_peer_starts_just_before_a_bar_line_never_lose_step_0(link_network, jack
     with rig(clock, "rx-downbeat") as played:
         for row in downbeats(peer, played, (0, 8, 20, 35, 50, 100)):
             on_the_bar(row, f"a start {row['lead_ms']:g} ms before a bar line", LATE_START)
+
+
+def test_a_six_eight_loop_lands_on_the_bar_lines_of_a_peer_in_three(link_network, jack_server):
+    """A 6/8 model's quantum is its bar, 3 beats: a peer counting bars of 3 on its own hears
+    rvaed's step 0 on its bar lines (with bars of 4 half of them would fall on beat 3)."""
+    peer = Peer(140, quantum=3.0)
+    try:
+        time.sleep(1.0)  # the session exists before rvaed joins
+        peer.ask("play 1")
+        clock = LinkClock(tempo=120, quantum=3.0, enabled=True, start_stop_sync=False)
+        clock.set_playing(True)
+        with rig(clock, "rx-six-eight", Grid(numerator=6, denominator=8)) as played:
+            assert eventually(lambda: clock.peers > 0, 10), "the peer was never seen"
+            joined = now() + 0.5
+            assert eventually(lambda: sum(n == KICK for _, n in played.receiver.note_ons(
+                joined)) >= 4, 20), "fewer than 4 loops played"
+            heard = bar_error_ms(peer, [t for t, n in played.receiver.note_ons(joined)
+                                        if n == KICK])
+            scheduled = bar_error_ms(peer, played.sent_on(joined)[:, 0])
+    finally:
+        peer.close()
+    placed = scheduled[abs(scheduled) < 50]  # the kicks (each hat lies a beat from a bar line)
+    assert len(placed) >= 4 and abs(placed).max() < PLACED_MS, scheduled
+    # heard within a period and the receiver's wake-up after the bar line; a note later than
+    # midi.late_ms (at most 20 ms) is dropped, never heard late
+    assert heard.min() > -0.5 and heard.max() < 30, heard

@@ -46,11 +46,12 @@ def schedule(hits, **playback):
 class Rig:
     """A receiver, a clock and a sequencer sending to the receiver; stopped at the end."""
 
-    def __init__(self, name: str, tempo: float, latency_ms: float = 0.0) -> None:
+    def __init__(self, name: str, tempo: float, latency_ms: float = 0.0,
+                 grid: Grid = GRID) -> None:
         self.receiver = Receiver(name)
-        self.clock = InternalClock(tempo)
+        self.clock = InternalClock(tempo, quantum=grid.beats_per_bar)
         self.output = Output(name, GM, latency_ms=latency_ms, api="jack", poll=0.05)
-        self.sequencer = Sequencer(self.clock, [self.output])
+        self.sequencer = Sequencer(self.clock, [self.output], grid=grid)
 
     def play(self, first_schedule) -> None:
         self.sequencer.install(first_schedule)
@@ -76,8 +77,8 @@ def wait_connected(output: Output, timeout: float = 15.0) -> bool:
 def rig(jack_server, request):
     rigs = []
 
-    def make(tempo: float, latency_ms: float = 0.0) -> Rig:
-        rigs.append(Rig(f"rx-{request.node.name[:20]}-{len(rigs)}", tempo, latency_ms))
+    def make(tempo: float, latency_ms: float = 0.0, grid: Grid = GRID) -> Rig:
+        rigs.append(Rig(f"rx-{request.node.name[:20]}-{len(rigs)}", tempo, latency_ms, grid))
         return rigs[-1]
 
     yield make
@@ -105,7 +106,7 @@ def assert_on_time(lateness) -> None:
     assert lateness.max() < PERIOD + WORST_SLACK
 
 
-def expected_times(line, events, loops: int, latency: float = 0.0):
+def expected_times(line, events, loops: int, latency: float = 0.0, grid: Grid = GRID):
     """(time, note, velocity) of every note-on of ``events`` over ``loops`` loop iterations.
 
     A hit pulled before the very first step 0 sounds on it (there is no loop before), ahead
@@ -114,7 +115,7 @@ def expected_times(line, events, loops: int, latency: float = 0.0):
     out = []
     for loop in range(loops):
         for e in events:
-            beat = line.start_beat + loop * GRID.beats + e.step / GRID.steps_per_beat + e.shift
+            beat = line.start_beat + loop * grid.beats + e.step / grid.steps_per_beat + e.shift
             out.append((line.time_at(max(beat, line.start_beat)) - latency, beat,
                         e.destination.note, e.velocity))
     return [(t, note, velocity) for t, _, note, velocity in sorted(out)]
@@ -159,6 +160,35 @@ def test_notes_velocities_channels_order_pairing_and_timing(rig, latency_ms):
     assert paired(r.receiver.messages)
     kinds = r.sequencer.timing.rows()[:, 2]
     assert np.count_nonzero(kinds == ON) == len(expected)  # every note-on's timing recorded
+
+
+@pytest.mark.parametrize("numerator, denominator, spb", [(6, 8, 4), (7, 8, 4), (4, 4, 3)])
+def test_other_meters_and_triplets_play_each_step_at_its_time(rig, numerator, denominator, spb):
+    """Each step at step / steps_per_beat beats, loops of the grid's bars, and the bar line
+    (the clock's quantum) where the grid's bar is: 6/8, 7/8 (3.5 beats) and 4/4 triplets."""
+    grid = Grid(spb, numerator, denominator)
+    hits = [Hit(2, s, 60 + s % 3 * 20, 0.0) for s in range(grid.steps)]
+    hits += [Hit(0, s, 110, 0.0) for s in range(0, grid.steps, grid.steps_per_bar)]
+    played = build_schedule(Pattern.from_hits(hits, KIT.size, grid.steps), grid, Playback(), GM)
+    r = rig(tempo=200, grid=grid)
+    assert r.clock.quantum == grid.beats_per_bar
+    r.play(played)
+    time.sleep(2.2 * grid.beats * 60 / 200)  # two loops and a bit
+    line = r.clock.timeline()
+    stopped = now()
+    r.clock.set_playing(False)
+    time.sleep(0.3)
+    expected = [e for e in expected_times(line, played.events, 3, grid=grid) if e[0] < stopped]
+    ons = r.receiver.kinds(NOTE_ON)
+    matched = in_order([(m[1], m[2]) for _, m in ons], [e[1:] for e in expected])
+    dropped = r.sequencer.timing.dropped[ON] + r.output.dropped_by_sender()
+    assert len(matched) == len(ons) == len(expected) - dropped
+    assert len(expected) > 2 * len(hits)
+    assert_on_time([t - expected[i][0] for (t, _), i in zip(ons, matched, strict=True)])
+    kicks = [t for t, m in ons if m[1] == 36]
+    assert len(kicks) >= 4
+    bar = 60 / 200 * grid.beats_per_bar
+    assert np.diff(kicks) == pytest.approx(bar, abs=PERIOD + WORST_SLACK)
 
 
 def test_swapped_pattern_applies_from_the_next_step_nothing_twice_or_dropped(rig):

@@ -52,7 +52,8 @@ def check_mapping(mapping: Mapping) -> None:
 
 
 def check_config(config: DaemonConfig) -> None:
-    assert 1 <= config.osc.port <= 65535 and 1 <= config.link.quantum <= 64
+    assert 1 <= config.osc.port <= 65535
+    assert config.link.quantum is None or 1 <= config.link.quantum <= 64
     assert all(path.is_absolute() for path in config.dirs.all())
     assert math.isfinite(sum(o.latency_ms for o in config.midi.outputs))
 

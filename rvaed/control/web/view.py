@@ -68,7 +68,7 @@ def snapshot(hub: Hub, extras: dict) -> dict:
             "presets": [list(p) if p else None for p in state.presets],
             "voices": list(hub.decoder.kit.names),
             "grid": {"steps": grid.steps, "steps_per_beat": grid.steps_per_beat,
-                     "beats_per_bar": grid.beats_per_bar},
+                     "steps_per_bar": grid.steps_per_bar, "meter": grid.meter},
             "pattern": played(hub), "clock": clock_view(hub), "map": id(hub.decoder),
             **extras}
 

@@ -190,11 +190,11 @@ function renderPresets(snap) {
 }
 
 // -- the pattern grid ---------------------------------------------------------------------
-function buildGrid(voices, steps, spb) {
+function buildGrid(voices, steps, spb, bar) {
   const grid = $("grid");
   grid.replaceChildren();
   grid.style.gridTemplateColumns = `minmax(52px, 96px) repeat(${steps}, minmax(0, 1fr))`;
-  grid.dataset.shape = `${voices.length}x${steps}`;
+  grid.dataset.shape = `${voices.length}x${steps}x${bar}`;
   page.cells = [];
   voices.forEach((name, v) => {
     const mute = el("button", { textContent: "M", title: `mute ${name}` });
@@ -205,7 +205,7 @@ function buildGrid(voices, steps, spb) {
     grid.append(el("div", { className: "name" }, el("span", { textContent: name, title: name }), mute, freeze));
     const row = [];
     for (let s = 0; s < steps; s += 1) {
-      const cell = el("div", { className: s % spb === 0 ? "cell beat" : "cell" });
+      const cell = el("div", { className: `cell${s % spb === 0 ? " beat" : ""}${s % bar === 0 ? " bar" : ""}` });
       cell.dataset.voice = v; cell.dataset.step = s;
       grid.append(cell);
       row.push(cell);
@@ -214,8 +214,8 @@ function buildGrid(voices, steps, spb) {
   });
 }
 function renderGrid(snap) {
-  const { steps, steps_per_beat: spb } = snap.grid;
-  if ($("grid").dataset.shape !== `${snap.voices.length}x${steps}`) buildGrid(snap.voices, steps, spb);
+  const { steps, steps_per_beat: spb, steps_per_bar: bar } = snap.grid;
+  if ($("grid").dataset.shape !== `${snap.voices.length}x${steps}x${bar}`) buildGrid(snap.voices, steps, spb, bar);
   const hits = new Map(snap.pattern.map((h) => [h[0] * steps + h[1], h]));
   page.cells.forEach((row, v) => row.forEach((cell, s) => {
     const hit = hits.get(v * steps + s);
