@@ -16,6 +16,7 @@ from rvaed.core.pattern import Grid, Pattern
 from rvaed.core.state import PerformanceState
 from rvaed.engine.clock import Clock
 from rvaed.engine.schedule import Schedule
+from rvaed.model.latent import LatentRegion
 from rvaed.model.runtime import Decoder
 
 
@@ -30,6 +31,8 @@ class Hub(Protocol):
     def grid(self) -> Grid: ...
     @property
     def state(self) -> PerformanceState: ...
+    @property
+    def region(self) -> LatentRegion: ...
     @property
     def pattern(self) -> Pattern: ...
     @property

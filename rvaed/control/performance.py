@@ -29,6 +29,7 @@ from rvaed.core.pattern import ONSETS, Pattern
 from rvaed.core.state import (
     CHANCE,
     DENSITY,
+    NOTE,
     PARAMETERS,
     PerformanceState,
     Transition,
@@ -37,6 +38,7 @@ from rvaed.core.state import (
 from rvaed.engine.clock import Clock
 from rvaed.engine.schedule import Playback, Schedule, build_schedule, roll
 from rvaed.engine.sequencer import Sequencer
+from rvaed.model.latent import EXPLORE, LatentRegion
 from rvaed.model.runtime import Decoder
 from rvaed.model.table import end_builds
 
@@ -49,8 +51,8 @@ PATTERN_FIELDS = {name for name, row in PARAMETERS.items()
                   if row.invalidates == parameters.DECODE}
 PLAYBACK_FIELDS = {name for name, row in PARAMETERS.items()
                    if row.invalidates == parameters.SCHEDULE}
-# the density and chance rows go as one per-voice tuple each
-PLAYBACK_VALUES = PLAYBACK_FIELDS - set(DENSITY) - set(CHANCE)
+# the density, chance and note rows go as one per-voice tuple each
+PLAYBACK_VALUES = PLAYBACK_FIELDS - set(DENSITY) - set(CHANCE) - set(NOTE)
 TRANSITION_STEP = 0.02  # seconds between x/y updates of a preset glide
 NOISE_LEAD = 0.05  # seconds before the bar at which the new jitter is installed
 
@@ -279,6 +281,7 @@ class Performance:
         values: dict[str, Any] = {**{name: getattr(state, name) for name in PLAYBACK_VALUES},
                                   "density": tuple(getattr(state, name) for name in DENSITY),
                                   "chance": tuple(getattr(state, name) for name in CHANCE),
+                                  "notes": tuple(getattr(state, name) for name in NOTE),
                                   "fills": self.clock.now() < self._fills_until,
                                   "mutes": state.mutes}
         if values != self._playback_values:
@@ -308,9 +311,14 @@ class Performance:
         if (self.state.x, self.state.y) != before:
             self._changed(DECODE, at)
 
+    @property
+    def region(self) -> LatentRegion:
+        """The latent rectangle the pad spans now: the model's box, or the explore range."""
+        return EXPLORE if self.state.explore else self.decoder.manifest.latent
+
     def _decode(self) -> Pattern:
-        latent = self.decoder.manifest.latent
-        zx, zy = latent.z_of(self.state.x, self.state.y)
+        latent = self.decoder.manifest.latent  # noise moves within the data's box
+        zx, zy = self.region.z_of(self.state.x, self.state.y)
         jx, jy = self._jitter
         half_x = (latent.high[0] - latent.low[0]) / 2
         half_y = (latent.high[1] - latent.low[1]) / 2

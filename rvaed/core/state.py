@@ -22,7 +22,9 @@ per-voice case anywhere. A row's offset is taken off the global threshold for it
 (positive = busier); the rows address voices by position in the kit, as mutes do. The chance
 rows (`chance_kick` at /rvaed/chance/kick ...) are made the same way: each of a voice's hits
 plays with that chance, decided per loop by `rvaed.engine.schedule.roll` from the `seed` row,
-so a variation comes back exactly with its seed.
+so a variation comes back exactly with its seed. So are the note rows (`note_kick` at
+/rvaed/note/kick ...): the note a voice plays on every output, live, in place of its drum
+machine's (unset, 0 on the wire: the drum machine's).
 """
 
 from collections.abc import Iterable
@@ -104,6 +106,13 @@ def chance(voice: str) -> Any:
                      f"{voice} only: the chance each hit plays, rolled every loop from the seed")
 
 
+def note(voice: str) -> Any:
+    """The note row of the kit's voice named ``voice``: the MIDI note it plays on every output,
+    in place of the drum machine's (0 on the wire: the drum machine's again)."""
+    return parameter(None, 1, 127, SCHEDULE, f"/rvaed/note/{voice}",
+                     f"{voice} only: the note it plays (0: the drum machine's)", off=0)
+
+
 def density(voice: str) -> Any:
     """The density row of the kit's voice named ``voice``: an offset taken off the threshold
     for that voice alone (positive = busier)."""
@@ -131,11 +140,15 @@ class PerformanceState:
                                            "every hit at this velocity", off=0)
     timing: float = parameter(1.0, 0.0, 2.0, SCHEDULE, "/rvaed/timing",
                               "microtiming: 0 quantized, 1 as learned, 2 exaggerated")
-    swing: float = parameter(0.5, 0.5, 0.75, SCHEDULE, "/rvaed/swing",
-                             "MPC-style swing of the off-beat 16ths")
+    swing: float = parameter(0.5, 0.5, 1.0, SCHEDULE, "/rvaed/swing",
+                             "swing of the off-beat steps: 0.5 straight, 0.67 triplets, 0.75 "
+                             "MPC's most, 1.0 a whole step late (the original's shuffle)")
     push: float = parameter(0.0, -50.0, 50.0, SCHEDULE, "/rvaed/push",
                             "ms the groove plays ahead of the session's grid (negative: lays "
                             "back)")
+    explore: bool = parameter(False, 0, 1, DECODE, "/rvaed/explore",
+                              "the pad spans the prior's +-3 on both axes, beyond the box "
+                              "the training data fills (off: that box)")
     tempo: float = parameter(120.0, 20.0, 999.0, CLOCK, "/rvaed/tempo",
                              "tempo in BPM, Link's range (the Link session's, when Link is on)",
                              persisted=False)
@@ -161,6 +174,15 @@ class PerformanceState:
     chance_high_tom: float = chance("high-tom")
     chance_clap: float = chance("clap")
     chance_rim: float = chance("rim")
+    note_kick: int | None = note("kick")  # the default kit's voices, in its order
+    note_snare: int | None = note("snare")
+    note_closed_hat: int | None = note("closed-hat")
+    note_open_hat: int | None = note("open-hat")
+    note_low_tom: int | None = note("low-tom")
+    note_mid_tom: int | None = note("mid-tom")
+    note_high_tom: int | None = note("high-tom")
+    note_clap: int | None = note("clap")
+    note_rim: int | None = note("rim")
     phrase: int = parameter(0, 0, PHRASE_MAX, SCHEDULE, "/rvaed/phrase",
                             "bars a phrase lasts; its last bar is a fill (0: no phrases)")
     fill: float = parameter(0.3, 0.0, FILL_REACH, SCHEDULE, "/rvaed/fill",
@@ -216,6 +238,9 @@ DENSITY: tuple[str, ...] = tuple(name for name, row in PARAMETERS.items()
 # The chance rows in voice order (a kit with more voices plays the rest always).
 CHANCE: tuple[str, ...] = tuple(name for name, row in PARAMETERS.items()
                                 if row.address.startswith("/rvaed/chance/"))
+# The note rows in voice order (a kit with more voices plays the rest on its drum machine's).
+NOTE: tuple[str, ...] = tuple(name for name, row in PARAMETERS.items()
+                              if row.address.startswith("/rvaed/note/"))
 RANGES: dict[str, tuple[float, float]] = {
     name: (row.low, row.high) for name, row in PARAMETERS.items() if row.kind is float}
 # Saved fields not restored field by field at start: the parameters not persisted, those of

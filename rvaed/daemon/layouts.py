@@ -20,7 +20,7 @@ from rvaed.core.errors import RvaedError
 from rvaed.core.kit import load_kit
 from rvaed.core.parameters import Parameter
 from rvaed.core.pattern import Grid
-from rvaed.core.state import CHANCE, DENSITY, PARAMETERS, PRESETS, TRANSITION_UNITS
+from rvaed.core.state import CHANCE, DENSITY, NOTE, PARAMETERS, PRESETS, TRANSITION_UNITS
 from rvaed.daemon import routes
 
 SUBSCRIBE, HELLO, CONFIRM = "/rvaed/subscribe", "/rvaed/hello", "/rvaed/subscribe/confirm"
@@ -115,7 +115,7 @@ def _presets() -> list[Control]:
 
 def _sound() -> tuple[Control, ...]:
     rows = [row for row in PARAMETERS.values()
-            if row.kind is not bool and row.name not in (*ON_THE_PAD, *DENSITY, *CHANCE)]
+            if row.kind is not bool and row.name not in (*ON_THE_PAD, *DENSITY, *CHANCE, *NOTE)]
     width = 100 / len(rows)
     return tuple(
         Control("fader", row.name, _label(row), (i * width, 10, width - 2, 90), row.address,

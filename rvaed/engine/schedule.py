@@ -5,8 +5,9 @@ the loop start. Microtiming can pull step 0 before the loop start: such a hit be
 of the previous loop iteration, so each event keeps its step and its `shift` from the step, and
 the sequencer places it relative to the step it belongs to (its `beat` is wrapped into the loop
 for display). Swing is MPC-style: 0.5 is straight, 0.75 puts the off-beat 16th three quarters of
-the way through its 8th; it delays the odd steps of each beat when a beat has an even number of
-steps.
+the way through its 8th, MPC's most; past it, as the original device's shuffle, up to 1.0: a
+whole step late, onto the next step. It delays the odd steps of each beat when a beat has an
+even number of steps.
 
 The grid is the grid: a learned groove often sits as a whole ahead of or behind the beat (the
 starter's downbeat kicks 7.7 ms early at 120 BPM), which against other Link peers is a flam,
@@ -60,7 +61,7 @@ class Playback:
 
     threshold: float = 0.5       # onset probability above which a step is a hit
     timing: float = 1.0          # microtiming amount, 0 .. TIMING_MAX
-    swing: float = 0.5           # 0.5 straight .. 0.75
+    swing: float = 0.5           # 0.5 straight .. 0.75 MPC's most .. 1.0 a whole step late
     velocity_scale: float = 1.0  # 0 .. 2, applied to the pattern's velocities
     fixed_velocity: int | None = None  # when set, every hit plays at this velocity
     mutes: frozenset[int] = field(default_factory=frozenset)  # voice indices not played
@@ -68,6 +69,7 @@ class Playback:
     push: float = 0.0            # ms ahead of the grid (negative: behind)
     density: tuple[float, ...] = ()  # per voice, taken off the threshold (positive = busier)
     chance: tuple[float, ...] = ()  # per voice, how likely each hit plays (voices beyond: 1)
+    notes: tuple[int | None, ...] = ()  # per voice, a note in place of the drum machine's
     seed: int = 0                # what every chance rolls from
     phrase: int = 0              # bars a phrase lasts, its last bar a fill (0: no phrases)
     fill: float = 0.3            # the fill bar's thresholds are this much lower
@@ -86,6 +88,8 @@ class Playback:
             object.__setattr__(self, "fixed_velocity", max(VELOCITY.low, min(VELOCITY.high, int(
                 self.fixed_velocity))))
         object.__setattr__(self, "mutes", frozenset(int(v) for v in self.mutes))
+        notes = tuple(None if n is None else max(0, min(127, int(n))) for n in self.notes)
+        object.__setattr__(self, "notes", notes if any(n is not None for n in notes) else ())
 
     def thresholds(self, voices: int) -> np.ndarray:
         """The onset probability above which each of ``voices`` plays: the threshold less the
@@ -142,6 +146,8 @@ class Schedule:
     seed: int = 0
     phrase: int = 0  # steps a phrase lasts (0: no phrases), its last bar played from `fill`
     fill: "Schedule | None" = None  # the same loop, busier: the fill bar's events come from it
+    notes: tuple[int | None, ...] = ()  # per voice, a note every output plays in place of its
+    # drum machine's (the events' destinations carry it already, for the page)
 
     @classmethod
     def empty(cls, grid: Grid) -> "Schedule":
@@ -218,13 +224,24 @@ def _build(pattern: Pattern, grid: Grid, playback: Playback,
     times = steps / spb + shifts  # from the loop start; negative for step 0 pulled early
     order = np.lexsort((voices, times))
     voices = voices[order].tolist()
-    destinations = drum_machine.destinations
+    destinations = _renoted(drum_machine.destinations, playback.notes)
     columns = zip((times[order] % grid.beats).tolist(), steps[order].tolist(),
                   shifts[order].tolist(), voices, playback.velocities(velocities[order]).tolist(),
                   [destinations[v] for v in voices], strict=True)
     events = tuple(map(tuple.__new__, itertools.repeat(Event), columns))  # 2x Event(*row)
     return Schedule(grid, events, playback.gate / grid.steps_per_beat, playback.push / 1000.0,
-                    playback.chance, playback.seed)
+                    playback.chance, playback.seed, notes=playback.notes)
+
+
+def _renoted(destinations: tuple[Destination | None, ...],
+             notes: tuple[int | None, ...]) -> tuple[Destination | None, ...]:
+    """The drum machine's destinations with the notes played live in place of theirs (a voice
+    the machine leaves silent stays silent)."""
+    if not notes:
+        return destinations
+    played = notes + (None,) * (len(destinations) - len(notes))
+    return tuple(d if d is None or n is None else replace(d, note=n)
+                 for d, n in zip(destinations, played, strict=False))
 
 
 def groove_center(steps: np.ndarray, velocities: np.ndarray, offsets: np.ndarray,

@@ -50,6 +50,7 @@ from typing import Any
 
 import rtmidi
 
+from rvaed.core.midi import NOTE_OFF, NOTE_ON
 from rvaed.engine import jacklatency, midiapi
 from rvaed.engine.clock import now
 
@@ -131,6 +132,7 @@ class _Sender:
         self.sent = self.dropped = 0
         self.lateness = [0] * BUCKETS
         self.held: list[bytes] = []  # note-offs kept while JACK paused (see `_hold`)
+        self.sounding: set[tuple[int, int]] = set()  # (channel, note) sent on and not off
         self.pulse: _JackPulse | None = None
         self._retry = 0.0
         self._missing = 0      # checks in a row that did not list the open port's destination
@@ -153,9 +155,12 @@ class _Sender:
                 self.slate_if_running()
 
     def slate_if_running(self) -> None:
-        """The clean slate, unless JACK runs no cycles (a send then spins for good)."""
+        """A note-off for each note still sounding (a note played live in place of the drum
+        machine's is not in the slate), then the clean slate; unless JACK runs no cycles (a
+        send then spins for good)."""
         if self.pulse is None or self.pulse.stalled() <= PAUSED:
-            for message in self.slate:
+            offs = [(NOTE_OFF | channel, note, 0) for channel, note in sorted(self.sounding)]
+            for message in [*offs, *self.slate]:
                 self.client.send_message(message)
 
     def _loop(self) -> None:
@@ -249,15 +254,27 @@ class _Sender:
     def _flush(self) -> None:
         for held in self.held:
             self.client.send_message(held)
+            self._track(held)
             self.sent += 1
         self.held.clear()
 
     def _send(self, message: bytes, due: float) -> None:
         self._flush()
         self.client.send_message(message)
+        self._track(message)
         self.sent += 1
         if due:
             self.lateness[min(max(int((now() - due) * 1e4), 0), BUCKETS - 1)] += 1
+
+
+    def _track(self, message: bytes) -> None:
+        """Keep `sounding` up to date with a message sent (a note-on of velocity 0 is off)."""
+        if len(message) == 3 and message[0] & 0xE0 == NOTE_OFF:
+            key = (message[0] & 0x0F, message[1])
+            if message[0] & 0xF0 == NOTE_ON and message[2]:
+                self.sounding.add(key)
+            else:
+                self.sounding.discard(key)
 
 
 def _readable(stream, timeout: float) -> bool:

@@ -109,16 +109,23 @@ class _Lane:
     def push(self, beat: float, kind: int, seq: int, message: _Note | Message) -> None:
         heapq.heappush(self.queue, (beat, kind, seq, message))
 
-    def notes(self, events: tuple[Event, ...]) -> list[_Note]:
+    def notes(self, events: tuple[Event, ...], live: tuple[int | None, ...] = ()) -> list[_Note]:
         """The note messages of ``events`` on this output (its drum machine's notes, or the
-        schedule's own when it has none); voices the machine lacks are left out."""
+        schedule's own when it has none; ``live``: per voice, a note played in place of the
+        machine's); voices the machine lacks are left out."""
         machine = self.output.drum_machine
         notes = []
         for event in events:
             where = event.destination if machine is None else machine.destinations[event.voice]
-            if where is not None:
+            if where is None:
+                continue
+            note = live[event.voice] if event.voice < len(live) else None
+            if note is None:
                 notes.append(_Note(event.shift, (where.note_on_status, where.note,
                                                  event.velocity), where.note_off))
+            else:
+                notes.append(_Note(event.shift, (where.note_on_status, note, event.velocity),
+                                   (where.note_off[0], note, 0)))
         return notes
 
 
@@ -355,7 +362,7 @@ class Sequencer:
             source = prepared.fill if filling else prepared.steps
             group = prepared.schedule.rolled(source[index], loop)
             for lane in self._lanes:
-                for note in lane.notes(group):
+                for note in lane.notes(group, prepared.schedule.notes):
                     lane.push(max(step_beat + note.shift, self._floor), ON, self._count(), note)
             self._next_step += 1
         for lane in self._lanes:

@@ -48,3 +48,8 @@ class LatentRegion:
 
     def to_dict(self) -> dict:
         return {"low": list(self.low), "high": list(self.high), "default": list(self.default)}
+
+
+# The pad's range with the explore switch on: the prior's +-3 standard deviations on both axes,
+# the original device's fixed range, beyond the box the training data fills.
+EXPLORE = LatentRegion((-3.0, -3.0), (3.0, 3.0))

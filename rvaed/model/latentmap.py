@@ -11,6 +11,7 @@ x left to right, y bottom to top, exactly as the pad (and /rvaed/x, /rvaed/y) se
 import numpy as np
 
 from rvaed.core.font import HEIGHT, draw_text, text_width
+from rvaed.model.latent import LatentRegion
 from rvaed.model.runtime import Decoder
 
 STEP_PX, VOICE_PX, GAP_PX, MARGIN_PX = 5, 10, 10, 12
@@ -24,10 +25,11 @@ def positions(size: int) -> np.ndarray:
     return np.linspace(0.0, 1.0, size) if size > 1 else np.array([0.5])
 
 
-def decode_tiles(decoder: Decoder, size: int) -> np.ndarray:
-    """(size, size, voices, steps) onset probabilities; row 0 is the top (y = 1)."""
+def decode_tiles(decoder: Decoder, size: int, region: LatentRegion | None = None) -> np.ndarray:
+    """(size, size, voices, steps) onset probabilities over ``region`` (default the model's);
+    row 0 is the top (y = 1)."""
     axis = positions(size)
-    latent = decoder.manifest.latent
+    latent = region or decoder.manifest.latent
     z = np.array([latent.z_of(x, y) for y in axis[::-1] for x in axis], dtype=np.float32)
     table = decoder.table  # the daemon's decoder has one: the page's map reads it
     onsets = (decoder.decode_many(z) if table is None else table.lookup_many(z))[:, 0]

@@ -24,7 +24,7 @@ import onnxruntime as ort
 from rvaed.core.errors import RvaedError
 from rvaed.core.kit import Kit
 from rvaed.core.pattern import Grid, Pattern
-from rvaed.model.latent import LATENT
+from rvaed.model.latent import LATENT, LatentRegion
 from rvaed.model.modeldir import (
     DECODER,
     DECODER_INPUT,
@@ -117,9 +117,10 @@ class Decoder:
             self._decoder.run_with_iobinding(self._binding)
             return Pattern.from_array(self._out[0])
 
-    def decode_xy(self, x: float, y: float) -> Pattern:
-        """The pattern under controller position (x, y) in [0, 1]^2."""
-        return self.decode(*self.manifest.latent.z_of(x, y))
+    def decode_xy(self, x: float, y: float, region: LatentRegion | None = None) -> Pattern:
+        """The pattern under controller position (x, y) in [0, 1]^2 of ``region`` (default
+        the model's: the box its training data fills)."""
+        return self.decode(*(region or self.manifest.latent).z_of(x, y))
 
     def decode_many(self, z: np.ndarray) -> np.ndarray:
         """Decode latent points (N, 2) in one batch: (N, 3, voices, steps) (for maps)."""
@@ -135,9 +136,10 @@ class Decoder:
         mean = self._encoder.run([ENCODER_OUTPUT], {ENCODER_INPUT: pattern.to_array()[None]})[0]
         return float(mean[0, 0]), float(mean[0, 1])
 
-    def encode_xy(self, pattern: Pattern) -> tuple[float, float]:
-        """The controller position of a pattern (clipped to the square)."""
-        return self.manifest.latent.xy_of(*self.encode(pattern))
+    def encode_xy(self, pattern: Pattern,
+                  region: LatentRegion | None = None) -> tuple[float, float]:
+        """The controller position of a pattern in ``region`` (clipped to the square)."""
+        return (region or self.manifest.latent).xy_of(*self.encode(pattern))
 
 
 class _Graph:

@@ -50,7 +50,7 @@ POLL = 0.02  # seconds between pause checks while notes are waiting
 
 def jump_to(performance: Hub, pattern: Pattern) -> tuple[float, float]:
     """Move the pad to where the model encodes ``pattern``; the new x/y."""
-    x, y = performance.decoder.encode_xy(pattern)
+    x, y = performance.decoder.encode_xy(pattern, performance.region)
     performance.set_xy(x, y)
     log.info("groove: x/y -> %.3f %.3f", x, y)
     return x, y

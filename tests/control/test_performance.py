@@ -44,6 +44,37 @@ def test_a_burst_of_changes_is_one_decode_of_the_newest_value(model_dir):
     run(scenario)
 
 
+def test_explore_spans_the_prior_and_the_map_and_groove_follow(model_dir):
+    from rvaed.control.web import view
+    from rvaed.model.latent import EXPLORE
+    from rvaed.tools.groove import jump_to
+
+    async def scenario():
+        perf = make_performance(model_dir)
+        await perf.start()
+        box = perf.decoder.manifest.latent
+        perf.set_xy(0.0, 1.0)
+        perf.flush()
+        assert perf.pattern == perf.decoder.decode(box.low[0], box.high[1])
+        inside = view.map_id(perf)
+        perf.set("explore", 1)
+        perf.flush()
+        assert perf.region is EXPLORE and perf.state.explore
+        assert perf.pattern == perf.decoder.decode(-3.0, 3.0)  # the same corner, 3 sd out
+        assert view.map_id(perf) != inside
+        corner = view.latent_map(perf.decoder, 3, perf.region)["tiles"][0]
+        assert corner == view.latent_map(perf.decoder, 3, EXPLORE)["tiles"][0]
+        groove = perf.decoder.decode(*box.z_of(0.5, 0.5))
+        x, y = jump_to(perf, groove)  # found on the explore pad: near its middle, not at 0.5
+        z = perf.decoder.encode(groove)
+        assert (x, y) == pytest.approx(EXPLORE.xy_of(*z))
+        perf.set("explore", 0)
+        perf.flush()
+        assert perf.region is box
+        await perf.stop()
+    run(scenario)
+
+
 def test_playback_changes_rebuild_the_schedule_without_decoding(model_dir):
     async def scenario():
         perf = make_performance(model_dir)

@@ -76,14 +76,24 @@ def test_a_stalled_daemon_resumes_without_a_burst(tmp_path, jack_server, daemons
     assert "dropped too late:" in daemon.text()
 
 
+@pytest.mark.parametrize("renoted", [False, True])
 def test_kill_9_mid_note_the_orphaned_sender_ends_it_and_the_restarted_daemon_too(
-        tmp_path, jack_server, daemons):
+        tmp_path, jack_server, daemons, renoted):
+    """``renoted``: every voice plays a note set live (/rvaed/note/...), none of the drum
+    machine's: the orphaned sender ends the notes it sent, not only the slate's."""
     receiver = Receiver("rx-kill")
     try:
         daemon = daemon_to(tmp_path, "rx-kill")
         daemons.append(daemon)
         daemon.start(ready=port_of("rx-kill"))
         assert receiver.wait_for(lambda m: len(receiver.kinds(NOTE_ON)) >= 8, 20)
+        if renoted:
+            for v, voice in enumerate(load_kit().names):
+                daemon.osc(f"/rvaed/note/{voice}", 100 + v)
+            since = len(receiver.messages)
+            assert receiver.wait_for(lambda m: sum(x[0] & 0xF0 == NOTE_ON and x[1] >= 100
+                                                   for _, x in m[since:]) >= 8, 20), \
+                (receiver.messages[-10:], daemon.text()[-3000:])
         killed_at = kill_mid_note(daemon, receiver)
         wait_for(lambda: not port_of("rx-kill")(), 10, "the orphaned sender lives on")
         quiet(receiver)
@@ -101,6 +111,11 @@ def test_kill_9_mid_note_the_orphaned_sender_ends_it_and_the_restarted_daemon_to
     # the sender, its daemon killed during a note, ended every note at once (GM: channel 10)
     assert slate <= set(orphaned), f"no clean slate after the kill: {orphaned[:20]}"
     assert not sounding_notes(receiver.messages[:cut]), "a note was left hanging"
+    if renoted:  # ended by a note-off of its own, not only by All Notes Off
+        at_kill = sounding_notes(receiver.messages[:killed_at])
+        ended = {(m[0] & 0x0F, m[1]) for m in orphaned if m[0] & 0xF0 == NOTE_OFF}
+        assert at_kill and all(note >= 100 for _, note in at_kill) and at_kill <= ended, \
+            (at_kill, orphaned[:12])
     first_on = next(i for i, m in enumerate(after) if m[0] & 0xF0 == NOTE_ON)
     assert slate <= set(after[:first_on]), after[:40]  # and the restarted daemon before it plays
 

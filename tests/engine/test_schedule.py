@@ -58,6 +58,15 @@ def test_swing_delays_the_odd_sixteenths_only():
     assert swing_delay(1, Grid(steps_per_beat=3), 0.75) == 0.0  # no swing in triplet grids
 
 
+def test_swing_past_mpc_reaches_a_whole_step_late():
+    hits = [Hit(0, step, 100, 0.0) for step in range(4)]
+    beats = [e.beat for e in schedule_of(hits, Playback(swing=0.9)).events]
+    assert beats == pytest.approx([0.0, 0.25 + 0.2, 0.5, 0.75 + 0.2])
+    assert swing_delay(3, Grid(steps_per_beat=4), 1.0) == 1.0
+    last = schedule_of([Hit(0, GRID.steps - 1, 100, 0.0)], Playback(swing=1.0)).events
+    assert [e.beat for e in last] == [0.0]  # the loop's last step lands on the next step 0
+
+
 def test_a_hit_pulled_before_the_loop_start_wraps_to_the_loop_end():
     event, *_ = schedule_of([Hit(0, 0, 100, -1.0), Hit(1, 4, 100, 0.5),
                              Hit(1, 8, 100, 0.5)]).events  # the groove's centre is 0
@@ -104,7 +113,7 @@ def test_shapes_must_match():
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 8), st.integers(0, 31), st.integers(1, 127),
                           st.floats(-1, 0.999)), max_size=30),
-       st.floats(0, 2), st.floats(0.5, 0.75))
+       st.floats(0, 2), st.floats(0.5, 1.0))
 def test_events_are_in_play_order_in_the_loop_and_near_their_step(cells, timing, swing):
     hits = [Hit(*cell) for cell in cells]
     events = schedule_of(hits, Playback(timing=timing, swing=swing)).events
@@ -112,7 +121,7 @@ def test_events_are_in_play_order_in_the_loop_and_near_their_step(cells, timing,
     assert sounding == sorted(sounding)
     assert all(0 <= e.beat < GRID.beats for e in events)
     pull = MAX_PULL_STEPS / GRID.steps_per_beat
-    assert all(-pull <= e.shift <= pull + 0.5 / GRID.steps_per_beat for e in events)
+    assert all(-pull <= e.shift <= pull + 1.0 / GRID.steps_per_beat for e in events)
     for e in events:
         assert (e.step / GRID.steps_per_beat + e.shift) % GRID.beats == pytest.approx(e.beat)
 
@@ -126,6 +135,17 @@ def test_density_moves_the_threshold_of_its_voice_only():
     assert [(e.voice, e.step) for e in build_schedule(pattern, GRID, playback, GM).events] == [
         (0, 0), (1, 0), (0, 8)]
     assert list(playback.thresholds(3)) == pytest.approx([0.3, 0.5, 0.5])
+
+
+def test_a_note_set_live_replaces_the_drum_machine_s_for_its_voice_only():
+    hits = [Hit(voice, 0, 100, 0.0) for voice in range(3)]
+    plain = {e.voice: e.destination for e in schedule_of(hits).events}
+    renoted = schedule_of(hits, Playback(notes=(None, 40, 300))).events
+    assert {e.voice: e.destination.note for e in renoted} == {0: plain[0].note, 1: 40, 2: 127}
+    assert {e.voice: e.destination.channel for e in renoted} == {
+        v: d.channel for v, d in plain.items()}
+    assert Playback(notes=(None,) * 9).notes == ()  # nothing set: the drum machine's notes
+    assert schedule_of(hits, Playback(notes=(None, 40))).notes == (None, 40)  # for each output
 
 
 def test_density_offsets_are_made_safe():

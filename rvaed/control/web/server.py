@@ -115,7 +115,7 @@ class WebServer:
         self.rejected = RateLimitedLog(log, "web")
         self.received = 0
         self.assets = assets()
-        self._map: tuple[object, bytes] | None = None
+        self._map: tuple[str, bytes] | None = None
         self._sent: dict = {}  # the snapshot as last sent to every client
         self._sent_at = 0.0
         self._runner: web.AppRunner | None = None
@@ -249,11 +249,12 @@ class WebServer:
         return web.Response(body=await self._map_json(), content_type="application/json")
 
     async def _map_json(self) -> bytes:
-        """The current model's map (decoded off the loop once per model)."""
-        decoder = self.hub.decoder
-        if self._map is None or self._map[0] is not decoder:
-            data = await asyncio.to_thread(view.latent_map, decoder)
-            self._map = (decoder, json.dumps({**data, "id": id(decoder)}).encode())
+        """The current model's map over the pad's range (decoded off the loop once each)."""
+        shown = view.map_id(self.hub)
+        if self._map is None or self._map[0] != shown:
+            data = await asyncio.to_thread(view.latent_map, self.hub.decoder, view.MAP_SIZE,
+                                           self.hub.region)
+            self._map = (shown, json.dumps({**data, "id": shown}).encode())
         return self._map[1]
 
     async def _pair(self, request: web.Request) -> web.Response:

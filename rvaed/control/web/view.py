@@ -13,6 +13,7 @@ import numpy as np
 from rvaed.control.hub import Hub
 from rvaed.core.parameters import CLOCK
 from rvaed.core.state import PARAMETERS, PRESETS
+from rvaed.model.latent import LatentRegion
 from rvaed.model.latentmap import decode_tiles, positions
 from rvaed.model.runtime import Decoder
 
@@ -69,14 +70,21 @@ def snapshot(hub: Hub, extras: dict) -> dict:
             "voices": list(hub.decoder.kit.names),
             "grid": {"steps": grid.steps, "steps_per_beat": grid.steps_per_beat,
                      "steps_per_bar": grid.steps_per_bar, "meter": grid.meter},
-            "pattern": played(hub), "clock": clock_view(hub), "map": id(hub.decoder),
+            "pattern": played(hub), "clock": clock_view(hub), "map": map_id(hub),
             **extras}
 
 
-def latent_map(decoder: Decoder, size: int = MAP_SIZE) -> dict:
-    """The tiles under the pad (`decode_tiles`, as `rvaed map` draws them): per tile, per
-    voice, one digit 0-9 per step (onset probability); row 0 is the top (y = 1)."""
-    tiles = decode_tiles(decoder, size)
+def map_id(hub: Hub) -> str:
+    """Which map is under the pad: the model's, over its box or the explore range."""
+    return f"{id(hub.decoder)}{'-explore' if hub.state.explore else ''}"
+
+
+def latent_map(decoder: Decoder, size: int = MAP_SIZE,
+               region: LatentRegion | None = None) -> dict:
+    """The tiles under the pad (`decode_tiles`, as `rvaed map` draws them) over ``region``
+    (default the model's): per tile, per voice, one digit 0-9 per step (onset probability);
+    row 0 is the top (y = 1)."""
+    tiles = decode_tiles(decoder, size, region)
     digits = np.minimum(LEVELS - 1, (tiles * LEVELS).astype(np.int64))
     rows = [["".join(map(str, voice)) for voice in tile] for line in digits for tile in line]
     return {"size": size, "positions": positions(size).tolist(), "voices": list(decoder.kit.names),
