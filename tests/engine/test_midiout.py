@@ -83,45 +83,31 @@ def test_rvaed_ports_lists_jack_ports(jack_server, capsys):
     assert "listed-box:listed-box" in out.split("MIDI inputs")[0]
 
 
+def reopened(output: Output, reason: str) -> None:
+    """Ask ``output`` to reopen; wait until a new sender has opened the port."""
+    first = output._sender
+    output.reopen(reason)
+    deadline = time.monotonic() + 15
+    while output._sender in (first, None) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert output.connected and output._sender is not first
+
+
 def test_reopen_abandons_the_sender_and_opens_the_port_again(jack_server, caplog):
-    """The hook a backend-specific watcher calls (e.g. an ALSA subscription removed)."""
+    """The hook a backend-specific watcher calls (e.g. an ALSA subscription removed). A sender
+    lost before it opened (a first start slower than STARTING, as in an emulated guest) begins
+    an outage logged once; once a port has opened, the next loss is a new one, logged."""
     caplog.set_level(logging.WARNING, logger="rvaed.engine.midiout")
     receiver = Receiver("rx-reopen")
     output = Output("rx-reopen", api="jack", poll=0.05)
     output.open()
     try:
-        assert wait_connected(output)
-        first = output._sender
-        output.reopen("subscription removed")
-        deadline = time.monotonic() + 15
-        while output._sender in (first, None) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert output.connected and output._sender is not first
-        assert "output rx-reopen: lost (subscription removed)" in caplog.text
-        assert "reconnected to 'rx-reopen:rx-reopen'" in caplog.text
-    finally:
-        output.close()
-        receiver.close()
-
-
-def test_a_loss_after_a_reopen_is_logged_anew_after_a_failed_start(jack_server, caplog):
-    """A sender lost before it opened (as a first start slower than STARTING in an emulated
-    guest) begins an outage logged once; once a port opens, the next loss is a new one."""
-    caplog.set_level(logging.WARNING, logger="rvaed.engine.midiout")
-    receiver = Receiver("rx-again")
-    output = Output("rx-again", api="jack", poll=0.05)
-    output.open()
-    try:
         output.reopen("lost before it opened")
         assert wait_connected(output, 15)
-        first = output._sender
-        output.reopen("subscription removed")
-        deadline = time.monotonic() + 15
-        while output._sender in (first, None) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert output.connected and output._sender is not first
-        assert "output rx-again: lost (lost before it opened)" in caplog.text
-        assert "output rx-again: lost (subscription removed)" in caplog.text
+        reopened(output, "subscription removed")
+        assert "output rx-reopen: lost (lost before it opened)" in caplog.text
+        assert "output rx-reopen: lost (subscription removed)" in caplog.text
+        assert "reconnected to 'rx-reopen:rx-reopen'" in caplog.text
     finally:
         output.close()
         receiver.close()
