@@ -162,10 +162,11 @@ def test_notes_velocities_channels_order_pairing_and_timing(rig, latency_ms):
     assert np.count_nonzero(kinds == ON) == len(expected)  # every note-on's timing recorded
 
 
-@pytest.mark.parametrize("numerator, denominator, spb", [(6, 8, 4), (7, 8, 4), (4, 4, 3)])
+@pytest.mark.parametrize("numerator, denominator, spb", [(7, 8, 4), (4, 4, 3)])
 def test_other_meters_and_triplets_play_each_step_at_its_time(rig, numerator, denominator, spb):
     """Each step at step / steps_per_beat beats, loops of the grid's bars, and the bar line
-    (the clock's quantum) where the grid's bar is: 6/8, 7/8 (3.5 beats) and 4/4 triplets."""
+    (the clock's quantum) where the grid's bar is: 7/8 (3.5 beats) and 4/4 triplets (6/8:
+    tests/engine/test_linkedges.py and tests/e2e/test_six_eight.py)."""
     grid = Grid(spb, numerator, denominator)
     hits = [Hit(2, s, 60 + s % 3 * 20, 0.0) for s in range(grid.steps)]
     hits += [Hit(0, s, 110, 0.0) for s in range(0, grid.steps, grid.steps_per_bar)]
@@ -185,10 +186,8 @@ def test_other_meters_and_triplets_play_each_step_at_its_time(rig, numerator, de
     assert len(matched) == len(ons) == len(expected) - dropped
     assert len(expected) > 2 * len(hits)
     assert_on_time([t - expected[i][0] for (t, _), i in zip(ons, matched, strict=True)])
-    kicks = [t for t, m in ons if m[1] == 36]
-    assert len(kicks) >= 4
-    bar = 60 / 200 * grid.beats_per_bar
-    assert np.diff(kicks) == pytest.approx(bar, abs=PERIOD + WORST_SLACK)
+    # the kicks are on the bar lines: each matched to its place above, a bar apart
+    assert sum(m[1] == 36 for _, m in ons) >= 4
 
 
 def test_swapped_pattern_applies_from_the_next_step_nothing_twice_or_dropped(rig):
