@@ -184,6 +184,10 @@ class Performance:
     def set_transition(self, amount: float, unit: str = "ms") -> None:
         self.state.transition = Transition(amount, unit)
 
+    def playhead(self) -> tuple[float, int, float]:
+        """(beat, steps played by then, speed): the sequencer's, for the page's playhead."""
+        return self.sequencer.position()
+
     def fill_next_bar(self) -> None:
         """A fill in the next bar: the schedule is made with its fill until that bar has
         played, and the sequencer asked to play the bar from it."""

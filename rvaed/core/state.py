@@ -146,6 +146,9 @@ class PerformanceState:
     push: float = parameter(0.0, -50.0, 50.0, SCHEDULE, "/rvaed/push",
                             "ms the groove plays ahead of the session's grid (negative: lays "
                             "back)")
+    speed: float = parameter(1.0, 0.5, 4.0, SCHEDULE, "/rvaed/speed",
+                             "x1/2, x1, x2 or x4 (the nearest): the loop at that speed, "
+                             "switched on a loop line")
     explore: bool = parameter(False, 0, 1, DECODE, "/rvaed/explore",
                               "the pad spans the prior's +-3 on both axes, beyond the box "
                               "the training data fills (off: that box)")

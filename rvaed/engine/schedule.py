@@ -33,6 +33,7 @@ from rvaed.core.pattern import Grid, Pattern
 from rvaed.core.state import DENSITY_REACH, PARAMETERS, PHRASE_MAX, SEED_MAX
 
 TIMING_MAX = PARAMETERS["timing"].high  # the microtiming amount: 0 quantized .. 2 exaggerated
+SPEEDS = (0.5, 1.0, 2.0, 4.0)  # the loop's playback speeds, as the original device's
 VELOCITY = PARAMETERS["fixed_velocity"]
 MAX_PULL_STEPS = 0.5 * TIMING_MAX  # the earliest a hit can sound before its step, in steps
 MASK = (1 << 64) - 1
@@ -70,6 +71,7 @@ class Playback:
     density: tuple[float, ...] = ()  # per voice, taken off the threshold (positive = busier)
     chance: tuple[float, ...] = ()  # per voice, how likely each hit plays (voices beyond: 1)
     notes: tuple[int | None, ...] = ()  # per voice, a note in place of the drum machine's
+    speed: float = 1.0           # x1/2, x1, x2, x4: the nearest of `SPEEDS`
     seed: int = 0                # what every chance rolls from
     phrase: int = 0              # bars a phrase lasts, its last bar a fill (0: no phrases)
     fill: float = 0.3            # the fill bar's thresholds are this much lower
@@ -83,6 +85,8 @@ class Playback:
         chances = tuple(_finite(chance, 1.0, 0.0, 1.0) for chance in self.chance)
         object.__setattr__(self, "chance", chances if any(c < 1.0 for c in chances) else ())
         object.__setattr__(self, "seed", max(0, min(SEED_MAX, int(self.seed))))
+        object.__setattr__(self, "speed", min(SPEEDS, key=lambda s: abs(math.log2(
+            s / self.speed))))
         object.__setattr__(self, "phrase", max(0, min(PHRASE_MAX, int(self.phrase))))
         if self.fixed_velocity is not None:
             object.__setattr__(self, "fixed_velocity", max(VELOCITY.low, min(VELOCITY.high, int(
@@ -148,6 +152,7 @@ class Schedule:
     fill: "Schedule | None" = None  # the same loop, busier: the fill bar's events come from it
     notes: tuple[int | None, ...] = ()  # per voice, a note every output plays in place of its
     # drum machine's (the events' destinations carry it already, for the page)
+    speed: float = 1.0  # the loop played at this speed (the sequencer switches on a loop line)
 
     @classmethod
     def empty(cls, grid: Grid) -> "Schedule":
@@ -230,7 +235,7 @@ def _build(pattern: Pattern, grid: Grid, playback: Playback,
                   [destinations[v] for v in voices], strict=True)
     events = tuple(map(tuple.__new__, itertools.repeat(Event), columns))  # 2x Event(*row)
     return Schedule(grid, events, playback.gate / grid.steps_per_beat, playback.push / 1000.0,
-                    playback.chance, playback.seed, notes=playback.notes)
+                    playback.chance, playback.seed, notes=playback.notes, speed=playback.speed)
 
 
 def _renoted(destinations: tuple[Destination | None, ...],

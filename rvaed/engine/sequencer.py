@@ -87,6 +87,15 @@ class _Note(NamedTuple):
     off: tuple[int, int, int]
 
 
+class Pace(NamedTuple):
+    """Where the steps are: step ``step`` (counted from the session's start) sounds at ``beat``,
+    each next one 1 / (steps per beat x ``speed``) beats later."""
+
+    step: int
+    beat: float
+    speed: float
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """A schedule with its events grouped by the step they belong to, each group in time
@@ -184,6 +193,8 @@ class Sequencer:
         self._floor = 0.0                  # no event is placed before this beat
         self._fill_asked = False           # `fill_next_bar` was called
         self._fill_bar = NO_FILL           # the first step of the bar asked to be a fill
+        self._pace = Pace(0, 0.0, 1.0)     # where the steps fall (the speed changes it)
+        self._origin = 0.0                 # the beat of the first step 0: loop lines at x1
         self._quit = threading.Event()
         self._next_outputs: list[Output] | None = None
         self._outputs_taken = threading.Event()
@@ -334,6 +345,8 @@ class Sequencer:
         passed = line.beat_at(t - self.clock.late_start) - line.start_beat
         bars = max(0, math.ceil(passed / line.quantum - 1e-9))
         self._next_step = self._first_step = round(bars * line.quantum * spb)
+        self._origin = line.start_beat + self._first_step / spb
+        self._pace = Pace(self._first_step, self._origin, self._prepared.schedule.speed)
         self._fill_bar = NO_FILL
         self._floor = max(beat, line.start_beat)
         for lane in self._lanes:
@@ -346,13 +359,35 @@ class Sequencer:
         lead += self._prepared.schedule.push  # the groove pushed ahead is due earlier
         return line.beat_at(now() + max(lead, 0.0) + self.poll + self.spin)
 
+    def position(self) -> tuple[float, int, float]:
+        """(beat, step played since the start, speed): where the playhead is and how fast it
+        moves, for the page."""
+        pace = self._pace
+        return pace.beat, pace.step - self._first_step, pace.speed
+
+    def _beat_of(self, step: float) -> float:
+        pace = self._pace
+        return pace.beat + (step - pace.step) / (self.grid.steps_per_beat * pace.speed)
+
+    def _repace(self, played: int) -> None:
+        """Take the installed schedule's speed from this step if it starts a loop on a loop
+        line of normal speed (at x2 every other loop line is one), so loops stay on bars."""
+        speed = self._prepared.schedule.speed
+        if speed == self._pace.speed or played % self.grid.steps:
+            return
+        beat = self._beat_of(self._next_step)
+        loops = (beat - self._origin) / self.grid.beats
+        if abs(loops - round(loops)) < 1e-9:
+            self._pace = Pace(self._next_step, beat, speed)
+
     def _queue_steps(self, line: Timeline) -> None:
         reach = self._reach(line)
-        spb, steps, prepared = self.grid.steps_per_beat, self.grid.steps, self._prepared
+        steps, prepared = self.grid.steps, self._prepared
         push = prepared.schedule.push * line.tempo / 60.0  # ms ahead -> beats at this tempo
-        while line.start_beat + (self._next_step - MAX_PULL_STEPS) / spb <= reach:
-            step_beat = line.start_beat + self._next_step / spb - push
+        while self._beat_of(self._next_step - MAX_PULL_STEPS) <= reach:
             played = self._next_step - self._first_step
+            self._repace(played)
+            step_beat, slow = self._beat_of(self._next_step) - push, 1.0 / self._pace.speed
             loop, index = divmod(played, steps)
             if self._fill_asked:
                 self._fill_asked, bar = False, self.grid.steps_per_bar
@@ -363,7 +398,8 @@ class Sequencer:
             group = prepared.schedule.rolled(source[index], loop)
             for lane in self._lanes:
                 for note in lane.notes(group, prepared.schedule.notes):
-                    lane.push(max(step_beat + note.shift, self._floor), ON, self._count(), note)
+                    lane.push(max(step_beat + note.shift * slow, self._floor), ON,
+                              self._count(), note)
             self._next_step += 1
         for lane in self._lanes:
             if lane.clock is not None:
@@ -401,7 +437,7 @@ class Sequencer:
             self._send(lane.output, note.off, scheduled, OFF)
         if not self._send(lane.output, note.on, scheduled, ON, self._tolerance(line, beat)):
             return  # too late: dropped, and no note-off is owed
-        off_beat = beat + self._prepared.schedule.gate
+        off_beat = beat + self._prepared.schedule.gate / self._pace.speed
         lane.sounding[key] = off_beat
         lane.push(off_beat, OFF, self._count(), note.off)
 
@@ -410,7 +446,8 @@ class Sequencer:
         `LATE_MAX`."""
         if self.late is not None:
             return self.late
-        step = line.time_at(beat + 1 / self.grid.steps_per_beat) - line.time_at(beat)
+        step = line.time_at(beat + 1 / (self.grid.steps_per_beat * self._pace.speed)) \
+            - line.time_at(beat)
         return min(step / 4, LATE_MAX)
 
     def _send(self, output: Output, message: tuple[int, ...], scheduled: float,

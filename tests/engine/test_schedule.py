@@ -58,6 +58,12 @@ def test_swing_delays_the_odd_sixteenths_only():
     assert swing_delay(1, Grid(steps_per_beat=3), 0.75) == 0.0  # no swing in triplet grids
 
 
+def test_speed_is_the_nearest_of_half_normal_double_and_four_times():
+    assert [Playback(speed=v).speed for v in (0.5, 0.7, 0.9, 1.4, 1.5, 3.0, math.nan)] == [
+        0.5, 0.5, 1.0, 1.0, 2.0, 4.0, 1.0]
+    assert schedule_of([Hit(0, 0, 100, 0.0)], Playback(speed=2.0)).speed == 2.0
+
+
 def test_swing_past_mpc_reaches_a_whole_step_late():
     hits = [Hit(0, step, 100, 0.0) for step in range(4)]
     beats = [e.beat for e in schedule_of(hits, Playback(swing=0.9)).events]

@@ -190,6 +190,38 @@ def test_other_meters_and_triplets_play_each_step_at_its_time(rig, numerator, de
     assert sum(m[1] == 36 for _, m in ons) >= 4
 
 
+def test_speed_switches_on_a_loop_line_and_keeps_the_loops_on_it(rig):
+    """x1, then x2 asked for mid-loop, then x4: each switch waits for a loop line of normal
+    speed, so every step 0 (a kick) stays on the 8-beat lines' grid of halves and quarters."""
+    hits = [Hit(0, 0, 110, 0.0), *(Hit(2, s, 70, 0.0) for s in range(4, GRID.steps, 4))]
+    r = rig(tempo=240)  # a beat 0.25 s: a loop 2 s at x1, 1 s at x2, 0.5 s at x4
+    r.play(schedule(hits))
+    kicks = lambda: [t for t, m in r.receiver.kinds(NOTE_ON) if m[1] == 36]  # noqa: E731
+    assert r.receiver.wait_for(lambda m: len(kicks()) >= 2, 10)
+    time.sleep(0.7)  # mid-loop
+    asked = now()
+    r.sequencer.install(schedule(hits, speed=2.0))
+    assert r.receiver.wait_for(lambda m: len([t for t in kicks() if t > asked]) >= 4, 10)
+    r.sequencer.install(schedule(hits, speed=4.0))
+    time.sleep(3.0)
+    _, step, speed = r.sequencer.position()
+    r.clock.set_playing(False)
+    time.sleep(0.3)
+    heard = np.array(kicks())
+    assert speed == 4.0 and step % GRID.steps == 0
+    loops = (heard - heard[0]) / 2.0  # in loops of normal speed (robust to a dropped kick)
+    slack = (PERIOD + WORST_SLACK) / 2.0
+
+    def on(lines: float, at: np.ndarray) -> np.ndarray:  # on a line every 1/lines loop?
+        return np.abs(at * lines - np.round(at * lines)) < slack * lines
+
+    assert on(4, loops).all(), loops  # never off the grid of quarter loops
+    assert on(1, loops[heard < asked]).all(), loops  # x1 until asked: whole loops
+    assert (~on(1, loops) & on(2, loops)).any(), loops  # x2 played: on half lines too
+    assert (~on(2, loops)).any(), loops  # x4 played: on quarter lines
+    assert paired(r.receiver.messages)
+
+
 def test_swapped_pattern_applies_from_the_next_step_nothing_twice_or_dropped(rig):
     kicks = schedule([Hit(0, s, 100, 0.0) for s in range(GRID.steps)])
     snares = schedule([Hit(1, s, 100, 0.0) for s in range(GRID.steps)])

@@ -55,9 +55,10 @@ def clock_view(hub: Hub) -> dict:
     clock = hub.clock
     now = clock.now()
     line = clock.timeline()
+    beat, step, speed = hub.playhead()
     return {"tempo": clock.tempo, "playing": clock.playing, "peers": clock.peers,
             "link": clock.link, "beat": clock.beat_at(now), "start_beat": line.start_beat,
-            "now": now}
+            "now": now, "playhead": {"beat": beat, "step": step, "speed": speed}}
 
 
 def snapshot(hub: Hub, extras: dict) -> dict:

@@ -245,8 +245,9 @@ function playhead() {
   requestAnimationFrame(playhead);
   if (!page.snap || !page.cells) return;
   const { steps, steps_per_beat: spb } = page.snap.grid;
-  const beat = beatNow() - page.snap.clock.start_beat;
-  const step = page.snap.clock.playing && beat >= 0 ? Math.floor(beat * spb) % steps : -1;
+  const { playing, playhead: at } = page.snap.clock;  // step at.step sounds at beat at.beat
+  const played = at.step + Math.floor((beatNow() - at.beat) * spb * at.speed + 1e-6);
+  const step = playing && played >= 0 ? played % steps : -1;
   if (step === page.step) return;
   const previous = page.step;
   page.step = step;
