@@ -164,6 +164,13 @@ local function show(entry, args)
       local cell = control:findByName('step' .. i)
       if cell ~= nil then cell.values.x = args[i].value end
     end
+    local i = #args + 1  -- a model of fewer steps than the row's cells: the rest stay empty
+    local cell = control:findByName('step' .. i)
+    while cell ~= nil do
+      cell.values.x = 0
+      i = i + 1
+      cell = control:findByName('step' .. i)
+    end
   elseif entry[2] == 'text' then
     control.values.text = tostring(args[entry[3]].value)
   else

@@ -348,6 +348,16 @@ def test_the_touchosc_script_shows_a_real_daemons_feedback(model_dir):
 VOICE_SWITCHES = ("/rvaed/mute", "/rvaed/freeze")
 
 
+def test_a_pattern_row_of_fewer_steps_leaves_the_other_cells_empty():
+    """A 6/8 model's 24 steps on the layout's 32 cells: the last 8 show nothing."""
+    lua = touchosc_runtime()
+    lua.globals().receive("/rvaed/pattern/1", *([1.0] * 32))
+    lua.globals().receive("/rvaed/pattern/1", *([1.0] * 24))
+    root = lua.globals().root
+    cells = root.findByName(root, "pattern1", True)
+    assert [control_value(cells, f"step{i + 1}") for i in range(32)] == [1.0] * 24 + [0.0] * 8
+
+
 def test_the_touchosc_script_shows_each_voices_mute_and_freeze():
     """As rvaed.control.osc documents them: /rvaed/mute VOICE-NUMBER 0/1, one per voice."""
     lua = touchosc_runtime()
