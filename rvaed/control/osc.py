@@ -53,6 +53,7 @@ shows the value, plus:
 | /rvaed/hello               | NONCE: echo it to /rvaed/subscribe/confirm             |
 | /rvaed/pattern             | voices steps, voices*steps ints row by row (velocity, 0 = none) |
 | /rvaed/pattern/N           | steps floats 1.0/0.0 for voice N (1-based): a TouchOSC grid row |
+| /rvaed/steps               | VOICE STEP CONDITION (1-based) for each hit's own condition |
 | /rvaed/mute, /rvaed/freeze | VOICE-NUMBER 0/1, one message per voice                 |
 | /rvaed/preset/N            | x y of preset N, or no arguments when it is empty      |
 | /rvaed/model               | model name                                             |
@@ -361,6 +362,16 @@ class OscServer:
         self.performance.set_transition(numbers("/rvaed/transition", args[:1], 1)[0], unit)
         self._dirty = True
 
+    def _step(self, sender, args, at) -> None:
+        if len(args) != 3:
+            raise ValueError(f"/rvaed/step: expected VOICE STEP CONDITION, got {len(args)} "
+                             "arguments")
+        voice = self._voice_index("/rvaed/step", args[0])
+        step = numbers("/rvaed/step", args[1:2], 1)[0]
+        if step != int(step):
+            raise ValueError(f"/rvaed/step: expected a whole step number, got {step:g}")
+        self.performance.set_step(voice, int(step) - 1, args[2], at)
+
     def _fill_now(self, sender, args, at) -> None:
         self.performance.fill_next_bar()
 
@@ -453,7 +464,9 @@ class OscServer:
         messages += [build_msg(f"/rvaed/pattern/{v + 1}",
                                [float(c > 0) for c in cells[v * steps:(v + 1) * steps]])
                      for v in range(voices)]
-        messages += [build_msg("/rvaed/xy", [state.x, state.y])]
+        messages += [build_msg("/rvaed/xy", [state.x, state.y]),
+                     build_msg("/rvaed/steps", [item for voice, step, name in state.steps
+                                                for item in (voice + 1, step + 1, name)])]
         if self.controls is not None:  # mapped controls on their own addresses (/xy1 x y)
             messages += [build_msg(a, args) for a, args in self.controls.feedback()]
         messages += [build_msg(row.address, row.outward(
@@ -481,6 +494,9 @@ class OscServer:
 
 def _setter(row: Parameter) -> Handler:
     def handler(server: OscServer, sender: tuple, args: tuple, at: int) -> None:
+        if row.choices and len(args) == 1 and isinstance(args[0], str):  # a choice by name
+            server.performance.set(row.name, args[0], at)
+            return
         value = numbers(row.address, args, 1)[0]
         server.performance.set(row.name, row.inward(value), at)
     return handler
@@ -526,6 +542,9 @@ ROUTES = (
     Route("/rvaed/preset/store", f"N (1..{PRESETS})", "store x/y in preset N", _preset(True)),
     Route("/rvaed/preset/recall", f"N (1..{PRESETS})", "glide to preset N",
           _preset(False)),
+    Route("/rvaed/step", "VOICE STEP CONDITION",
+          "a condition on one hit (STEP from 1; always: the voice's again), in place of its "
+          "voice's: as /rvaed/condition/VOICE, or N% (its chance)", OscServer._step),
     Route("/rvaed/fill/now", "", "a fill in the next bar (as busy as /rvaed/fill says)",
           OscServer._fill_now),
     Route("/rvaed/transition", "amount [ms or bars]",

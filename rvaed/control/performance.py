@@ -28,6 +28,7 @@ from rvaed.core.errors import RvaedError
 from rvaed.core.pattern import ONSETS, Pattern
 from rvaed.core.state import (
     CHANCE,
+    CONDITION,
     DENSITY,
     NOTE,
     PARAMETERS,
@@ -51,8 +52,8 @@ PATTERN_FIELDS = {name for name, row in PARAMETERS.items()
                   if row.invalidates == parameters.DECODE}
 PLAYBACK_FIELDS = {name for name, row in PARAMETERS.items()
                    if row.invalidates == parameters.SCHEDULE}
-# the density, chance and note rows go as one per-voice tuple each
-PLAYBACK_VALUES = PLAYBACK_FIELDS - set(DENSITY) - set(CHANCE) - set(NOTE)
+# the density, chance, note and condition rows go as one per-voice tuple each
+PLAYBACK_VALUES = PLAYBACK_FIELDS - set(DENSITY) - set(CHANCE) - set(NOTE) - set(CONDITION)
 TRANSITION_STEP = 0.02  # seconds between x/y updates of a preset glide
 NOISE_LEAD = 0.05  # seconds before the bar at which the new jitter is installed
 
@@ -181,6 +182,15 @@ class Performance:
         setattr(self.state, name, voices)
         self._changed(SCHEDULE, at)
 
+    def set_step(self, voice: int, step: int, condition: object, at: int | None = None) -> None:
+        """Set the condition of ``voice``'s hit on ``step`` (always: its voice's again)."""
+        if not 0 <= step < self.grid.steps:
+            raise ValueError(f"step: expected 1-{self.grid.steps}, got {step + 1}")
+        steps = self.state.with_step(voice, step, condition)
+        if steps != self.state.steps:
+            self.state.steps = steps
+            self._changed(SCHEDULE, at)
+
     def set_transition(self, amount: float, unit: str = "ms") -> None:
         self.state.transition = Transition(amount, unit)
 
@@ -286,6 +296,9 @@ class Performance:
                                   "density": tuple(getattr(state, name) for name in DENSITY),
                                   "chance": tuple(getattr(state, name) for name in CHANCE),
                                   "notes": tuple(getattr(state, name) for name in NOTE),
+                                  "conditions": tuple(getattr(state, name)
+                                                      for name in CONDITION),
+                                  "steps": state.steps,
                                   "fills": self.clock.now() < self._fills_until,
                                   "mutes": state.mutes}
         if values != self._playback_values:

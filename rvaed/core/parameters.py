@@ -5,7 +5,9 @@ everything the rest of rvaed needs to know about it, so that validation, the OSC
 feedback, controller-map targets, persistence and the README's OSC table are all derived from
 the one row: its type (the field's annotation), range, default, what a change invalidates, its
 OSC address, the wire value that means "off" (fixed_velocity 0 = off, None in the state),
-whether it is restored at start, and a one-line doc.
+whether it is restored at start, a one-line doc, and for a row that picks one of a list (a
+voice's condition) the names of its choices, which stand for their index wherever a value is
+taken.
 """
 
 import math
@@ -54,6 +56,7 @@ class Parameter:
     doc: str  # what it does, in one line (the README's OSC table shows it)
     off: float | None = None  # the wire value meaning "off" (None in the state)
     persisted: bool = True  # restored from the state file at start
+    choices: tuple[str, ...] = ()  # an int row's values by name (index 0 = choices[0])
     name: str = ""
     kind: type = float  # float, int or bool
 
@@ -63,8 +66,18 @@ class Parameter:
             return boolean(value, self.name)
         if value is None and self.off is not None:
             return None
+        if self.choices and isinstance(value, str):
+            return self.choice(value)
         result = min(self.high, max(self.low, number(value, self.name)))
         return round(result) if self.kind is int else result
+
+    def choice(self, name: str) -> int:
+        """The index of the choice named ``name`` (case and spacing aside), or ValueError."""
+        wanted = " ".join(name.lower().split())
+        if wanted not in self.choices:
+            raise ValueError(f"{self.name}: expected one of {', '.join(self.choices)}, got "
+                             f"{name!r:.40}")
+        return self.choices.index(wanted)
 
     def inward(self, value: float) -> Any:
         """A number from a control or a message as the state takes it (below range = off)."""
@@ -87,14 +100,17 @@ class Parameter:
         """Its OSC argument, as documented."""
         if self.kind is bool:
             return "0 or 1"
+        if self.choices:
+            return f"NAME or its number 0..{self.high:g}"
         off = f", {self.off:g} = off" if self.off is not None else ""
         return f"v ({self.low:g}..{self.high:g}{off})"
 
 
 def parameter(default: object, low: float, high: float, invalidates: str, address: str,
-              doc: str, *, off: float | None = None, persisted: bool = True) -> Any:
+              doc: str, *, off: float | None = None, persisted: bool = True,
+              choices: tuple[str, ...] = ()) -> Any:
     """A state field that is a parameter: its default, with the row in the field's metadata."""
-    row = Parameter(default, low, high, invalidates, address, doc, off, persisted)
+    row = Parameter(default, low, high, invalidates, address, doc, off, persisted, choices)
     return field(default=default, metadata={"parameter": row})
 
 

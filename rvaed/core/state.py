@@ -24,13 +24,17 @@ rows (`chance_kick` at /rvaed/chance/kick ...) are made the same way: each of a 
 plays with that chance, decided per loop by `rvaed.engine.schedule.roll` from the `seed` row,
 so a variation comes back exactly with its seed. So are the note rows (`note_kick` at
 /rvaed/note/kick ...): the note a voice plays on every output, live, in place of its drum
-machine's (unset, 0 on the wire: the drum machine's).
+machine's (unset, 0 on the wire: the drum machine's). So are the condition rows
+(`condition_kick` at /rvaed/condition/kick ...): whether a voice's hits play in a loop, by
+name or index (`rvaed.core.conditions`); `steps` holds the conditions set on single steps,
+each in place of its voice's row there.
 """
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from rvaed.core.conditions import CONDITIONS, parse
 from rvaed.core.parameters import (
     CLOCK,
     DECODE,
@@ -48,6 +52,7 @@ SEED_MAX = 9999  # seeds a player can say out loud and type on a phone
 PHRASE_MAX = 16  # bars
 FILL_REACH = 0.5  # the fill bar's thresholds are lowered this much at most
 TRANSITION_UNITS = {"ms": 60000.0, "bars": 64.0}
+STEPS_MAX = 1024  # the steps a condition can be set on (a model's loop has fewer)
 
 @dataclass(frozen=True)
 class Transition:
@@ -111,6 +116,31 @@ def note(voice: str) -> Any:
     in place of the drum machine's (0 on the wire: the drum machine's again)."""
     return parameter(None, 1, 127, SCHEDULE, f"/rvaed/note/{voice}",
                      f"{voice} only: the note it plays (0: the drum machine's)", off=0)
+
+
+def condition(voice: str) -> Any:
+    """The condition row of the kit's voice named ``voice``: in which loops its hits play."""
+    return parameter(0, 0, len(CONDITIONS) - 1, SCHEDULE, f"/rvaed/condition/{voice}",
+                     f"{voice} only: when its hits play: always, 1st, fill, pre, nei (each also "
+                     "'not ...'), A:B (loop A of every B, 1:2 .. 8:8)", choices=CONDITIONS)
+
+
+def _step_conditions(value: object, voices: int) -> tuple[tuple[int, int, str], ...]:
+    """(voice, step, condition name) triples, one per step at most, in order; "always"
+    is no entry."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ValueError(f"steps: expected a list of [voice, step, condition], got {value!r:.80}")
+    found: dict[tuple[int, int], str] = {}
+    for item in value:
+        if not isinstance(item, (list, tuple)) or len(item) != 3:
+            raise ValueError(f"steps: expected [voice, step, condition], got {item!r:.80}")
+        voice, step, text = item
+        for name, index, top in (("voice", voice, voices), ("step", step, STEPS_MAX)):
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < top:
+                raise ValueError(f"steps: expected a {name} 0-{top - 1}, got {index!r:.40}")
+        name = parse(text, "steps").name
+        found[voice, step] = name
+    return tuple((v, st, name) for (v, st), name in sorted(found.items()) if name != "always")
 
 
 def density(voice: str) -> Any:
@@ -186,6 +216,15 @@ class PerformanceState:
     note_high_tom: int | None = note("high-tom")
     note_clap: int | None = note("clap")
     note_rim: int | None = note("rim")
+    condition_kick: int = condition("kick")  # the default kit's voices, in its order
+    condition_snare: int = condition("snare")
+    condition_closed_hat: int = condition("closed-hat")
+    condition_open_hat: int = condition("open-hat")
+    condition_low_tom: int = condition("low-tom")
+    condition_mid_tom: int = condition("mid-tom")
+    condition_high_tom: int = condition("high-tom")
+    condition_clap: int = condition("clap")
+    condition_rim: int = condition("rim")
     phrase: int = parameter(0, 0, PHRASE_MAX, SCHEDULE, "/rvaed/phrase",
                             "bars a phrase lasts; its last bar is a fill (0: no phrases)")
     fill: float = parameter(0.3, 0.0, FILL_REACH, SCHEDULE, "/rvaed/fill",
@@ -195,6 +234,7 @@ class PerformanceState:
                           "point and settings play the same loops again")
     mutes: frozenset[int] = frozenset()
     freezes: frozenset[int] = frozenset()
+    steps: tuple[tuple[int, int, str], ...] = ()  # (voice, step, condition) set on one step
     presets: tuple[tuple[float, float] | None, ...] = field(
         default_factory=lambda: (None,) * PRESETS)
     transition: Transition = field(default_factory=Transition)
@@ -207,6 +247,8 @@ class PerformanceState:
             value = _voice_set(value, name, self.voices)
         elif name == "presets":
             value = _presets(value)
+        elif name == "steps":
+            value = _step_conditions(value, self.voices)
         elif name == "transition" and not isinstance(value, Transition):
             raise ValueError(f"transition: expected a Transition, got {value!r}")
         elif name == "voices" and (isinstance(value, bool) or not isinstance(value, int)
@@ -223,11 +265,18 @@ class PerformanceState:
         current: frozenset[int] = getattr(self, name)
         return current | {voice} if boolean(on, name) else current - {voice}
 
+    def with_step(self, voice: int, step: int, text: object) -> tuple[tuple[int, int, str], ...]:
+        """`steps` with the condition of ``voice`` on ``step`` set to ``text`` (always: its
+        voice's again)."""
+        kept = [entry for entry in self.steps if entry[:2] != (voice, step)]
+        return _step_conditions([*kept, (voice, step, text)], self.voices)
+
     def to_dict(self) -> dict:
         """Plain data (for the OSC state reply, persistence and logs)."""
         return {
             **{name: getattr(self, name) for name in PARAMETERS},
             "mutes": sorted(self.mutes), "freezes": sorted(self.freezes),
+            "steps": [list(entry) for entry in self.steps],
             "presets": [list(p) if p else None for p in self.presets],
             "transition": {"amount": self.transition.amount, "unit": self.transition.unit},
         }
@@ -241,6 +290,9 @@ DENSITY: tuple[str, ...] = tuple(name for name, row in PARAMETERS.items()
 # The chance rows in voice order (a kit with more voices plays the rest always).
 CHANCE: tuple[str, ...] = tuple(name for name, row in PARAMETERS.items()
                                 if row.address.startswith("/rvaed/chance/"))
+# The condition rows in voice order (a kit with more voices plays the rest always).
+CONDITION: tuple[str, ...] = tuple(name for name, row in PARAMETERS.items()
+                                   if row.address.startswith("/rvaed/condition/"))
 # The note rows in voice order (a kit with more voices plays the rest on its drum machine's).
 NOTE: tuple[str, ...] = tuple(name for name, row in PARAMETERS.items()
                               if row.address.startswith("/rvaed/note/"))

@@ -114,8 +114,11 @@ def _presets() -> list[Control]:
 
 
 def _sound() -> tuple[Control, ...]:
+    # a voice's condition picks one of 44 names: a fader cannot show which (the web page's
+    # lists do); the per-voice rows have the voice pages
     rows = [row for row in PARAMETERS.values()
-            if row.kind is not bool and row.name not in (*ON_THE_PAD, *DENSITY, *CHANCE, *NOTE)]
+            if row.kind is not bool and not row.choices
+            and row.name not in (*ON_THE_PAD, *DENSITY, *CHANCE, *NOTE)]
     width = 100 / len(rows)
     return tuple(
         Control("fader", row.name, _label(row), (i * width, 10, width - 2, 90), row.address,

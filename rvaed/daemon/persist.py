@@ -250,5 +250,12 @@ def _transition(value: Any) -> Transition:
     return Transition(value["amount"], value["unit"])
 
 
+def _steps(value: Any) -> list:
+    if not isinstance(value, list):  # each entry is checked by the state itself
+        raise ValueError(f"expected a list of [voice, step, condition], got {value!r:.80}")
+    return value
+
+
 _CONVERTERS: dict[str, Callable[[Any], object]] = {
-    "mutes": _voices, "freezes": _voices, "presets": _presets, "transition": _transition}
+    "mutes": _voices, "freezes": _voices, "presets": _presets, "transition": _transition,
+    "steps": _steps}

@@ -18,16 +18,24 @@ loud ones most; off-beat 16ths keep their push or drag relative to them, so the 
 It is computed before mutes, so muting a voice never moves the others. `push` (ms, the
 parameter table's) then moves the whole groove ahead or behind on purpose, in time, not beats:
 the sequencer turns it into beats at the tempo the step is queued at.
+
+Whether a hit plays in a loop is decided as the sequencer queues its step (`Schedule.played`):
+its condition (its step's, else its voice's; `rvaed.core.conditions`) must hold, then its
+chance (a step's N%, else its voice's chance row) is rolled from the seed.
 """
 
 import functools
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from operator import attrgetter
+from types import MappingProxyType
 from typing import NamedTuple
 
 import numpy as np
 
+from rvaed.core.conditions import ALWAYS, BY_INDEX, Condition, parse
 from rvaed.core.drummachine import Destination, DrumMachine
 from rvaed.core.pattern import Grid, Pattern
 from rvaed.core.state import DENSITY_REACH, PARAMETERS, PHRASE_MAX, SEED_MAX
@@ -76,6 +84,8 @@ class Playback:
     phrase: int = 0              # bars a phrase lasts, its last bar a fill (0: no phrases)
     fill: float = 0.3            # the fill bar's thresholds are this much lower
     fills: bool = False          # make the fill without phrases too (a fill was asked for)
+    conditions: tuple[int, ...] = ()  # per voice, an index into `CONDITIONS` (0: always)
+    steps: tuple[tuple[int, int, str], ...] = ()  # (voice, step, condition) set on one step
 
     def __post_init__(self) -> None:
         for name, default, low, high in (*NUMBERS, ("gate", 0.5, 0.01, 16.0)):
@@ -84,6 +94,10 @@ class Playback:
             _finite(offset, 0.0, -DENSITY_REACH, DENSITY_REACH) for offset in self.density))
         chances = tuple(_finite(chance, 1.0, 0.0, 1.0) for chance in self.chance)
         object.__setattr__(self, "chance", chances if any(c < 1.0 for c in chances) else ())
+        conditions = tuple(max(0, min(len(BY_INDEX) - 1, int(c))) for c in self.conditions)
+        object.__setattr__(self, "conditions", conditions if any(conditions) else ())
+        object.__setattr__(self, "steps", tuple(self.steps))
+        _trigs(self.steps)  # a wrong name is a ValueError here, not in the sequencer
         object.__setattr__(self, "seed", max(0, min(SEED_MAX, int(self.seed))))
         object.__setattr__(self, "speed", min(SPEEDS, key=lambda s: abs(math.log2(
             s / self.speed))))
@@ -153,6 +167,9 @@ class Schedule:
     notes: tuple[int | None, ...] = ()  # per voice, a note every output plays in place of its
     # drum machine's (the events' destinations carry it already, for the page)
     speed: float = 1.0  # the loop played at this speed (the sequencer switches on a loop line)
+    conditions: tuple[Condition, ...] = ()  # per voice (empty: always; voices beyond: always)
+    trigs: Mapping[tuple[int, int], Condition] = field(
+        default_factory=lambda: MappingProxyType({}))  # (voice, step): its step's condition
 
     @classmethod
     def empty(cls, grid: Grid) -> "Schedule":
@@ -166,14 +183,34 @@ class Schedule:
         """Whether step number ``step`` from the start of play is in a phrase's fill bar."""
         return bool(self.phrase) and step % self.phrase >= self.phrase - self.grid.steps_per_bar
 
-    def rolled(self, events: tuple[Event, ...], loop: int) -> tuple[Event, ...]:
-        """Those of ``events`` that play in loop number ``loop`` (counted from the start of
-        play): each with its voice's chance, by `roll`; all of them when no chance is set."""
-        chances = self.chances
-        if not chances:
+    def played(self, events: tuple[Event, ...], loop: int, filling: bool = False,
+               decided: dict[int, bool] | None = None) -> tuple[Event, ...]:
+        """Those of ``events`` (a step's, or a loop's) that play in loop number ``loop``
+        (counted from the start of play), in a fill bar or not: each whose condition holds and
+        whose chance, by `roll`, comes up; all of them when nothing is conditional.
+        ``decided``: per voice, how its last decided hit went (what ``pre`` and ``nei``
+        follow), updated here; hits are decided step by step in kit order, so ``nei`` hears
+        its neighbour's hit on the same step."""
+        if not (self.chances or self.conditions or self.trigs):
             return events
-        return tuple(e for e in events if e.voice >= len(chances)
-                     or roll(self.seed, loop, e.step, e.voice) < chances[e.voice])
+        decided = {} if decided is None else decided
+        plays = {(e.step, e.voice): self._plays(e, loop, filling, decided)
+                 for e in sorted(events, key=attrgetter("step", "voice"))}
+        return tuple(e for e in events if plays[e.step, e.voice])
+
+    def _plays(self, event: Event, loop: int, filling: bool, decided: dict[int, bool]) -> bool:
+        voice = event.voice
+        condition = self.trigs.get((voice, event.step)) or (
+            self.conditions[voice] if voice < len(self.conditions) else ALWAYS)
+        chance = condition.chance if condition.test == "chance" else (
+            self.chances[voice] if voice < len(self.chances) else 1.0)
+        result = condition.holds(loop, filling, decided.get(voice, False),
+                                 decided.get(voice - 1, False))
+        if result and chance < 1.0:
+            result = roll(self.seed, loop, event.step, voice) < chance
+        if condition.decides or (condition.test == "always" and chance < 1.0):
+            decided[voice] = result
+        return result
 
 
 def swing_delay(steps, grid: Grid, swing: float):
@@ -235,7 +272,17 @@ def _build(pattern: Pattern, grid: Grid, playback: Playback,
                   [destinations[v] for v in voices], strict=True)
     events = tuple(map(tuple.__new__, itertools.repeat(Event), columns))  # 2x Event(*row)
     return Schedule(grid, events, playback.gate / grid.steps_per_beat, playback.push / 1000.0,
-                    playback.chance, playback.seed, notes=playback.notes, speed=playback.speed)
+                    playback.chance, playback.seed, notes=playback.notes, speed=playback.speed,
+                    conditions=tuple(BY_INDEX[c] for c in playback.conditions),
+                    trigs=_trigs(playback.steps))
+
+
+@functools.lru_cache(maxsize=16)
+def _trigs(steps: tuple[tuple[int, int, str], ...]) -> Mapping[tuple[int, int], Condition]:
+    """The conditions set on single steps, by (voice, step), parsed once per setting (an
+    "always" is its voice's condition again, as the state takes it)."""
+    parsed = {(voice, step): parse(name, "steps") for voice, step, name in steps}
+    return MappingProxyType({at: c for at, c in parsed.items() if c is not ALWAYS})
 
 
 def _renoted(destinations: tuple[Destination | None, ...],

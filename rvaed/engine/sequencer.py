@@ -23,10 +23,11 @@ and the first step not yet queued onwards plays the new schedule. Nothing is sen
 is dropped, and the hot path takes no lock.
 
 How a variation plays: each step is queued with its number from the start of play, from
-which it takes its loop's chances (`Schedule.rolled`) and whether it lies in a fill bar (the
-last bar of every phrase, or the bar `fill_next_bar` asked for): then its events come from the
-schedule's fill. Both are decided here, step by step, so fills land exactly on their bars and
-a seed replays the same loops.
+which it takes whether it lies in a fill bar (the last bar of every phrase, or the bar
+`fill_next_bar` asked for: then its events come from the schedule's fill) and which of its hits
+play in that loop (`Schedule.played`: conditions and chances, with what each voice's last
+decided hit did). All are decided here, step by step, so fills land exactly on their bars,
+A:B counts loops from the start of play, and a seed replays the same loops.
 
 How the outputs change while it plays (SIGHUP): `use_outputs` hands the thread a new list of
 open outputs and waits until the thread has taken it at the top of a cycle. An output in both
@@ -193,6 +194,7 @@ class Sequencer:
         self._floor = 0.0                  # no event is placed before this beat
         self._fill_asked = False           # `fill_next_bar` was called
         self._fill_bar = NO_FILL           # the first step of the bar asked to be a fill
+        self._decided: dict[int, bool] = {}  # per voice, how its last decided hit went
         self._pace = Pace(0, 0.0, 1.0)     # where the steps fall (the speed changes it)
         self._origin = 0.0                 # the beat of the first step 0: loop lines at x1
         self._quit = threading.Event()
@@ -348,6 +350,7 @@ class Sequencer:
         self._origin = line.start_beat + self._first_step / spb
         self._pace = Pace(self._first_step, self._origin, self._prepared.schedule.speed)
         self._fill_bar = NO_FILL
+        self._decided.clear()
         self._floor = max(beat, line.start_beat)
         for lane in self._lanes:
             if lane.output.clock_out:
@@ -395,7 +398,7 @@ class Sequencer:
             filling = prepared.schedule.in_fill(played) or (
                 self._fill_bar <= played < self._fill_bar + self.grid.steps_per_bar)
             source = prepared.fill if filling else prepared.steps
-            group = prepared.schedule.rolled(source[index], loop)
+            group = prepared.schedule.played(source[index], loop, filling, self._decided)
             for lane in self._lanes:
                 for note in lane.notes(group, prepared.schedule.notes):
                     lane.push(max(step_beat + note.shift * slow, self._floor), ON,

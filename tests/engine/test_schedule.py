@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rvaed.core.conditions import CONDITIONS
 from rvaed.core.drummachine import Destination, DrumMachine, load_drum_machine
 from rvaed.core.kit import load_kit
 from rvaed.core.pattern import Grid, Hit, Pattern
@@ -186,11 +187,11 @@ def test_chances_keep_each_hit_of_their_voice_by_its_roll_every_loop():
     schedule = schedule_of(hits, Playback(chance=(0.5, 0.0), seed=42))
     assert schedule.chances == (0.5, 0.0) and schedule.seed == 42
     for loop in (0, 1, 77):
-        kept = schedule.rolled(schedule.events, loop)
+        kept = schedule.played(schedule.events, loop)
         assert {(e.voice, e.step) for e in kept} == {
             (0, s) for s in range(GRID.steps) if roll(42, loop, s, 0) < 0.5} | {
             (2, s) for s in range(GRID.steps)}  # chance 0: never; a voice beyond: always
-    kicks = [len([e for e in schedule.rolled(schedule.events, loop) if e.voice == 0])
+    kicks = [len([e for e in schedule.played(schedule.events, loop) if e.voice == 0])
              for loop in range(100)]
     assert abs(sum(kicks) - 1600) < 4 * math.sqrt(3200 * 0.25)  # half of 3200, within 4 sd
     assert len(set(map(tuple, (kicks[i:i + 10] for i in range(0, 100, 10))))) > 1
@@ -201,7 +202,7 @@ def test_chances_all_one_roll_nothing_and_values_are_made_safe():
     assert Playback(chance=(math.nan, 2.0, -1.0, 0.3)).chance == (1.0, 1.0, 0.0, 0.3)
     assert Playback(seed=-5).seed == 0 and Playback(seed=10**9).seed == 9999
     events = schedule_of([Hit(0, 0, 100, 0.0)]).events
-    assert schedule_of([Hit(0, 0, 100, 0.0)]).rolled(events, 3) is events
+    assert schedule_of([Hit(0, 0, 100, 0.0)]).played(events, 3) is events
 
 
 def test_a_phrase_plays_its_last_bar_from_a_busier_fill():
@@ -220,3 +221,53 @@ def test_a_phrase_plays_its_last_bar_from_a_busier_fill():
     assert [s for s in range(130) if phrased.in_fill(s)] == [
         *range(48, 64), *range(112, 128)]  # the fourth bar of every four
     assert build_schedule(pattern, GRID, Playback(phrase=4, fill=0.0), GM).fill is None
+
+
+def heard(schedule, loops, filling=lambda loop: False):
+    """(loop, voice, step) of every hit that plays, loop by loop and step by step as the
+    sequencer asks, with one memory of decided hits throughout."""
+    decided: dict[int, bool] = {}
+    played = []
+    for loop in range(loops):
+        for step in range(GRID.steps):
+            group = tuple(e for e in schedule.events if e.step == step)
+            played += [(loop, e.voice, e.step)
+                       for e in schedule.played(group, loop, filling(loop), decided)]
+    return set(played)
+
+
+def test_a_voice_condition_plays_its_hits_on_loop_a_of_every_b_and_others_always():
+    hits = [Hit(voice, step, 100, 0.0) for voice in (0, 1) for step in (0, 8)]
+    schedule = schedule_of(hits, Playback(conditions=(CONDITIONS.index("2:3"),)))
+    assert heard(schedule, 9) == {(loop, 0, s) for loop in (1, 4, 7) for s in (0, 8)} | {
+        (loop, 1, s) for loop in range(9) for s in (0, 8)}
+
+
+def test_fill_first_and_their_opposites():
+    hits = [Hit(voice, 4, 100, 0.0) for voice in range(4)]
+    names = ("fill", "not fill", "1st", "not 1st")
+    schedule = schedule_of(hits, Playback(conditions=tuple(CONDITIONS.index(n) for n in names)))
+    got = heard(schedule, 4, filling=lambda loop: loop == 2)
+    assert got == {(2, 0, 4), (0, 1, 4), (1, 1, 4), (3, 1, 4), (0, 2, 4), (1, 3, 4), (2, 3, 4),
+                   (3, 3, 4)}
+
+
+def test_pre_follows_the_voice_and_nei_its_neighbour_as_their_last_decided_hit_went():
+    # open hat: a 50 % roll on step 2, "pre" on step 14; low tom (its neighbour) "nei" on 14
+    hits = [Hit(3, 2, 100, 0.0), Hit(3, 14, 100, 0.0), Hit(4, 14, 100, 0.0)]
+    steps = ((3, 2, "50%"), (3, 14, "pre"), (4, 14, "nei"), (4, 15, "not nei"))
+    schedule = schedule_of([*hits, Hit(4, 15, 100, 0.0)], Playback(steps=steps, seed=3))
+    got = heard(schedule, 40)
+    rolled = {loop for loop in range(40) if roll(3, loop, 2, 3) < 0.5}
+    assert 5 < len(rolled) < 35
+    assert got == {(loop, v, s) for loop in rolled for v, s in ((3, 2), (3, 14), (4, 14))} | {
+        (loop, 4, 15) for loop in set(range(40)) - rolled}
+
+
+def test_a_step_condition_takes_the_place_of_its_voices_and_a_wrong_one_is_refused():
+    hits = [Hit(0, step, 100, 0.0) for step in (0, 8)]
+    schedule = schedule_of(hits, Playback(conditions=(CONDITIONS.index("1st"),),
+                                          steps=((0, 8, "always"), (0, 0, "1:2"))))
+    assert heard(schedule, 4) == {(0, 0, 0), (2, 0, 0), (0, 0, 8)}  # 8: its voice's 1st
+    with pytest.raises(ValueError, match="steps: expected always"):
+        Playback(steps=((0, 1, "often"),))

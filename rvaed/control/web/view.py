@@ -26,7 +26,8 @@ def parameter_table() -> list[dict]:
     return [{"name": row.name, "address": row.address, "low": row.low, "high": row.high,
              "span": list(row.span), "default": row.outward(row.default),
              "kind": row.kind.__name__, "off": row.off, "doc": row.doc,
-             "clock": row.invalidates == CLOCK} for row in PARAMETERS.values()]
+             "clock": row.invalidates == CLOCK, "choices": list(row.choices)}
+            for row in PARAMETERS.values()]
 
 
 def values(hub: Hub) -> dict[str, float | int]:
@@ -67,6 +68,7 @@ def snapshot(hub: Hub, extras: dict) -> dict:
     state, grid = hub.state, hub.grid
     return {"t": "state", "values": values(hub), "x": state.x, "y": state.y,
             "mutes": sorted(state.mutes), "freezes": sorted(state.freezes),
+            "steps": [list(entry) for entry in state.steps],
             "presets": [list(p) if p else None for p in state.presets],
             "voices": list(hub.decoder.kit.names),
             "grid": {"steps": grid.steps, "steps_per_beat": grid.steps_per_beat,

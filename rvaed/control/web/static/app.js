@@ -110,7 +110,12 @@ function hello(message) {
     const label = el("label", { title: row.doc });
     const out = el("output");
     let input;
-    if (row.kind === "bool") {
+    if (row.choices.length) {  // a voice's condition: one of a list, by name
+      input = el("select", {}, ...row.choices.map((name, i) => el("option", { value: i, textContent: name })));
+      input.addEventListener("change", () => send(row.address, row.choices[Number(input.value)]));
+      label.append(el("span", { className: "name", textContent: row.name }), out, input,
+        el("span", { className: "doc", textContent: row.doc }));
+    } else if (row.kind === "bool") {
       input = el("button", { textContent: row.name, type: "button" });
       input.addEventListener("click", () => send(row.address, input.classList.contains("on") ? 0 : 1));
       label.append(input, el("span", { className: "doc", textContent: row.doc }));
@@ -129,6 +134,8 @@ function hello(message) {
     page.rows[row.name] = { row, input, out };
     box.append(label);
   }
+  const choices = page.params.find((row) => row.choices.length);
+  if (choices) fillStepChoices(choices.choices);
   if (!message.trusted && page.key) {  // a key from another run of the daemon
     localStorage.removeItem("rvaed-key");
     page.key = null;
@@ -136,6 +143,7 @@ function hello(message) {
   showPairing();
 }
 function format(row, value) {
+  if (row.choices.length) return row.choices[value] ?? String(value);
   if (row.off !== null && value < row.low) return "off";
   return row.kind === "int" ? String(Math.round(value)) : value.toFixed(row.high > 10 ? 1 : 2);
 }
@@ -207,6 +215,7 @@ function buildGrid(voices, steps, spb, bar) {
     for (let s = 0; s < steps; s += 1) {
       const cell = el("div", { className: `cell${s % spb === 0 ? " beat" : ""}${s % bar === 0 ? " bar" : ""}` });
       cell.dataset.voice = v; cell.dataset.step = s;
+      cell.addEventListener("click", () => pickStep(v, s));
       grid.append(cell);
       row.push(cell);
     }
@@ -217,8 +226,12 @@ function renderGrid(snap) {
   const { steps, steps_per_beat: spb, steps_per_bar: bar } = snap.grid;
   if ($("grid").dataset.shape !== `${snap.voices.length}x${steps}x${bar}`) buildGrid(snap.voices, steps, spb, bar);
   const hits = new Map(snap.pattern.map((h) => [h[0] * steps + h[1], h]));
+  const conditions = new Map((snap.steps || []).map(([v, s, name]) => [v * steps + s, name]));
   page.cells.forEach((row, v) => row.forEach((cell, s) => {
     const hit = hits.get(v * steps + s);
+    const condition = conditions.get(v * steps + s);
+    if (condition) cell.dataset.condition = condition; else delete cell.dataset.condition;
+    cell.title = condition ? `${snap.voices[v]} step ${s + 1}: ${condition}` : "";
     const shown = cell.dataset.v || "";
     const want = hit ? `${hit[2]}/${hit[3]}/${hit[4]}` : "";
     cell.classList.toggle("muted", snap.mutes.includes(v));
@@ -233,9 +246,33 @@ function renderGrid(snap) {
     bar.style.transform = `translateX(${(hit[3] * 100).toFixed(0)}%)`;
     cell.append(bar);
   }));
+  showPicked(snap);
   document.querySelectorAll("[data-mute]").forEach((b) => b.classList.toggle("on", snap.mutes.includes(Number(b.dataset.mute))));
   document.querySelectorAll("[data-freeze]").forEach((b) => b.classList.toggle("on", snap.freezes.includes(Number(b.dataset.freeze))));
 }
+// -- a condition on one step: tap the cell, choose in the bar under the grid ---------------
+function fillStepChoices(names) {
+  const percents = [90, 75, 50, 25, 10].map((p) => `${p}%`);
+  $("stepcond").replaceChildren(...[...names, ...percents].map((name) => el("option", { value: name, textContent: name })));
+  $("stepcond").onchange = () => {
+    if (page.picked) send("/rvaed/step", page.picked[0] + 1, page.picked[1] + 1, $("stepcond").value);
+  };
+}
+function pickStep(v, s) {
+  page.picked = [v, s];
+  if (page.snap) showPicked(page.snap);
+}
+function showPicked(snap) {
+  document.querySelectorAll("#grid .picked").forEach((c) => c.classList.remove("picked"));
+  if (!page.picked || !page.cells[page.picked[0]] || !page.cells[page.picked[0]][page.picked[1]]) return;
+  const [v, s] = page.picked;
+  page.cells[v][s].classList.add("picked");
+  const own = (snap.steps || []).find((e) => e[0] === v && e[1] === s);
+  $("stepat").textContent = `${snap.voices[v]}, step ${s + 1}:`;
+  $("stepcond").disabled = false;
+  if (document.activeElement !== $("stepcond")) $("stepcond").value = own ? own[2] : "always";
+}
+
 function beatNow() {
   const { clock } = page.snap;
   if (!clock.playing) return clock.beat;
