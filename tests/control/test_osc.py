@@ -76,6 +76,45 @@ def test_oscsend_from_liblo_drives_the_state(model_dir):
     asyncio.run(scenario())
 
 
+def test_conditions_by_name_or_number_per_voice_and_per_step_with_feedback(model_dir, caplog):
+    require_tools("oscsend")
+
+    async def scenario():
+        perf, server = await serve(model_dir)
+        client, address = udp(), ("127.0.0.1", server.port)
+        await asyncio.to_thread(subscribe, client, address)
+        port = str(server.port)
+        await shell("oscsend", "127.0.0.1", port, "/rvaed/condition/kick", "s", "NOT fill")
+        await shell("oscsend", "127.0.0.1", port, "/rvaed/condition/snare", "i", "10")
+        await shell("oscsend", "127.0.0.1", port, "/rvaed/step", "sis", "closed-hat", "5", "3:4")
+        await shell("oscsend", "127.0.0.1", port, "/rvaed/step", "iis", "1", "1", "25%")
+        await shell("oscsend", "127.0.0.1", port, "/rvaed/step", "iis", "1", "33", "1:2")
+        await shell("oscsend", "127.0.0.1", port, "/rvaed/condition/rim", "s", "sometimes")
+        await until(lambda: len(perf.state.steps) == 2)
+        await asyncio.sleep(0.2)
+        state = perf.state
+        assert (state.condition_kick, state.condition_snare) == (2, 10)  # not fill, 2:2
+        assert state.steps == ((0, 0, "25%"), (2, 4, "3:4"))
+        schedule = perf.schedule
+        assert [c.name for c in schedule.conditions[:2]] == ["not fill", "2:2"]
+        assert {at: c.name for at, c in schedule.trigs.items()} == {(0, 0): "25%", (2, 4): "3:4"}
+        got = receive_all(client)
+        assert got["/rvaed/condition/kick"] == [2]
+        assert got["/rvaed/steps"] == [1, 1, "25%", 3, 5, "3:4"]
+        await shell("oscsend", "127.0.0.1", port, "/rvaed/step", "iis", "1", "1", "always")
+        await until(lambda: perf.state.steps == ((2, 4, "3:4"),))
+        assert perf.state.condition_rim == 0  # a wrong name changed nothing; it says why:
+        with pytest.raises(ValueError, match="^condition_rim: expected one of always, fill, "
+                           r"not fill, .*, 8:8, got 'sometimes'$"):
+            perf.set("condition_rim", "sometimes")
+        await server.close()
+        await perf.stop()
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(scenario())
+    lines = [record.getMessage() for record in caplog.records]
+    assert [line for line in lines if "step: expected 1-32, got 33" in line], lines
+
+
 PYTHON_OSC_CLIENT = """
 import sys
 from pythonosc.udp_client import SimpleUDPClient

@@ -14,7 +14,8 @@ def test_every_name_parses_to_its_own_normal_form():
 @pytest.mark.parametrize(("text", "name", "test", "negate"), [
     ("ALWAYS", "always", "always", False), ("!Fill", "not fill", "fill", True),
     ("not  pre", "not pre", "pre", True), ("nei", "nei", "nei", False),
-    ("3:7", "3:7", "ab", False), ("25%", "25%", "chance", False), ("12.5 %", "12.5%", "chance", False)])
+    ("3:7", "3:7", "ab", False), ("25%", "25%", "chance", False),
+    ("12.5 %", "12.5%", "chance", False)])
 def test_names_in_any_case_and_spacing(text, name, test, negate):
     condition = parse(text)
     assert (condition.name, condition.test, condition.negate) == (name, test, negate)

@@ -11,7 +11,8 @@ import threading
 import time
 
 from rvaed.core.atomic import write_atomic
-from rvaed.daemon.persist import StateStore
+from rvaed.core.state import PerformanceState
+from rvaed.daemon.persist import Saved, StateStore
 
 STATE = {"x": 0.25, "y": 0.75, "presets": [[0.1, 0.2]] * 8, "model": "funk-20250301-201500"}
 
@@ -131,3 +132,18 @@ def test_kill_9_in_the_middle_of_saving_leaves_a_whole_file(tmp_path):
     state = StateStore(path).load()
     assert state is not None and state["n"] >= 5 and len(state["pad"]) == 500_000
     assert os.listdir(tmp_path) == ["state.json"]  # an interrupted temp file is cleaned up
+
+
+def test_conditions_come_back_from_the_state_file_and_a_wrong_one_is_set_aside(tmp_path):
+    state = PerformanceState()
+    state.condition_snare = "1:4"
+    state.steps = [(2, 5, "fill"), (0, 0, "not pre"), (1, 9, "12.5%")]
+    store = StateStore(tmp_path / "state.json")
+    store.save({"state": state.to_dict()})
+    back = Saved.load(store).state(9)
+    assert (back.condition_snare, back.steps) == (state.condition_snare, state.steps)
+    store.save({"state": {"steps": [[0, 0, "1:2"], [3, 40, "often"]], "x": 0.25}})
+    saved = Saved.load(store)
+    wrong = saved.state(9)
+    assert (wrong.steps, wrong.x) == ((), 0.25) and saved.aside  # the rest of the file kept
+    assert [p.name for p in tmp_path.iterdir() if p.name != "state.json"]  # set aside

@@ -46,6 +46,7 @@ def plays(daemon: DaemonProcess, receiver: Receiver) -> None:
     ({"state": [1]}, "state"),
     ({"model": 5}, "model"),
     ({"state": {"presets": [[0.5]] * 8, "x": 0.25}}, "state.presets"),
+    ({"state": {"steps": [[0, 3, "sometimes"]]}}, "state.steps"),
     ({"automation": {"bars": 2, "beats_per_bar": 4, "points": [[0, "x", 1]]}}, "automation"),
 ])
 def test_a_state_file_of_the_wrong_shape_is_set_aside_and_the_music_starts(

@@ -3,6 +3,7 @@
 after the daemon is stopped and started again (its state keeps both), and another seed plays
 other notes."""
 
+import collections
 import difflib
 import re
 import time
@@ -79,3 +80,28 @@ def test_the_same_seed_plays_the_same_notes_after_a_restart(daemon, receiver):
         same = difflib.SequenceMatcher(None, first[:n], again[:n], autojunk=False)
         assert sum(block.size for block in same.get_matching_blocks()) >= n - drops
     assert first[:n] != other[:n]
+
+
+def test_conditions_set_over_osc_play_their_loops_at_the_receiver(daemon, receiver):
+    started(daemon, receiver)
+    daemon.osc("/rvaed/threshold", 0.3)  # the starter's kicks and snares in every loop
+    daemon.osc("/rvaed/condition/kick", "1st")
+    daemon.osc("/rvaed/condition/snare", "not 1st")
+    daemon.osc("/rvaed/step", "closed-hat", 1, "1:2")
+    time.sleep(0.5)
+    start = now()
+    daemon.osc("/rvaed/play", 1)
+    time.sleep(4 * 60 / TEMPO * 2 * 4 + 0.3)  # four loops of two bars
+    daemon.osc("/rvaed/play", 0)
+    time.sleep(0.5)
+    drops = dropped(daemon)
+    ons = [(t, m[1]) for t, m in receiver.kinds(NOTE_ON) if t > start]
+    kicks, snares = [t for t, n in ons if n == 36], [t for t, n in ons if n == 38]
+    loop = 8 * 60 / TEMPO  # seconds
+    print(f"{len(kicks)} kicks, {len(snares)} snares; {drops} dropped late")
+    assert kicks and snares and drops <= 2
+    assert max(kicks) - min(kicks) < loop - 0.05  # the first loop's alone (one on step 0)
+    assert min(snares) - min(kicks) > loop - 0.05  # from the second loop on
+    loops = collections.Counter(int((t - min(kicks) + 0.05) // loop) for t in snares)
+    full = [loops[n] for n in (1, 2, 3)]  # the fourth may have begun before the stop
+    assert min(full) > 0 and max(full) - min(full) <= drops, loops

@@ -263,6 +263,24 @@ def test_two_pages_stay_in_sync(rig, browser):
         wait_snap(page, "s.values.noise === 0 && !s.mutes.includes(1)")
 
 
+def test_conditions_set_on_one_page_show_on_the_other(rig, browser):
+    one, two = open_page(browser, rig.url), open_page(browser, rig.url)
+    one.select_option("select[data-param=condition_kick]", label="1:2")
+    wait_snap(two, "s.values.condition_kick === 9")  # 1:2, as the daemon says
+    two.wait_for_function("document.querySelector('select[data-param=condition_kick]')"
+                          ".selectedOptions[0].textContent === '1:2'")
+    one.click("#grid .cell[data-voice='1'][data-step='4']")
+    one.select_option("#stepcond", "not fill")
+    wait_snap(two, "JSON.stringify(s.steps) === '[[1,4,\"not fill\"]]'")
+    two.wait_for_function("document.querySelector(\"#grid .cell[data-voice='1']"
+                          "[data-step='4']\").dataset.condition === 'not fill'")
+    two.click("#grid .cell[data-voice='1'][data-step='4']")
+    assert two.input_value("#stepcond") == "not fill"
+    two.select_option("#stepcond", "always")  # back to its voice's, for the tests after
+    two.select_option("select[data-param=condition_kick]", label="always")
+    wait_snap(one, "s.steps.length === 0 && s.values.condition_kick === 0")
+
+
 def request(rig, path: str, body: bytes | None = None, **headers) -> tuple[int, bytes]:
     """An HTTP request from outside a browser (any header, e.g. a foreign Origin)."""
     req = urllib.request.Request(rig.url.rstrip("/") + path, data=body, headers=headers,

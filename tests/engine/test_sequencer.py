@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from jackmidi import PERIOD, Receiver
 
+from rvaed.core.conditions import CONDITIONS
 from rvaed.core.drummachine import load_drum_machine
 from rvaed.core.kit import load_kit
 from rvaed.core.pattern import Grid, Hit, Pattern
@@ -271,6 +272,40 @@ def test_chances_roll_every_loop_from_the_seed_the_same_in_every_run(rig):
     assert 0.35 < len(runs[0]) / (6.5 * 32) < 0.65
 
 
+def test_conditions_play_their_loops_exactly_at_the_receiver(rig):
+    # kick on step 0 always (it counts the loops); snare 1:3 on its voice; closed hat 2:2 on
+    # one step; open hat 50 % on step 2 and "pre" on 14; low tom "nei" (the open hat's) on 14
+    # and "not nei" on 15; rim "1st". Each step's velocity names it, however late it comes.
+    hits = [Hit(v, s, 1 + 3 * s, 0.0) for v, s in ((0, 0), (1, 8), (2, 4), (3, 2), (3, 14),
+                                                  (4, 14), (4, 15), (8, 6))]
+    steps = ((2, 4, "2:2"), (3, 2, "50%"), (3, 14, "pre"), (4, 14, "nei"), (4, 15, "not nei"))
+    conditions = [0] * KIT.size
+    conditions[1], conditions[8] = CONDITIONS.index("1:3"), CONDITIONS.index("1st")
+    r = rig(tempo=480)  # a loop a second
+    r.play(schedule(hits, steps=steps, conditions=tuple(conditions), seed=5))
+    time.sleep(8.5)
+    r.clock.set_playing(False)
+    time.sleep(0.3)
+    voice_of = {d.note: v for v, d in enumerate(GM.destinations) if d is not None}
+    heard, loop = set(), -1
+    for _, m in r.receiver.kinds(NOTE_ON):
+        voice, step = voice_of[m[1]], (m[2] - 1) // 3
+        loop += voice == 0
+        heard.add((loop, voice, step))
+    loops = loop  # the last loop may be cut short: compared up to the one before
+    rolled = {n for n in range(loops) if roll(5, n, 2, 3) < 0.5}
+    expected = {(n, 0, 0) for n in range(loops)} | {(n, 1, 8) for n in range(0, loops, 3)}
+    expected |= {(n, 2, 4) for n in range(1, loops, 2)} | {(0, 8, 6)}
+    expected |= {(n, v, s) for n in rolled for v, s in ((3, 2), (3, 14), (4, 14))}
+    expected |= {(n, 4, 15) for n in set(range(loops)) - rolled}
+    got = {h for h in heard if h[0] < loops}
+    dropped = r.sequencer.timing.dropped[ON] + r.output.dropped_by_sender()
+    print(f"{loops} loops, {len(got)} hits heard, {len(expected)} expected, {dropped} dropped")
+    assert loops >= 7 and 0 < len(rolled) < loops
+    assert got <= expected, f"heard but not due: {sorted(got - expected)}"
+    assert len(expected - got) <= dropped, f"due but not heard: {sorted(expected - got)}"
+
+
 def with_fill(**playback):
     """Kicks on the beats; snares on every odd step, too unlikely to play but in the fill.
     Each step's notes have a velocity of their own, so what arrives names its step, however
@@ -426,7 +461,8 @@ def test_a_crash_in_the_thread_still_silences_everything(jack_server, caplog):
 PLAYER = textwrap.dedent("""
     import signal, sys, time
     from rvaed.engine.clock import InternalClock, now
-    from rvaed.core.drummachine import load_drum_machine
+    from rvaed.core.conditions import CONDITIONS
+from rvaed.core.drummachine import load_drum_machine
     from rvaed.core.kit import load_kit
     from rvaed.engine.midiout import Output
     from rvaed.core.pattern import Grid, Hit, Pattern

@@ -113,6 +113,7 @@ function hello(message) {
     if (row.choices.length) {  // a voice's condition: one of a list, by name
       input = el("select", {}, ...row.choices.map((name, i) => el("option", { value: i, textContent: name })));
       input.addEventListener("change", () => send(row.address, row.choices[Number(input.value)]));
+      input.dataset.param = row.name;
       label.append(el("span", { className: "name", textContent: row.name }), out, input,
         el("span", { className: "doc", textContent: row.doc }));
     } else if (row.kind === "bool") {
