@@ -83,8 +83,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--direct", action="store_true",
                         help="decode directly, not through the model's table (to compare)")
     parser.add_argument("--features", action="store_true",
-                        help="play with every per-voice and phrase feature on: density and "
-                             "chance on every voice, a seed, 4-bar phrases with fills")
+                        help="play with every per-voice and phrase feature on: density, "
+                             "chance and a condition on every voice, conditions on steps, a "
+                             "seed, 4-bar phrases with fills")
 
 
 def run(args) -> dict:
@@ -174,13 +175,19 @@ async def _phase(perf, kind: str, target: str, args, flood: bool, received) -> d
 
 
 def _every_feature(perf) -> None:
-    """Density and chance on every voice, a seed, 4-bar phrases with fills."""
-    from rvaed.core.state import CHANCE, DENSITY
+    """Density, chance and a condition on every voice, conditions on single steps, a seed,
+    4-bar phrases with fills."""
+    from rvaed.core.state import CHANCE, CONDITION, DENSITY
 
     for name in DENSITY:
         perf.set(name, 0.1)
     for name in CHANCE:
         perf.set(name, 0.7)
+    for name, condition in zip(CONDITION, ("not fill", "1:2", "pre", "nei", "fill", "3:4",
+                                           "not 1st", "2:2", "not pre"), strict=True):
+        perf.set(name, condition)
+    for step in range(0, perf.grid.steps, 3):
+        perf.set_step(step % perf.decoder.kit.size, step, ("fill", "25%", "1:3")[step % 3])
     perf.set("seed", 7)
     perf.set("phrase", 4)
     perf.set("fill", 0.3)

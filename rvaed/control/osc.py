@@ -67,6 +67,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import random
 import socket
 import struct
 import time
@@ -375,6 +376,11 @@ class OscServer:
     def _fill_now(self, sender, args, at) -> None:
         self.performance.fill_next_bar()
 
+    def _new_seed(self, sender, args, at) -> None:
+        seed = SEED.valid(self.performance.state.seed)
+        self.performance.set("seed", (seed + 1 + _dice.randrange(int(SEED.high))) %
+                             int(SEED.high + 1), at)
+
     def _subscribed(self, address: str, host: str) -> list[Subscriber]:
         """``host``'s live subscriptions, where its answers go; ValueError if none."""
         targets = self.subscriptions.of_host(host)
@@ -528,6 +534,8 @@ def _preset(store: bool) -> Handler:
 
 VOICE_SETS = {"mutes": "/rvaed/mute", "freezes": "/rvaed/freeze"}  # state field -> address
 X = PARAMETERS["x"]
+SEED = PARAMETERS["seed"]
+_dice = random.SystemRandom()  # a new seed is any other, not one a restart would repeat
 # The performance's routes: a setter per parameter (a switch, playing, is an event: a stop and
 # a start in one burst both count), then the rest.
 ROUTES = (
@@ -547,6 +555,8 @@ ROUTES = (
           "voice's: as /rvaed/condition/VOICE, or N% (its chance)", OscServer._step),
     Route("/rvaed/fill/now", "", "a fill in the next bar (as busy as /rvaed/fill says)",
           OscServer._fill_now),
+    Route("/rvaed/seed/new", "", "re-roll: a new seed, any but the current one (then "
+          "/rvaed/seed says which, to recall it)", OscServer._new_seed),
     Route("/rvaed/transition", "amount [ms or bars]",
           "glide time of a preset recall (default unit ms)", OscServer._transition),
     Route("/rvaed/state", "", "send every feedback message again, to the sender's live "

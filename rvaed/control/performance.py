@@ -9,7 +9,10 @@ there is no queue to grow. The update composes the pattern (frozen voices keep t
 hits), builds the schedule and installs it in the sequencer (a lock-free swap), then records
 the control-to-installed latency.
 
-Per-bar noise and preset transitions are asyncio tasks that move the same state.
+Per-bar noise and preset transitions are asyncio tasks that move the same state. A phrase's
+fill bar is made (a second, denser schedule: several times the cost of the loop's) only from
+a bar before it until it has played, so a fader move between fills installs as fast as
+without phrases.
 """
 
 import asyncio
@@ -56,6 +59,8 @@ PLAYBACK_FIELDS = {name for name, row in PARAMETERS.items()
 PLAYBACK_VALUES = PLAYBACK_FIELDS - set(DENSITY) - set(CHANCE) - set(NOTE) - set(CONDITION)
 TRANSITION_STEP = 0.02  # seconds between x/y updates of a preset glide
 NOISE_LEAD = 0.05  # seconds before the bar at which the new jitter is installed
+FILL_AHEAD = 1.25  # bars: a phrase's fill is made from this far ahead of its bar (checked
+# before every bar, so a bar and a quarter to spare)
 
 
 class LatencyLog:
@@ -128,7 +133,7 @@ class Performance:
         self._loop = asyncio.get_running_loop()
         self._pending = DECODE
         self.flush()
-        self._tasks.append(self._loop.create_task(self._noise_per_bar()))
+        self._tasks.append(self._loop.create_task(self._per_bar()))
         self._tabulate()
 
     async def stop(self) -> None:
@@ -299,12 +304,26 @@ class Performance:
                                   "conditions": tuple(getattr(state, name)
                                                       for name in CONDITION),
                                   "steps": state.steps,
-                                  "fills": self.clock.now() < self._fills_until,
+                                  "fills": self._fill_near(),
                                   "mutes": state.mutes}
         if values != self._playback_values:
             self._playback_values = values
             self._current_playback = Playback(**values)
         return self._current_playback
+
+    def _fill_near(self) -> bool:
+        """Whether a fill bar may be queued before the next bar's check (`_per_bar`): one
+        asked for, or a phrase's within the next `FILL_AHEAD` bars; stopped, always (play
+        may begin on one)."""
+        if self.clock.now() < self._fills_until or not self.clock.playing:
+            return True
+        grid, phrase = self.grid, self.state.phrase * self.grid.steps_per_bar
+        if not phrase:
+            return False
+        beat, step, speed = self.sequencer.position()
+        now = step + (self.clock.beat_at(self.clock.now()) - beat) * grid.steps_per_beat * speed
+        ahead = now + FILL_AHEAD * grid.steps_per_bar * max(speed, 1.0)
+        return math.floor(now / phrase) * phrase + phrase - grid.steps_per_bar <= ahead
 
     def thresholds(self) -> np.ndarray:
         """The onset probability above which each voice plays now (threshold and density)."""
@@ -378,8 +397,9 @@ class Performance:
                 return
             await asyncio.sleep(TRANSITION_STEP)
 
-    async def _noise_per_bar(self) -> None:
-        """Draw a new z jitter shortly before every bar while noise is on and playing."""
+    async def _per_bar(self) -> None:
+        """Shortly before every bar: draw a new z jitter while noise is on and playing, and
+        make the schedule with its fill, or without, as a fill bar comes near or has passed."""
         while True:
             bar = await self._next_bar()
             noise, seed = self.state.noise, self.state.seed
@@ -389,6 +409,8 @@ class Performance:
             if jitter != self._jitter:
                 self._jitter = jitter
                 self._changed(DECODE, None)
+            if self._fill_near() != self._current_playback.fills:
+                self._changed(SCHEDULE, None)
             await asyncio.sleep(NOISE_LEAD * 2)
 
     async def _next_bar(self) -> int:

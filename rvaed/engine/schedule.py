@@ -83,7 +83,7 @@ class Playback:
     seed: int = 0                # what every chance rolls from
     phrase: int = 0              # bars a phrase lasts, its last bar a fill (0: no phrases)
     fill: float = 0.3            # the fill bar's thresholds are this much lower
-    fills: bool = False          # make the fill without phrases too (a fill was asked for)
+    fills: bool = False          # make the fill bar's events (one may be played soon)
     conditions: tuple[int, ...] = ()  # per voice, an index into `CONDITIONS` (0: always)
     steps: tuple[tuple[int, int, str], ...] = ()  # (voice, step, condition) set on one step
 
@@ -232,18 +232,20 @@ def _swung_steps(grid: Grid) -> np.ndarray:
 def build_schedule(pattern: Pattern, grid: Grid, playback: Playback,
                    drum_machine: DrumMachine) -> Schedule:
     """The pattern's hits above their voice's threshold, unmuted, timed, on the drum machine's
-    notes; with phrases, the fill bar's from the same pattern at thresholds `fill` lower.
+    notes; with `fills`, the fill bar's from the same pattern at thresholds `fill` lower (a
+    dense fill costs several times the loop's build: the performance asks for it only when
+    a fill bar is near).
 
     Computed on whole arrays with as few numpy calls as it takes: this runs on every control
     change, within the 1 ms budget from a fader move to the sequencer playing the new pattern.
     """
-    schedule = _build(pattern, grid, playback, drum_machine)
-    if not (playback.phrase or playback.fills) or not playback.fill:
-        return schedule
+    schedule = replace(_build(pattern, grid, playback, drum_machine),
+                       phrase=playback.phrase * grid.steps_per_bar)
+    if not playback.fills or not playback.fill:
+        return schedule  # a fill bar without its events plays the loop's (fill conditions hold)
     busier = replace(playback, threshold=playback.threshold - playback.fill, phrase=0,
                      fills=False)
-    return replace(schedule, phrase=playback.phrase * grid.steps_per_bar,
-                   fill=_build(pattern, grid, busier, drum_machine))
+    return replace(schedule, fill=_build(pattern, grid, busier, drum_machine))
 
 
 def _build(pattern: Pattern, grid: Grid, playback: Playback,

@@ -203,6 +203,30 @@ def test_a_fill_asked_for_is_made_until_its_bar_has_played(model_dir):
     run(scenario)
 
 
+def test_a_phrases_fill_is_made_before_its_bar_and_not_between_fills(model_dir):
+    async def scenario():
+        clock = InternalClock(tempo=480)  # a bar every 0.5 s: a phrase of 4 bars in 2 s
+        perf = make_performance(model_dir, clock)
+        await perf.start()
+        perf.set("phrase", 4)
+        perf.set("threshold", 0.6)
+        perf.sequencer.start()
+        perf.set("playing", True)
+        seen = []
+        for _ in range(250):  # 5 s, a look every 20 ms
+            await asyncio.sleep(0.02)
+            beat, step, _speed = perf.playhead()
+            now = step + (clock.beat_at(clock.now()) - beat) * perf.grid.steps_per_beat
+            seen.append((now, perf.sequencer.schedule.fill is not None))
+        perf.sequencer.stop()
+        await perf.stop()
+        return seen
+    seen = run(scenario)
+    bar = 16
+    in_fills = [made for now, made in seen if now % (4 * bar) >= 3 * bar]
+    print(f"fill made in {sum(m for _, m in seen)} of {len(seen)} looks")
+    assert in_fills and all(in_fills)  # made whenever a fill bar plays
+    assert not all(made for _, made in seen)  # and not all the time
 def test_tempo_and_transport_go_to_the_clock(model_dir):
     perf = make_performance(model_dir)
     perf.set("tempo", 5000)

@@ -263,7 +263,7 @@ def test_two_pages_stay_in_sync(rig, browser):
         wait_snap(page, "s.values.noise === 0 && !s.mutes.includes(1)")
 
 
-def test_conditions_set_on_one_page_show_on_the_other(rig, browser):
+def test_conditions_and_a_new_seed_set_on_one_page_show_on_the_other(rig, browser):
     one, two = open_page(browser, rig.url), open_page(browser, rig.url)
     one.select_option("select[data-param=condition_kick]", label="1:2")
     wait_snap(two, "s.values.condition_kick === 9")  # 1:2, as the daemon says
@@ -279,6 +279,12 @@ def test_conditions_set_on_one_page_show_on_the_other(rig, browser):
     two.select_option("#stepcond", "always")  # back to its voice's, for the tests after
     two.select_option("select[data-param=condition_kick]", label="always")
     wait_snap(one, "s.steps.length === 0 && s.values.condition_kick === 0")
+    seeds = {snap(one)["values"]["seed"]}
+    for _ in range(3):  # a new seed each time, never the one playing
+        one.click("#reroll")
+        seed = wait_snap(two, f"!{sorted(seeds)}.includes(s.values.seed)")["values"]["seed"]
+        seeds.add(seed)
+    assert len(seeds) == 4
 
 
 def request(rig, path: str, body: bytes | None = None, **headers) -> tuple[int, bytes]:

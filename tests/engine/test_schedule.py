@@ -213,14 +213,16 @@ def test_a_phrase_plays_its_last_bar_from_a_busier_fill():
     pattern = Pattern.from_array(array)
     plain = build_schedule(pattern, GRID, Playback(threshold=0.5), GM)
     assert plain.fill is None and not plain.in_fill(63)
-    phrased = build_schedule(pattern, GRID, Playback(threshold=0.5, phrase=4, fill=0.3), GM)
+    phrased = build_schedule(pattern, GRID, Playback(threshold=0.5, phrase=4, fill=0.3,
+                                                     fills=True), GM)
     assert phrased.events == plain.events and phrased.phrase == 64
     assert phrased.fill is not None
     assert {(e.voice, e.step) for e in phrased.fill.events} == {
         (e.voice, e.step) for e in plain.events} | {(1, s) for s in range(1, GRID.steps, 2)}
     assert [s for s in range(130) if phrased.in_fill(s)] == [
         *range(48, 64), *range(112, 128)]  # the fourth bar of every four
-    assert build_schedule(pattern, GRID, Playback(phrase=4, fill=0.0), GM).fill is None
+    assert build_schedule(pattern, GRID, Playback(phrase=4, fill=0.0, fills=True), GM).fill \
+        is None
 
 
 def heard(schedule, loops, filling=lambda loop: False):

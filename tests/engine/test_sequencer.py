@@ -331,7 +331,7 @@ def heard_loops(r: Rig) -> list[tuple[float, int, bool, int]]:
 
 def test_the_fill_plays_exactly_the_last_bar_of_every_phrase(rig):
     r = rig(tempo=480)  # a loop (two bars) a second: a phrase of four bars every 2 s
-    r.play(with_fill(phrase=4))
+    r.play(with_fill(phrase=4, fills=True))
     time.sleep(6.5)
     r.clock.set_playing(False)
     time.sleep(0.3)

@@ -411,6 +411,8 @@ function setupPad() {
 function setupPlay() {
   $("transport").addEventListener("click", () => send("/rvaed/play", page.snap && page.snap.clock.playing ? 0 : 1));
   $("tempo").addEventListener("change", () => send("/rvaed/tempo", Number($("tempo").value)));
+  $("fillnow").addEventListener("click", () => send("/rvaed/fill/now"));
+  $("reroll").addEventListener("click", () => send("/rvaed/seed/new"));
   $("store").addEventListener("click", () => { page.storing = !page.storing; $("store").classList.toggle("on", page.storing); });
   document.querySelectorAll("[data-auto]").forEach((b) => b.addEventListener("click", () => send(`/rvaed/automation/${b.dataset.auto}`)));
   const capture = async (bars) => {
