@@ -260,7 +260,7 @@ class _PadOnly:
     async def rename(self, name: str, new: str) -> str:
         raise RvaedError("the benchmark has no library")
 
-    async def capture(self, bars: int | None) -> str:
+    async def capture(self, bars: int | None, coming: bool = False) -> str:
         raise RvaedError("the benchmark does not capture")
 
     def capture_file(self, name: str) -> Path:

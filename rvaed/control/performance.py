@@ -40,7 +40,7 @@ from rvaed.core.state import (
     preset_slot,
 )
 from rvaed.engine.clock import Clock
-from rvaed.engine.schedule import Playback, Schedule, build_schedule, roll
+from rvaed.engine.schedule import Event, Playback, Schedule, build_schedule, roll
 from rvaed.engine.sequencer import Sequencer
 from rvaed.model.latent import EXPLORE, LatentRegion
 from rvaed.model.runtime import Decoder
@@ -202,6 +202,10 @@ class Performance:
     def playhead(self) -> tuple[float, int, float]:
         """(beat, steps played by then, speed): the sequencer's, for the page's playhead."""
         return self.sequencer.position()
+
+    def coming(self, steps: int) -> tuple[int, list[tuple[Event, ...]]]:
+        """What the next ``steps`` steps will play as things stand (`Sequencer.coming`)."""
+        return self.sequencer.coming(steps)
 
     def fill_next_bar(self) -> None:
         """A fill in the next bar: the schedule is made with its fill until that bar has

@@ -246,8 +246,8 @@ class Desk:
 
     # -- captures --------------------------------------------------------------------------
 
-    async def capture(self, bars: int | None) -> str:
-        path = await self.daemon.capture.capture(bars)
+    async def capture(self, bars: int | None, coming: bool = False) -> str:
+        path = await self.daemon.capture.capture(bars, coming)
         return Path(path).name
 
     def capture_file(self, name: str) -> Path:

@@ -385,20 +385,16 @@ class Sequencer:
 
     def _queue_steps(self, line: Timeline) -> None:
         reach = self._reach(line)
-        steps, prepared = self.grid.steps, self._prepared
+        prepared = self._prepared
         push = prepared.schedule.push * line.tempo / 60.0  # ms ahead -> beats at this tempo
         while self._beat_of(self._next_step - MAX_PULL_STEPS) <= reach:
             played = self._next_step - self._first_step
             self._repace(played)
             step_beat, slow = self._beat_of(self._next_step) - push, 1.0 / self._pace.speed
-            loop, index = divmod(played, steps)
             if self._fill_asked:
                 self._fill_asked, bar = False, self.grid.steps_per_bar
                 self._fill_bar = -(-played // bar) * bar  # the next bar line, or this one
-            filling = prepared.schedule.in_fill(played) or (
-                self._fill_bar <= played < self._fill_bar + self.grid.steps_per_bar)
-            source = prepared.fill if filling else prepared.steps
-            group = prepared.schedule.played(source[index], loop, filling, self._decided)
+            group = self._step(prepared, played, self._fill_bar, self._decided)
             for lane in self._lanes:
                 for note in lane.notes(group, prepared.schedule.notes):
                     lane.push(max(step_beat + note.shift * slow, self._floor), ON,
@@ -408,6 +404,31 @@ class Sequencer:
             if lane.clock is not None:
                 for beat, message in lane.clock.until(reach):
                     lane.push(beat, CLOCK, self._count(), message)
+
+    def _step(self, prepared: _Prepared, played: int, fill_bar: int,
+              decided: dict[int, bool]) -> tuple[Event, ...]:
+        """The events that play on step ``played`` (from the start of play): from the fill in
+        a fill bar (a phrase's, or ``fill_bar``'s), as its conditions and chances decide."""
+        loop, index = divmod(played, self.grid.steps)
+        filling = prepared.schedule.in_fill(played) or (
+            fill_bar <= played < fill_bar + self.grid.steps_per_bar)
+        source = prepared.fill if filling else prepared.steps
+        return prepared.schedule.played(source[index], loop, filling, decided)
+
+    def coming(self, steps: int) -> tuple[int, list[tuple[Event, ...]]]:
+        """What the next ``steps`` steps not yet queued will play unless a control changes
+        them: (the first one's number from the start of play, each one's events), decided as
+        they will be (conditions on a copy of the voices' memory, chances, fills). Stopped:
+        the first steps of the next start."""
+        prepared, playing = self._prepared, self._anchor is not None
+        decided = self._decided.copy() if playing else {}  # one C call: whole, never torn
+        first = self._next_step - self._first_step if playing else 0
+        fill_bar = self._fill_bar if playing else NO_FILL
+        if self._fill_asked:
+            bar = self.grid.steps_per_bar
+            fill_bar = -(-first // bar) * bar
+        return first, [self._step(prepared, played, fill_bar, decided)
+                       for played in range(first, first + steps)]
 
     def _count(self) -> int:
         self._seq += 1

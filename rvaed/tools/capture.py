@@ -1,4 +1,5 @@
-"""Capture: save what is playing as a MIDI file, the current loop or the last N bars.
+"""Capture: save what is playing as a MIDI file, the current loop, the last N bars or the
+coming N bars.
 
 What is saved is what the sequencer was given to play: the installed schedule's hits (above
 the threshold, unmuted, at the velocity sent, with the microtiming amount and swing applied,
@@ -13,7 +14,12 @@ step of a bar, after the next bar's step 0 was queued, is counted one step early
 bars enter the ring: the first bar after the transport starts (or joins a Link session
 mid-bar) is the next whole one, and the bar playing when a capture is asked for is left out.
 
-Files go to the capture directory as ``YYYYmmdd-HHMMSS-pattern.mid`` or ``...-N-bars.mid``,
+"The coming N bars" are those from the next bar line on as the sequencer will play them if
+nothing changes: each step decided as it will be (conditions, chances rolled from the seed,
+fill bars), so a phrase with its variations and fills can be seen and kept before it plays.
+
+Files go to the capture directory as ``YYYYmmdd-HHMMSS-pattern.mid``, ``...-N-bars.mid`` or
+``...-N-bars-coming.mid``,
 written atomically and never over an existing file (a ``-2``, ``-3`` ... suffix instead).
 An allowed sender could otherwise fill the disk (128 files in 1.7 s were seen), so captures
 are limited to ``per_minute`` in any 60 s and the folder to ``quota_bytes`` in all (config
@@ -76,6 +82,18 @@ def played_array(schedule, voices: int) -> np.ndarray:
     hits = [Hit(e.voice, e.step, e.velocity, 2.0 * e.shift * grid.steps_per_beat)
             for e in schedule.events]
     return Pattern.from_hits(hits, voices, grid.steps).to_array()
+
+
+def coming_array(performance: Hub, bars: int) -> np.ndarray:
+    """The (3, voices, steps) cells of the coming ``bars`` bars from the next bar line."""
+    grid = performance.grid
+    first, _ = performance.coming(0)
+    skip = -first % grid.steps_per_bar
+    _, steps = performance.coming(skip + bars * grid.steps_per_bar)
+    hits = [Hit(e.voice, column, e.velocity, 2.0 * e.shift * grid.steps_per_beat)
+            for column, events in enumerate(steps[skip:]) for e in events]
+    return Pattern.from_hits(hits, performance.decoder.kit.size,
+                             bars * grid.steps_per_bar).to_array()
 
 
 class Capture:
@@ -186,21 +204,24 @@ class Capture:
 
     # -- saving ------------------------------------------------------------------------------
 
-    async def capture(self, bars: int | None = None) -> Path:
-        """Save the current loop (``bars`` None) or the last ``bars`` whole bars played (fewer
-        when fewer have played); the written file's path. RvaedError when nothing can be,
-        or a limit refuses it."""
+    async def capture(self, bars: int | None = None, coming: bool = False) -> Path:
+        """Save the current loop (``bars`` None), the last ``bars`` whole bars played (fewer
+        when fewer have played) or, ``coming``, the coming ``bars``; the written file's path.
+        RvaedError when nothing can be, or a limit refuses it."""
         self.admit()
-        return await self._capture_admitted(bars)
+        return await self._capture_admitted(bars, coming)
 
-    async def _capture_admitted(self, bars: int | None) -> Path:
+    async def _capture_admitted(self, bars: int | None, coming: bool = False) -> Path:
         grid = self.grid
         if bars is None:
             cells, label = self._schedule_cells(), "pattern"
+        elif isinstance(bars, bool) or not isinstance(bars, int) or \
+                not 1 <= bars <= self.max_bars:
+            raise RvaedError(f"capture: expected 1-{self.max_bars} bars, got {bars!r}")
+        elif coming:
+            cells, label = coming_array(self.performance, bars), f"{bars}-bars-coming"
+            grid = dataclasses.replace(grid, bars=bars)
         else:
-            if isinstance(bars, bool) or not isinstance(bars, int) or \
-                    not 1 <= bars <= self.max_bars:
-                raise RvaedError(f"capture: expected 1-{self.max_bars} bars, got {bars!r}")
             self._catch_up(self.performance.clock.beat_at(self.performance.clock.now()))
             if not self.bars:
                 raise RvaedError("capture: no whole bar has played yet")
@@ -229,16 +250,24 @@ class Capture:
     def _osc(self, sender: tuple, args: tuple, at: int) -> None:
         """``/rvaed/capture [bars]`` (see `ROUTES`); the result is logged (a flood is refused
         here, through the OSC server's rate-limited log)."""
-        count = numbers("/rvaed/capture", args, 1)[0] if args else None
+        self._asked("/rvaed/capture", args, False)
+
+    def _osc_coming(self, sender: tuple, args: tuple, at: int) -> None:
+        """``/rvaed/capture/coming [bars]``: the coming phrase (its bars, else the loop's)."""
+        self._asked("/rvaed/capture/coming", args or (self.performance.state.phrase or
+                                                      self.grid.bars,), True)
+
+    def _asked(self, address: str, args: tuple, coming: bool) -> None:
+        count = numbers(address, args, 1)[0] if args else None
         if count is not None and count != int(count):
             raise RvaedError("expected a whole number of bars")
         self.admit()
         asyncio.get_running_loop().create_task(
-            self._capture_logged(None if count is None else int(count)))
+            self._capture_logged(None if count is None else int(count), coming))
 
-    async def _capture_logged(self, bars: int | None) -> None:
+    async def _capture_logged(self, bars: int | None, coming: bool) -> None:
         try:
-            await self._capture_admitted(bars)
+            await self._capture_admitted(bars, coming)
         except RvaedError as exc:
             log.error("%s", exc)
 
@@ -283,4 +312,7 @@ def _midi_bytes(midi) -> int:
 
 ROUTES = (Route("/rvaed/capture", "[bars]", "save the current loop, or the last N bars played, "
                 "as a MIDI file in the captures folder that names its model and settings (the "
-                "seed too)", Capture._osc, files=True),)
+                "seed too)", Capture._osc, files=True),
+          Route("/rvaed/capture/coming", "[bars]", "save the coming N bars (default: a phrase, "
+                "or the loop) from the next bar line, as they will play: conditions, chances "
+                "and fills decided", Capture._osc_coming, files=True))

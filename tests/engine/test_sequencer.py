@@ -272,7 +272,7 @@ def test_chances_roll_every_loop_from_the_seed_the_same_in_every_run(rig):
     assert 0.35 < len(runs[0]) / (6.5 * 32) < 0.65
 
 
-def test_conditions_play_their_loops_exactly_at_the_receiver(rig):
+def test_conditions_play_their_loops_exactly_at_the_receiver_as_told_before(rig):
     # kick on step 0 always (it counts the loops); snare 1:3 on its voice; closed hat 2:2 on
     # one step; open hat 50 % on step 2 and "pre" on 14; low tom "nei" (the open hat's) on 14
     # and "not nei" on 15; rim "1st". Each step's velocity names it, however late it comes.
@@ -283,7 +283,9 @@ def test_conditions_play_their_loops_exactly_at_the_receiver(rig):
     conditions[1], conditions[8] = CONDITIONS.index("1:3"), CONDITIONS.index("1st")
     r = rig(tempo=480)  # a loop a second
     r.play(schedule(hits, steps=steps, conditions=tuple(conditions), seed=5))
-    time.sleep(8.5)
+    time.sleep(2.5)
+    first, coming = r.sequencer.coming(64)  # what the next two loops will play, told now
+    time.sleep(6.0)
     r.clock.set_playing(False)
     time.sleep(0.3)
     voice_of = {d.note: v for v, d in enumerate(GM.destinations) if d is not None}
@@ -304,6 +306,11 @@ def test_conditions_play_their_loops_exactly_at_the_receiver(rig):
     assert loops >= 7 and 0 < len(rolled) < loops
     assert got <= expected, f"heard but not due: {sorted(got - expected)}"
     assert len(expected - got) <= dropped, f"due but not heard: {sorted(expected - got)}"
+    told = {(n // GRID.steps, e.voice, e.step) for n, events in enumerate(coming, first)
+            for e in events}
+    window = {h for h in heard if first <= h[0] * GRID.steps + h[2] < first + 64}
+    assert 1 < first < 4 * GRID.steps and len(told) > 4 and told <= expected and window <= told
+    assert len(told - window) <= dropped, f"told but not heard: {sorted(told - window)}"
 
 
 def with_fill(**playback):

@@ -23,6 +23,7 @@ from rvaed.core.patternfile import load_pattern
 from rvaed.daemon.policy import FilePolicy, parse_allowlist
 from rvaed.engine.clock import InternalClock
 from rvaed.engine.midiout import Output
+from rvaed.engine.schedule import roll
 from rvaed.tools.capture import ROUTES, Capture
 
 TEMPO = 300.0  # a bar every 0.8 s, a step every 50 ms
@@ -78,15 +79,41 @@ def test_the_current_loop_is_saved_as_it_plays(model_dir, tmp_path):
     asyncio.run(scenario())
 
 
-def assert_recalls(midi, perf) -> None:
+def test_the_coming_phrase_is_saved_as_the_seed_and_conditions_will_play_it(model_dir, tmp_path):
+    async def scenario():
+        perf = make_performance(model_dir)  # stopped: the phrase a start would play
+        await perf.start()
+        capture = Capture(perf, tmp_path / "captures")
+        perf.set("threshold", 0.3)
+        perf.set("seed", 42)
+        perf.set("chance_kick", 0.5)
+        perf.set("condition_snare", "2:2")
+        perf.flush()
+        path = await capture.capture(8, coming=True)
+        assert path.name.endswith("-8-bars-coming.mid")
+        kit, grid = perf.decoder.kit, perf.grid
+        loaded = load_pattern(path, kit, replace(grid, bars=8))
+        loop = {(e.voice, e.step, e.velocity) for e in perf.schedule.events}
+        expected = {(v, n * grid.steps + s, velocity) for n in range(8 // grid.bars)
+                    for v, s, velocity in loop
+                    if (v != 0 or roll(42, n, s, 0) < 0.5) and (v != 1 or n % 2 == 1)}
+        assert {(v, s, velocity) for v, s, velocity in loop if v in (0, 1)}  # kicks, snares
+        assert cells(loaded) == expected
+        assert_recalls(mido.MidiFile(path), perf, chance=0.5)
+        await perf.stop()
+    asyncio.run(scenario())
+
+
+def assert_recalls(midi, perf, chance: float = 0.75) -> None:
     """The file names its model and every setting of the table as the state holds it."""
     texts = [m.text for m in midi if m.type == "text"]
     assert f"rvaed model: {perf.decoder.manifest.name}" in texts
     recall = next(t for t in texts if t.startswith("rvaed recall: "))
     settings = dict(item.split("=") for item in recall.removeprefix("rvaed recall: ").split())
-    assert settings["seed"] == "42" and settings["chance_kick"] == "0.75"
+    assert settings["seed"] == "42" and settings["chance_kick"] == f"{chance:g}"
     assert float(settings["x"]) == pytest.approx(perf.state.x, abs=1e-5)
-    assert settings["threshold"] == "0.45" and settings["swing"] == "0.6"
+    assert settings["threshold"] == f"{perf.state.threshold:g}"
+    assert settings["swing"] == f"{perf.state.swing:g}"
     assert "tempo" not in settings and len(settings) > 20
 
 

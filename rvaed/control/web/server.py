@@ -59,7 +59,7 @@ class Desk(Protocol):
     async def models(self) -> list[dict]: ...
     async def thumbnail(self, name: str) -> bytes: ...
     async def rename(self, name: str, new: str) -> str: ...
-    async def capture(self, bars: int | None) -> str: ...
+    async def capture(self, bars: int | None, coming: bool = False) -> str: ...
     def capture_file(self, name: str) -> Any: ...
 
 
@@ -328,9 +328,11 @@ class WebServer:
 
     async def _capture(self, request: web.Request) -> web.Response:
         self._require_key(request)
-        bars = (await _json(request)).get("bars")
+        body = await _json(request)
+        bars = body.get("bars")
         try:
-            name = await self.desk.capture(None if bars is None else int(bars))
+            name = await self.desk.capture(None if bars is None else int(bars),
+                                           body.get("coming") is True)
         except (RvaedError, ValueError, TypeError) as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         return web.json_response({"file": name, "url": f"/api/captures/{name}"})

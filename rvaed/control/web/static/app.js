@@ -415,9 +415,9 @@ function setupPlay() {
   $("reroll").addEventListener("click", () => send("/rvaed/seed/new"));
   $("store").addEventListener("click", () => { page.storing = !page.storing; $("store").classList.toggle("on", page.storing); });
   document.querySelectorAll("[data-auto]").forEach((b) => b.addEventListener("click", () => send(`/rvaed/automation/${b.dataset.auto}`)));
-  const capture = async (bars) => {
+  const capture = async (bars, coming = false) => {
     try {
-      const { url, file } = await api("/api/capture", { bars });
+      const { url, file } = await api("/api/capture", { bars, coming });
       const link = $("download");
       link.href = keyed(url); link.download = file; link.textContent = `download ${file}`; link.hidden = false;
       link.click();
@@ -425,6 +425,7 @@ function setupPlay() {
   };
   $("capture").addEventListener("click", () => capture(null));
   $("capture4").addEventListener("click", () => capture(4));
+  $("coming").addEventListener("click", () => capture(page.snap.values.phrase || page.snap.grid.steps / page.snap.grid.steps_per_bar, true));
 }
 
 // -- training -----------------------------------------------------------------------------
