@@ -203,9 +203,9 @@ class Performance:
         """(beat, steps played by then, speed): the sequencer's, for the page's playhead."""
         return self.sequencer.position()
 
-    def coming(self, steps: int) -> tuple[int, list[tuple[Event, ...]]]:
-        """What the next ``steps`` steps will play as things stand (`Sequencer.coming`)."""
-        return self.sequencer.coming(steps)
+    def coming(self, bars: int) -> tuple[int, list[tuple[Event, ...]]]:
+        """What the coming ``bars`` will play as things stand (`Sequencer.coming`)."""
+        return self.sequencer.coming(bars)
 
     def fill_next_bar(self) -> None:
         """A fill in the next bar: the schedule is made with its fill until that bar has

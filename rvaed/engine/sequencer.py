@@ -415,20 +415,21 @@ class Sequencer:
         source = prepared.fill if filling else prepared.steps
         return prepared.schedule.played(source[index], loop, filling, decided)
 
-    def coming(self, steps: int) -> tuple[int, list[tuple[Event, ...]]]:
-        """What the next ``steps`` steps not yet queued will play unless a control changes
-        them: (the first one's number from the start of play, each one's events), decided as
-        they will be (conditions on a copy of the voices' memory, chances, fills). Stopped:
-        the first steps of the next start."""
-        prepared, playing = self._prepared, self._anchor is not None
+    def coming(self, bars: int) -> tuple[int, list[tuple[Event, ...]]]:
+        """What the ``bars`` bars from the next bar line not yet queued will play unless a
+        control changes them: (the first step's number from the start of play, each step's
+        events), decided as they will be (conditions on a copy of the voices' memory, chances,
+        fills). Stopped: the first bars of the next start."""
+        prepared, playing, bar = self._prepared, self._anchor is not None, self.grid.steps_per_bar
         decided = self._decided.copy() if playing else {}  # one C call: whole, never torn
-        first = self._next_step - self._first_step if playing else 0
+        now = self._next_step - self._first_step if playing else 0
         fill_bar = self._fill_bar if playing else NO_FILL
+        first = -(-now // bar) * bar
         if self._fill_asked:
-            bar = self.grid.steps_per_bar
-            fill_bar = -(-first // bar) * bar
-        return first, [self._step(prepared, played, fill_bar, decided)
-                       for played in range(first, first + steps)]
+            fill_bar = first
+        steps = [self._step(prepared, played, fill_bar, decided)
+                 for played in range(now, first + bars * bar)]  # from now: the memory
+        return first, steps[first - now:]
 
     def _count(self) -> int:
         self._seq += 1

@@ -87,11 +87,8 @@ def played_array(schedule, voices: int) -> np.ndarray:
 def coming_array(performance: Hub, bars: int) -> np.ndarray:
     """The (3, voices, steps) cells of the coming ``bars`` bars from the next bar line."""
     grid = performance.grid
-    first, _ = performance.coming(0)
-    skip = -first % grid.steps_per_bar
-    _, steps = performance.coming(skip + bars * grid.steps_per_bar)
     hits = [Hit(e.voice, column, e.velocity, 2.0 * e.shift * grid.steps_per_beat)
-            for column, events in enumerate(steps[skip:]) for e in events]
+            for column, events in enumerate(performance.coming(bars)[1]) for e in events]
     return Pattern.from_hits(hits, performance.decoder.kit.size,
                              bars * grid.steps_per_bar).to_array()
 

@@ -276,6 +276,17 @@ def test_conditions_and_a_new_seed_set_on_one_page_show_on_the_other(rig, browse
                           "[data-step='4']\").dataset.condition === 'not fill'")
     two.click("#grid .cell[data-voice='1'][data-step='4']")
     assert two.input_value("#stepcond") == "not fill"
+    two.click("#showcoming")  # the coming phrase: kicks only on the first loop of two
+    two.wait_for_function("window.rvaed.coming && window.rvaed.coming.bars === 2")
+    coming = two.evaluate("window.rvaed.coming")
+    kicks = {(coming["first"] + column) // 32 % 2 for column, voice, _ in coming["hits"]
+             if voice == 0}
+    assert kicks <= {0} and two.is_visible("#comingview")
+    status, body = request(rig, "/api/coming?bars=8")
+    eight = json.loads(body)
+    assert status == 200 and {(eight["first"] + column) // 32 % 2 for column, voice, _ in
+                               eight["hits"] if voice == 0} == {0}
+    assert request(rig, "/api/coming?bars=99")[0] == 400
     two.select_option("#stepcond", "always")  # back to its voice's, for the tests after
     two.select_option("select[data-param=condition_kick]", label="always")
     wait_snap(one, "s.steps.length === 0 && s.values.condition_kick === 0")

@@ -33,6 +33,7 @@ from rvaed.control.ratelimit import RateLimitedLog
 from rvaed.control.web import view
 from rvaed.core.errors import RvaedError
 from rvaed.core.secret import SessionSecret
+from rvaed.core.state import PHRASE_MAX
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,8 @@ class WebServer:
         app.add_routes([
             get("/", self._index), get("/static/{name}", self._static),
             get("/ws", self._socket), get("/api/parameters", self._parameters),
-            get("/api/map", self._latent_map), post("/api/pair", self._pair),
+            get("/api/map", self._latent_map), get("/api/coming", self._coming),
+            post("/api/pair", self._pair),
             post("/api/upload", self._upload), post("/api/train", self._train),
             get("/api/models", self._models), get("/api/models/{name}/map.png", self._thumb),
             post("/api/models/{name}/rename", self._rename), post("/api/capture", self._capture),
@@ -244,6 +246,17 @@ class WebServer:
 
     async def _parameters(self, request: web.Request) -> web.Response:
         return web.json_response(view.parameter_table())
+
+    async def _coming(self, request: web.Request) -> web.Response:
+        """``?bars=N`` (1-16, default the phrase's or the loop's): the coming bars."""
+        default = self.hub.state.phrase or self.hub.grid.bars
+        try:
+            bars = int(request.query.get("bars", default))
+        except ValueError:
+            raise web.HTTPBadRequest(text="bars: expected a whole number 1-16") from None
+        if not 1 <= bars <= PHRASE_MAX:
+            raise web.HTTPBadRequest(text=f"bars: expected 1-{PHRASE_MAX}, got {bars}")
+        return web.json_response(view.coming(self.hub, bars))
 
     async def _latent_map(self, request: web.Request) -> web.Response:
         return web.Response(body=await self._map_json(), content_type="application/json")

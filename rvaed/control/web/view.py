@@ -50,6 +50,16 @@ def played(hub: Hub) -> list[list]:
             for e in schedule.events]
 
 
+def coming(hub: Hub, bars: int) -> dict:
+    """The coming ``bars`` bars from the next bar line, as they will play: per hit [column,
+    voice, velocity], and the first one's step number from the start of play."""
+    first, steps = hub.coming(bars)
+    return {"first": first, "bars": bars, "steps_per_bar": hub.grid.steps_per_bar,
+            "voices": list(hub.decoder.kit.names),
+            "hits": [[column, e.voice, e.velocity] for column, events in enumerate(steps)
+                     for e in events]}
+
+
 def clock_view(hub: Hub) -> dict:
     """Enough of the clock for the page to run its playhead between snapshots (``now``: the
     host clock's seconds at ``beat``, for whoever compares with MIDI arrival times)."""

@@ -274,6 +274,33 @@ function showPicked(snap) {
   if (document.activeElement !== $("stepcond")) $("stepcond").value = own ? own[2] : "always";
 }
 
+// -- the coming phrase: the next bars as the sequencer will play them ----------------------
+async function loadComing() {
+  if ($("comingview").hidden) return;
+  try {
+    const response = await fetch("/api/coming");
+    if (!response.ok) throw new Error(await response.text());
+    page.coming = await response.json();
+    drawComing();
+  } catch (error) { showError(`coming phrase: ${error.message}`); }
+}
+function drawComing() {
+  const canvas = $("comingview");
+  const { bars, steps_per_bar: bar, voices, hits } = page.coming;
+  const width = canvas.clientWidth || 600;
+  const rowH = 6;
+  canvas.width = width; canvas.height = voices.length * rowH + 2;
+  const ctx = canvas.getContext("2d");
+  const cellW = width / (bars * bar);
+  ctx.fillStyle = "#202026"; ctx.fillRect(0, 0, width, canvas.height);
+  ctx.fillStyle = "#55556a";
+  for (let b = 1; b < bars; b += 1) ctx.fillRect(b * bar * cellW, 0, 1, canvas.height);
+  for (const [column, voice, velocity] of hits) {
+    ctx.fillStyle = `hsla(${VOICE_HUES[voice % VOICE_HUES.length]}, 90%, 60%, ${(0.3 + 0.7 * velocity / 127).toFixed(2)})`;
+    ctx.fillRect(column * cellW, voice * rowH + 1, Math.max(1, cellW - 1), rowH - 1);
+  }
+}
+
 function beatNow() {
   const { clock } = page.snap;
   if (!clock.playing) return clock.beat;
@@ -412,6 +439,12 @@ function setupPlay() {
   $("transport").addEventListener("click", () => send("/rvaed/play", page.snap && page.snap.clock.playing ? 0 : 1));
   $("tempo").addEventListener("change", () => send("/rvaed/tempo", Number($("tempo").value)));
   $("fillnow").addEventListener("click", () => send("/rvaed/fill/now"));
+  $("showcoming").addEventListener("click", () => {
+    $("comingview").hidden = !$("comingview").hidden;
+    $("showcoming").classList.toggle("on", !$("comingview").hidden);
+    loadComing();
+  });
+  setInterval(loadComing, 1000);  // while shown: the phrase moves on
   $("reroll").addEventListener("click", () => send("/rvaed/seed/new"));
   $("store").addEventListener("click", () => { page.storing = !page.storing; $("store").classList.toggle("on", page.storing); });
   document.querySelectorAll("[data-auto]").forEach((b) => b.addEventListener("click", () => send(`/rvaed/automation/${b.dataset.auto}`)));
