@@ -220,15 +220,26 @@ class Performance:
     def store_preset(self, number: object) -> None:
         """Store the current x/y in preset ``number`` (1-8)."""
         slot = preset_slot(number)
-        presets = list(self.state.presets)
+        presets, conditions = list(self.state.presets), list(self.state.preset_conditions)
         presets[slot] = (self.state.x, self.state.y)
+        conditions[slot] = (tuple(getattr(self.state, name) for name in CONDITION),
+                            self.state.steps)
         self.state.presets = tuple(presets)
+        self.state.preset_conditions = tuple(conditions)
 
     def recall_preset(self, number: object, at: int | None = None) -> bool:
-        """Glide to preset ``number`` over the transition time; False if the slot is empty."""
-        target = self.state.presets[preset_slot(number)]
+        """Glide to preset ``number`` over the transition time, its conditions set at once (a
+        preset stored before they were leaves them); False if the slot is empty."""
+        slot = preset_slot(number)
+        target, conditions = self.state.presets[slot], self.state.preset_conditions[slot]
         if target is None:
             return False
+        if conditions is not None:
+            for name, value in zip(CONDITION, conditions[0], strict=True):
+                self.set(name, value, at)
+            if conditions[1] != self.state.steps:
+                self.state.steps = conditions[1]
+                self._changed(SCHEDULE, at)
         self._stop_glide()
         seconds = self.state.transition.seconds(self.clock.tempo, self.grid.beats_per_bar)
         if seconds <= 0 or self._loop is None:

@@ -11,7 +11,8 @@ value, whether it is restored at start and a one-line doc (see `rvaed.core.param
 `PARAMETERS` reads them. Validation, the OSC setters and feedback, controller-map targets,
 persistence and the README's OSC table all come from these rows, so a new parameter is one row
 here plus the code that gives it meaning. The other fields hold structured values: mutes and
-freezes (sets of voice indices), presets (8 slots of (x, y) or None) and the transition (the
+freezes (sets of voice indices), presets (8 slots of (x, y) or None; `preset_conditions`
+holds each one's conditions, recalled with it) and the transition (the
 glide time of a preset recall, 0..60000 "ms" or 0..64 "bars").
 
 Per-voice density is one row per voice of the default kit (`density_kick` at
@@ -53,6 +54,8 @@ PHRASE_MAX = 16  # bars
 FILL_REACH = 0.5  # the fill bar's thresholds are lowered this much at most
 TRANSITION_UNITS = {"ms": 60000.0, "bars": 64.0}
 STEPS_MAX = 1024  # the steps a condition can be set on (a model's loop has fewer)
+# a preset's conditions: the voices' condition rows and the (voice, step, condition) entries
+Conditions = tuple[tuple[int, ...], tuple[tuple[int, int, str], ...]]
 
 @dataclass(frozen=True)
 class Transition:
@@ -91,6 +94,28 @@ def _voice_set(value: object, name: str, voices: int) -> frozenset[int]:
         if isinstance(voice, bool) or not isinstance(voice, int) or not 0 <= voice < voices:
             raise ValueError(f"{name}: expected voice indices 0-{voices - 1}, got {voice!r}")
     return result
+
+
+def _preset_conditions(value: object, voices: int) -> tuple[Conditions | None, ...]:
+    """8 slots of None or (the voices' condition rows, the steps' conditions)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ValueError(f"preset_conditions: expected {PRESETS} slots, got {value!r:.80}")
+    slots = tuple(value)
+    if len(slots) != PRESETS:
+        raise ValueError(f"preset_conditions: expected {PRESETS} slots, got {len(slots)}")
+    rows = [PARAMETERS[name] for name in CONDITION]
+    checked: list[Conditions | None] = []
+    for slot in slots:
+        if slot is None:
+            checked.append(None)
+            continue
+        if not isinstance(slot, (list, tuple)) or len(slot) != 2 or \
+                len(slot[0]) != len(rows):
+            raise ValueError(f"preset_conditions: expected [{len(rows)} condition rows, "
+                             f"steps] or null, got {slot!r:.80}")
+        checked.append((tuple(row.valid(v) for row, v in zip(rows, slot[0], strict=True)),
+                        _step_conditions(slot[1], voices)))
+    return tuple(checked)
 
 
 def _presets(value: object) -> tuple[tuple[float, float] | None, ...]:
@@ -238,6 +263,8 @@ class PerformanceState:
     presets: tuple[tuple[float, float] | None, ...] = field(
         default_factory=lambda: (None,) * PRESETS)
     transition: Transition = field(default_factory=Transition)
+    preset_conditions: tuple[Conditions | None, ...] = field(
+        default_factory=lambda: (None,) * PRESETS)
 
     def __setattr__(self, name: str, value: object) -> None:
         row = PARAMETERS.get(name)
@@ -249,6 +276,8 @@ class PerformanceState:
             value = _presets(value)
         elif name == "steps":
             value = _step_conditions(value, self.voices)
+        elif name == "preset_conditions":
+            value = _preset_conditions(value, self.voices)
         elif name == "transition" and not isinstance(value, Transition):
             raise ValueError(f"transition: expected a Transition, got {value!r}")
         elif name == "voices" and (isinstance(value, bool) or not isinstance(value, int)
@@ -278,6 +307,8 @@ class PerformanceState:
             "mutes": sorted(self.mutes), "freezes": sorted(self.freezes),
             "steps": [list(entry) for entry in self.steps],
             "presets": [list(p) if p else None for p in self.presets],
+            "preset_conditions": [None if c is None else [list(c[0]), [list(e) for e in c[1]]]
+                                  for c in self.preset_conditions],
             "transition": {"amount": self.transition.amount, "unit": self.transition.unit},
         }
 

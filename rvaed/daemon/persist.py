@@ -252,10 +252,10 @@ def _transition(value: Any) -> Transition:
 
 def _steps(value: Any) -> list:
     if not isinstance(value, list):  # each entry is checked by the state itself
-        raise ValueError(f"expected a list of [voice, step, condition], got {value!r:.80}")
+        raise ValueError(f"expected a list, got {value!r:.80}")
     return value
 
 
 _CONVERTERS: dict[str, Callable[[Any], object]] = {
     "mutes": _voices, "freezes": _voices, "presets": _presets, "transition": _transition,
-    "steps": _steps}
+    "steps": _steps, "preset_conditions": _steps}

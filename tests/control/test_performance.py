@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from performer import make_performance
 
+from rvaed.core.conditions import CONDITIONS
 from rvaed.core.state import DENSITY
+from rvaed.daemon.persist import Saved, StateStore
 from rvaed.engine.clock import InternalClock
 
 
@@ -140,6 +142,26 @@ def test_preset_recall_glides_over_the_transition_time(model_dir):
         assert perf.state.x == 0.5
         await perf.stop()
     run(scenario)
+
+
+def test_a_preset_keeps_its_conditions_and_recalls_them_through_the_state_file(model_dir,
+                                                                              tmp_path):
+    perf = make_performance(model_dir)
+    perf.set("condition_kick", "1:4")
+    perf.set_step(1, 4, "fill")
+    perf.store_preset(3)
+    perf.set("condition_kick", "always")
+    perf.set_step(1, 4, "always")
+    perf.set_step(2, 0, "25%")
+    store = StateStore(tmp_path / "state.json")
+    store.save({"state": perf.state.to_dict()})
+    perf.state = Saved.load(store).state(perf.decoder.kit.size)  # as after a restart
+    assert perf.recall_preset(3)
+    perf.flush()
+    assert perf.state.condition_kick == CONDITIONS.index("1:4")
+    assert perf.state.steps == ((1, 4, "fill"),)
+    assert [c.name for c in perf.schedule.conditions[:1]] == ["1:4"]
+    assert {at: c.name for at, c in perf.schedule.trigs.items()} == {(1, 4): "fill"}
 
 
 def test_noise_jitters_z_once_per_bar_and_stops_when_off(model_dir):
