@@ -40,6 +40,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--switch-interval", type=float, default=SWITCH_INTERVAL,
                         help="sys.setswitchinterval for this process; 0 leaves Python's "
                         f"default (default {SWITCH_INTERVAL}, the sequencer's)")
+    parser.add_argument("--features", action="store_true",
+                        help="the dense pattern with every variation on: a chance and a "
+                             "condition on every voice, conditions on steps, 2-bar phrases "
+                             "with fills (each step decided as it is queued)")
 
 
 def run(args) -> dict:
@@ -67,13 +71,14 @@ def _measure(port: str, api: str, args, stack: contextlib.ExitStack) -> dict:
     output = Output(port, machine, api=api, clock_out=True, poll=0.05)
     sequencer = Sequencer(clock, [output], spin=args.spin and args.spin / 1000,
                           switch_interval=args.switch_interval or None)
-    sequencer.install(dense_schedule(kit, machine))
+    sequencer.install(dense_schedule(kit, machine, args.features))
     sequencer.start()
     stack.callback(sequencer.stop)
     wait_for(lambda: output.connected, 10, f"no MIDI port matching {port!r}")
     clock.set_playing(True)
     time.sleep(0.5)
     figures = {"bpm": args.bpm, "seconds": args.seconds, "port": output.name, "spin_ms": args.spin,
+               "features": args.features,
                "sched_fifo": None, "switch_interval": args.switch_interval or None,
                "conditions": {}}
     loop = stack.enter_context(control_loop())
@@ -131,8 +136,11 @@ def sender_lateness(histogram: np.ndarray) -> dict:
             "max_ms": round(float((np.nonzero(histogram)[0].max() + 1) / 10), 1)}
 
 
-def dense_schedule(kit, machine):
-    """Every voice on every step, offsets spread over +-half a step (seeded), light swing."""
+def dense_schedule(kit, machine, features: bool = False):
+    """Every voice on every step, offsets spread over +-half a step (seeded), light swing;
+    ``features``: with a chance (0.9) and a condition on every voice, a condition on every
+    fifth step, 2-bar phrases with their fills."""
+    from rvaed.core.conditions import CONDITIONS
     from rvaed.core.pattern import Grid, Pattern
     from rvaed.engine.schedule import Playback, build_schedule
 
@@ -140,11 +148,21 @@ def dense_schedule(kit, machine):
     rng = np.random.default_rng(0)
     shape = (kit.size, grid.steps)
     pattern = Pattern(np.ones(shape), rng.uniform(0.3, 1.0, shape), rng.uniform(-0.5, 0.5, shape))
-    return build_schedule(pattern, grid, Playback(swing=0.55), machine)
+    playback = Playback(swing=0.55)
+    if features:
+        names = ("not fill", "always", "not pre", "nei", "not 1st", "2:2", "fill", "not nei",
+                 "1:2")
+        steps = tuple((s % kit.size, s, ("75%", "pre", "not fill")[s % 3])
+                      for s in range(0, grid.steps, 5))
+        playback = Playback(swing=0.55, chance=(0.9,) * kit.size, seed=7, phrase=2, fills=True,
+                            conditions=tuple(CONDITIONS.index(names[v % len(names)])
+                                             for v in range(kit.size)), steps=steps)
+    return build_schedule(pattern, grid, playback, machine)
 
 
 def _print(figures: dict) -> None:
-    print(f"MIDI send-time error at {figures['bpm']:g} BPM, dense pattern + MIDI clock, "
+    dense = "dense pattern, every variation on" if figures["features"] else "dense pattern"
+    print(f"MIDI send-time error at {figures['bpm']:g} BPM, {dense} + MIDI clock, "
           f"{figures['seconds']:g} s per condition, port {figures['port']}, "
           f"spin {figures['spin_ms']:g} ms, "
           f"SCHED_FIFO {'granted' if figures['sched_fifo'] else 'refused'}, "
