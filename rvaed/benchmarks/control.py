@@ -176,7 +176,7 @@ async def _phase(perf, kind: str, target: str, args, flood: bool, received) -> d
 
 def _every_feature(perf) -> None:
     """Density, chance and a condition on every voice, conditions on single steps, a seed,
-    4-bar phrases with fills."""
+    4-bar phrases with fills from the busiest point around."""
     from rvaed.core.state import CHANCE, CONDITION, DENSITY
 
     for name in DENSITY:
@@ -191,6 +191,7 @@ def _every_feature(perf) -> None:
     perf.set("seed", 7)
     perf.set("phrase", 4)
     perf.set("fill", 0.3)
+    perf.set("fill_from", 0.15)
 
 
 async def _table(decoder, direct: bool) -> str:

@@ -113,6 +113,7 @@ class Performance:
         self.pattern: Pattern = Pattern.empty(decoder.kit.size, self.grid.steps)
         self.schedule: Schedule | None = None
         self._decoded = self.pattern
+        self._fill_decoded: Pattern | None = None  # where the fill comes from (`fill_from`)
         self._playback_values: dict[str, Any] = {}
         self._current_playback = Playback()
         self._frozen: dict[int, np.ndarray] = {}
@@ -295,11 +296,17 @@ class Performance:
         if not pending:
             return
         if pending & DECODE:
-            self._decoded = self._decode()
+            self._decoded, self._fill_decoded = self._decode(), None
             self.decodes += 1
-        self.pattern = self._compose()
-        self.schedule = build_schedule(self.pattern, self.grid, self._playback(),
-                                       self.drum_machine)
+        self.pattern = self._compose(self._decoded)
+        playback = self._playback()
+        fill = None
+        if playback.fills and self.state.fill_from > 0:
+            if self._fill_decoded is None:
+                self._fill_decoded = self._busiest_near(playback)
+            fill = self._compose(self._fill_decoded)
+        self.schedule = build_schedule(self.pattern, self.grid, playback, self.drum_machine,
+                                       fill)
         self.sequencer.install(self.schedule)
         self.installs += 1
         if self._since is not None:
@@ -367,19 +374,36 @@ class Performance:
         """The latent rectangle the pad spans now: the model's box, or the explore range."""
         return EXPLORE if self.state.explore else self.decoder.manifest.latent
 
-    def _decode(self) -> Pattern:
+    def _decode(self, x: float | None = None, y: float | None = None) -> Pattern:
+        """The pattern at pad point (x, y) (default: the state's), with the bar's jitter."""
         latent = self.decoder.manifest.latent  # noise moves within the data's box
-        zx, zy = self.region.z_of(self.state.x, self.state.y)
+        zx, zy = self.region.z_of(self.state.x if x is None else x,
+                                  self.state.y if y is None else y)
         jx, jy = self._jitter
         half_x = (latent.high[0] - latent.low[0]) / 2
         half_y = (latent.high[1] - latent.low[1]) / 2
         return self.decoder.decode(zx + jx * half_x, zy + jy * half_y)
 
-    def _compose(self) -> Pattern:
-        """The decoded pattern with every frozen voice's captured row put back."""
+    def _busiest_near(self, playback: Playback) -> Pattern:
+        """Where a fill comes from: of 8 points `fill_from` around the playing one (on the
+        pad, kept on it), the one with the most hits at the fill's thresholds; the playing
+        point when none has more. Made once per decode, and only while a fill is near."""
+        reach, x, y = self.state.fill_from, self.state.x, self.state.y
+        thresholds = np.clip(playback.thresholds(self.pattern.voices) - playback.fill, 0, 1)
+        best, most = self._decoded, self._decoded.count(thresholds)
+        for angle in np.arange(8) * (math.pi / 4):
+            pattern = self._decode(min(1.0, max(0.0, x + reach * math.cos(angle))),
+                                   min(1.0, max(0.0, y + reach * math.sin(angle))))
+            count = pattern.count(thresholds)
+            if count > most:
+                best, most = pattern, count
+        return best
+
+    def _compose(self, decoded: Pattern) -> Pattern:
+        """``decoded`` with every frozen voice's captured row put back."""
         if not self._frozen:
-            return self._decoded
-        array = self._decoded.to_array()
+            return decoded
+        array = decoded.to_array()
         for voice, rows in self._frozen.items():
             array[:, voice] = rows
         return Pattern.from_array(array)

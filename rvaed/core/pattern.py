@@ -214,6 +214,11 @@ class Pattern:
         """The model's layout: shape (3, voices, steps), float32."""
         return np.stack([self.onsets, self.velocities, self.offsets])
 
+    def count(self, threshold: float | np.ndarray = 0.5) -> int:
+        """How many cells are hits above ``threshold`` (one, or one per voice)."""
+        limits = np.asarray(threshold)
+        return int(np.count_nonzero(self.onsets > (limits[:, None] if limits.ndim else limits)))
+
     def hit_arrays(self, threshold: float | np.ndarray = 0.5) -> tuple[np.ndarray, ...]:
         """The playable hits as four arrays, step by step (voices in order within a step):
         voices, steps, velocities, offsets. ``threshold``: one for all voices, or one per voice.

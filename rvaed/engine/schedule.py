@@ -230,9 +230,10 @@ def _swung_steps(grid: Grid) -> np.ndarray:
 
 
 def build_schedule(pattern: Pattern, grid: Grid, playback: Playback,
-                   drum_machine: DrumMachine) -> Schedule:
+                   drum_machine: DrumMachine, fill_pattern: Pattern | None = None) -> Schedule:
     """The pattern's hits above their voice's threshold, unmuted, timed, on the drum machine's
-    notes; with `fills`, the fill bar's from the same pattern at thresholds `fill` lower (a
+    notes; with `fills`, the fill bar's from ``fill_pattern`` (default: the same pattern) at
+    thresholds `fill` lower (a
     dense fill costs several times the loop's build: the performance asks for it only when
     a fill bar is near).
 
@@ -245,7 +246,7 @@ def build_schedule(pattern: Pattern, grid: Grid, playback: Playback,
         return schedule  # a fill bar without its events plays the loop's (fill conditions hold)
     busier = replace(playback, threshold=playback.threshold - playback.fill, phrase=0,
                      fills=False)
-    return replace(schedule, fill=_build(pattern, grid, busier, drum_machine))
+    return replace(schedule, fill=_build(fill_pattern or pattern, grid, busier, drum_machine))
 
 
 def _build(pattern: Pattern, grid: Grid, playback: Playback,

@@ -6,6 +6,7 @@ install (no MIDI output is needed to prove what gets installed).
 """
 
 import asyncio
+import math
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from rvaed.core.conditions import CONDITIONS
 from rvaed.core.state import DENSITY
 from rvaed.daemon.persist import Saved, StateStore
 from rvaed.engine.clock import InternalClock
+from rvaed.engine.schedule import Playback, build_schedule
 
 
 def run(coroutine_function, *args):
@@ -162,6 +164,26 @@ def test_a_preset_keeps_its_conditions_and_recalls_them_through_the_state_file(m
     assert perf.state.steps == ((1, 4, "fill"),)
     assert [c.name for c in perf.schedule.conditions[:1]] == ["1:4"]
     assert {at: c.name for at, c in perf.schedule.trigs.items()} == {(1, 4): "fill"}
+
+
+def test_a_fill_from_afar_comes_from_the_busiest_point_around(model_dir):
+    perf = make_performance(model_dir)  # stopped: the fill is made (a start may need it)
+    perf.set("phrase", 2)
+    perf.set("threshold", 0.7)
+    perf.set("fill", 0.2)
+    perf.set_xy(0.5, 0.5)
+    perf.flush()
+    near = {(e.voice, e.step) for e in perf.schedule.fill.events}
+    perf.set("fill_from", 0.3)
+    perf.flush()
+    around = [perf.decoder.decode_xy(0.5 + 0.3 * math.cos(a), 0.5 + 0.3 * math.sin(a))
+              for a in np.arange(8) * math.pi / 4]
+    busiest = max(around, key=lambda p: p.count(0.5))  # threshold 0.7 less the fill's 0.2
+    assert busiest.count(0.5) > len(near)  # the model has a busier point around
+    assert {(e.voice, e.step) for e in perf.schedule.fill.events} == {
+        (h.voice, h.step) for h in busiest.hits(0.5)}
+    assert perf.schedule.events == build_schedule(perf.pattern, perf.grid, Playback(
+        threshold=0.7), perf.drum_machine).events  # the loop itself is the playing point's
 
 
 def test_noise_jitters_z_once_per_bar_and_stops_when_off(model_dir):
