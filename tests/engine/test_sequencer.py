@@ -469,8 +469,7 @@ def test_a_crash_in_the_thread_still_silences_everything(jack_server, caplog):
 PLAYER = textwrap.dedent("""
     import signal, sys, time
     from rvaed.engine.clock import InternalClock, now
-    from rvaed.core.conditions import CONDITIONS
-from rvaed.core.drummachine import load_drum_machine
+    from rvaed.core.drummachine import load_drum_machine
     from rvaed.core.kit import load_kit
     from rvaed.engine.midiout import Output
     from rvaed.core.pattern import Grid, Hit, Pattern
