@@ -113,7 +113,8 @@ class Performance:
         self.pattern: Pattern = Pattern.empty(decoder.kit.size, self.grid.steps)
         self.schedule: Schedule | None = None
         self._decoded = self.pattern
-        self._fill_decoded: Pattern | None = None  # where the fill comes from (`fill_from`)
+        self._fill_decoded: Pattern | None = None  # where the fill comes from (`fill_from`):
+        # found again before every bar while a fill is near, never on a control's path
         self._playback_values: dict[str, Any] = {}
         self._current_playback = Playback()
         self._frozen: dict[int, np.ndarray] = {}
@@ -252,6 +253,7 @@ class Performance:
     def use_decoder(self, decoder: Decoder) -> None:
         """Play another model (same grid and voices) from the next step not yet queued."""
         self.decoder = decoder
+        self._fill_decoded = None  # the other model's
         self._changed(DECODE, None)
         self._tabulate()
 
@@ -296,13 +298,13 @@ class Performance:
         if not pending:
             return
         if pending & DECODE:
-            self._decoded, self._fill_decoded = self._decode(), None
+            self._decoded = self._decode()
             self.decodes += 1
         self.pattern = self._compose(self._decoded)
         playback = self._playback()
         fill = None
         if playback.fills and self.state.fill_from > 0:
-            if self._fill_decoded is None:
+            if self._fill_decoded is None:  # the first: later ones come with the bars
                 self._fill_decoded = self._busiest_near(playback)
             fill = self._compose(self._fill_decoded)
         self.schedule = build_schedule(self.pattern, self.grid, playback, self.drum_machine,
@@ -387,7 +389,8 @@ class Performance:
     def _busiest_near(self, playback: Playback) -> Pattern:
         """Where a fill comes from: of 8 points `fill_from` around the playing one (on the
         pad, kept on it), the one with the most hits at the fill's thresholds; the playing
-        point when none has more. Made once per decode, and only while a fill is near."""
+        point when none has more. Found before every bar while a fill is near (9 decodes: a
+        millisecond on a fader's path), so it follows the pad a bar behind."""
         reach, x, y = self.state.fill_from, self.state.x, self.state.y
         thresholds = np.clip(playback.thresholds(self.pattern.voices) - playback.fill, 0, 1)
         best, most = self._decoded, self._decoded.count(thresholds)
@@ -448,7 +451,11 @@ class Performance:
             if jitter != self._jitter:
                 self._jitter = jitter
                 self._changed(DECODE, None)
-            if self._fill_near() != self._current_playback.fills:
+            near = self._fill_near()
+            if near and self.state.fill_from > 0:
+                self._fill_decoded = self._busiest_near(self._playback())
+                self._changed(SCHEDULE, None)
+            elif near != self._current_playback.fills:
                 self._changed(SCHEDULE, None)
             await asyncio.sleep(NOISE_LEAD * 2)
 
