@@ -210,11 +210,12 @@ class Performance:
         return self.sequencer.coming(bars)
 
     def fill_next_bar(self) -> None:
-        """A fill in the next bar: the schedule is made with its fill until that bar has
-        played, and the sequencer asked to play the bar from it."""
+        """A fill from the next bar line (`fill_bars` long): the schedule is made with its
+        fill until it has played, and the sequencer asked to play those bars from it."""
         bar = self.grid.beats_per_bar
         beat = self.clock.beat_at(self.clock.now())
-        self._fills_until = self.clock.time_at((math.floor(beat / bar) + 2) * bar)
+        self._fills_until = self.clock.time_at((math.floor(beat / bar) + 1 +
+                                                self.state.fill_bars) * bar)
         self._changed(SCHEDULE, None)
         self.flush()
         self.sequencer.fill_next_bar()
@@ -347,7 +348,8 @@ class Performance:
         beat, step, speed = self.sequencer.position()
         now = step + (self.clock.beat_at(self.clock.now()) - beat) * grid.steps_per_beat * speed
         ahead = now + FILL_AHEAD * grid.steps_per_bar * max(speed, 1.0)
-        return math.floor(now / phrase) * phrase + phrase - grid.steps_per_bar <= ahead
+        fill = min(self.state.fill_bars, self.state.phrase) * grid.steps_per_bar
+        return math.floor(now / phrase) * phrase + phrase - fill <= ahead
 
     def thresholds(self) -> np.ndarray:
         """The onset probability above which each voice plays now (threshold and density)."""

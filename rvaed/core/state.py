@@ -52,6 +52,7 @@ DENSITY_REACH = 0.5  # a density offset moves its voice's threshold this far eit
 SEED_MAX = 9999  # seeds a player can say out loud and type on a phone
 PHRASE_MAX = 16  # bars
 FILL_REACH = 0.5  # the fill bar's thresholds are lowered this much at most
+FILL_BARS_MAX = 4
 FILL_FROM_MAX = 0.3  # of the pad's width: how far away a fill may be decoded
 TRANSITION_UNITS = {"ms": 60000.0, "bars": 64.0}
 STEPS_MAX = 1024  # the steps a condition can be set on (a model's loop has fewer)
@@ -255,6 +256,9 @@ class PerformanceState:
                             "bars a phrase lasts; its last bar is a fill (0: no phrases)")
     fill: float = parameter(0.3, 0.0, FILL_REACH, SCHEDULE, "/rvaed/fill",
                             "how much busier the fill bar is: taken off every threshold")
+    fill_bars: int = parameter(1, 1, FILL_BARS_MAX, SCHEDULE, "/rvaed/fill/bars",
+                               "bars a fill lasts: a phrase's last ones (at most the phrase), or "
+                               "from the next bar line on FILL")
     fill_from: float = parameter(0.0, 0.0, FILL_FROM_MAX, DECODE, "/rvaed/fill/from",
                                  "how far across the pad a fill may come from: the busiest of "
                                  "8 points this far around (0: the point playing)")

@@ -76,11 +76,13 @@ def _models(daemon, sender: tuple, args: tuple, at: int) -> None:
 
 def _bend(daemon, sender: tuple, args: tuple, at: int) -> None:
     amount, *seed = numbers("/rvaed/bend", args, len(args) if 1 <= len(args) <= 2 else 1)
-    daemon.bend(min(1.0, max(0.0, amount)), int(seed[0]) if seed else 0)
+    daemon.bend(min(1.0, max(0.0, amount)), int(seed[0]) if seed else  # else the state's
+                daemon.performance.state.seed)
 
 
 COMMANDS = (
-    Route("/rvaed/bend", "AMOUNT [SEED]", "nudge the decoder's weights (0..1; 0 = as trained)",
+    Route("/rvaed/bend", "AMOUNT [SEED]", "nudge the decoder's weights (0..1; 0 = as trained; "
+          "SEED: the noise's, default /rvaed/seed)",
           _bend),
     Route("/rvaed/train", "PATH ...", "train on these files/folders (relative to the inbox)",
           _train, files=True),

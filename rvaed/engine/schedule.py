@@ -38,7 +38,7 @@ import numpy as np
 from rvaed.core.conditions import ALWAYS, BY_INDEX, Condition, parse
 from rvaed.core.drummachine import Destination, DrumMachine
 from rvaed.core.pattern import Grid, Pattern
-from rvaed.core.state import DENSITY_REACH, PARAMETERS, PHRASE_MAX, SEED_MAX
+from rvaed.core.state import DENSITY_REACH, FILL_BARS_MAX, PARAMETERS, PHRASE_MAX, SEED_MAX
 
 TIMING_MAX = PARAMETERS["timing"].high  # the microtiming amount: 0 quantized .. 2 exaggerated
 SPEEDS = (0.5, 1.0, 2.0, 4.0)  # the loop's playback speeds, as the original device's
@@ -84,6 +84,7 @@ class Playback:
     phrase: int = 0              # bars a phrase lasts, its last bar a fill (0: no phrases)
     fill: float = 0.3            # the fill bar's thresholds are this much lower
     fills: bool = False          # make the fill bar's events (one may be played soon)
+    fill_bars: int = 1           # bars a fill lasts
     conditions: tuple[int, ...] = ()  # per voice, an index into `CONDITIONS` (0: always)
     steps: tuple[tuple[int, int, str], ...] = ()  # (voice, step, condition) set on one step
 
@@ -102,6 +103,7 @@ class Playback:
         object.__setattr__(self, "speed", min(SPEEDS, key=lambda s: abs(math.log2(
             s / self.speed))))
         object.__setattr__(self, "phrase", max(0, min(PHRASE_MAX, int(self.phrase))))
+        object.__setattr__(self, "fill_bars", max(1, min(FILL_BARS_MAX, int(self.fill_bars))))
         if self.fixed_velocity is not None:
             object.__setattr__(self, "fixed_velocity", max(VELOCITY.low, min(VELOCITY.high, int(
                 self.fixed_velocity))))
@@ -164,6 +166,7 @@ class Schedule:
     seed: int = 0
     phrase: int = 0  # steps a phrase lasts (0: no phrases), its last bar played from `fill`
     fill: "Schedule | None" = None  # the same loop, busier: the fill bar's events come from it
+    fill_steps: int = 16  # steps a fill lasts (its bars)
     notes: tuple[int | None, ...] = ()  # per voice, a note every output plays in place of its
     # drum machine's (the events' destinations carry it already, for the page)
     speed: float = 1.0  # the loop played at this speed (the sequencer switches on a loop line)
@@ -173,7 +176,8 @@ class Schedule:
 
     @classmethod
     def empty(cls, grid: Grid) -> "Schedule":
-        return cls(grid, (), Playback().gate / grid.steps_per_beat)
+        return cls(grid, (), Playback().gate / grid.steps_per_beat,
+                   fill_steps=grid.steps_per_bar)
 
     @property
     def loop_beats(self) -> float:
@@ -181,7 +185,7 @@ class Schedule:
 
     def in_fill(self, step: int) -> bool:
         """Whether step number ``step`` from the start of play is in a phrase's fill bar."""
-        return bool(self.phrase) and step % self.phrase >= self.phrase - self.grid.steps_per_bar
+        return bool(self.phrase) and step % self.phrase >= self.phrase - self.fill_steps
 
     def played(self, events: tuple[Event, ...], loop: int, filling: bool = False,
                decided: dict[int, bool] | None = None) -> tuple[Event, ...]:
@@ -241,7 +245,9 @@ def build_schedule(pattern: Pattern, grid: Grid, playback: Playback,
     change, within the 1 ms budget from a fader move to the sequencer playing the new pattern.
     """
     schedule = replace(_build(pattern, grid, playback, drum_machine),
-                       phrase=playback.phrase * grid.steps_per_bar)
+                       phrase=playback.phrase * grid.steps_per_bar,
+                       fill_steps=min(playback.fill_bars, playback.phrase or FILL_BARS_MAX)
+                       * grid.steps_per_bar)
     if not playback.fills or not playback.fill:
         return schedule  # a fill bar without its events plays the loop's (fill conditions hold)
     busier = replace(playback, threshold=playback.threshold - playback.fill, phrase=0,

@@ -411,7 +411,7 @@ class Sequencer:
         a fill bar (a phrase's, or ``fill_bar``'s), as its conditions and chances decide."""
         loop, index = divmod(played, self.grid.steps)
         filling = prepared.schedule.in_fill(played) or (
-            fill_bar <= played < fill_bar + self.grid.steps_per_bar)
+            fill_bar <= played < fill_bar + prepared.schedule.fill_steps)
         source = prepared.fill if filling else prepared.steps
         return prepared.schedule.played(source[index], loop, filling, decided)
 

@@ -223,6 +223,10 @@ def test_a_phrase_plays_its_last_bar_from_a_busier_fill():
         *range(48, 64), *range(112, 128)]  # the fourth bar of every four
     assert build_schedule(pattern, GRID, Playback(phrase=4, fill=0.0, fills=True), GM).fill \
         is None
+    two = build_schedule(pattern, GRID, Playback(phrase=4, fill_bars=2), GM)
+    assert [s for s in range(130) if two.in_fill(s)] == [*range(32, 64), *range(96, 128)]
+    whole = build_schedule(pattern, GRID, Playback(phrase=2, fill_bars=9), GM)  # 4 at most,
+    assert all(whole.in_fill(s) for s in range(64))  # and never more than the phrase
 
 
 def heard(schedule, loops, filling=lambda loop: False):

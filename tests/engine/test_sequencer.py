@@ -372,6 +372,15 @@ def test_a_fill_asked_for_plays_the_next_bar_once(rig):
     assert 0 < bar_start - asked < 0.5 + 0.1  # the next bar line (a bar is 0.5 s)
 
 
+def test_a_fill_asked_for_lasts_its_bars_from_the_next_bar_line():
+    sequencer = Sequencer(InternalClock(480), [], grid=GRID)  # stopped: as a start would play
+    sequencer.install(with_fill(fills=True, fill_bars=2))
+    sequencer.fill_next_bar()
+    first, steps = sequencer.coming(4)
+    snares = [n for n, events in enumerate(steps, first) for e in events if e.voice == 1]
+    assert first == 0 and snares == list(range(1, 32, 2))  # bars 1 and 2, not 3 and 4
+
+
 def test_tempo_jump_60_to_999_mid_bar_keeps_time(rig):
     played = schedule([Hit(0, s, 100, 0.0) for s in range(GRID.steps)], gate=0.9)
     r = rig(tempo=60)
