@@ -23,7 +23,7 @@ and the first step not yet queued onwards plays the new schedule. Nothing is sen
 is dropped, and the hot path takes no lock.
 
 How a variation plays: each step is queued with its number from the start of play, from
-which it takes whether it lies in a fill bar (the last bar of every phrase, or the bar
+which it takes whether it lies in a fill (the last bars of every phrase, or the bars
 `fill_next_bar` asked for: then its events come from the schedule's fill) and which of its hits
 play in that loop (`Schedule.played`: conditions and chances, with what each voice's last
 decided hit did). All are decided here, step by step, so fills land exactly on their bars,
