@@ -85,7 +85,7 @@ from rvaed.control.ratelimit import RateLimitedLog, RateLimitFilter, TokenBucket
 from rvaed.control.subscribers import Client, Subscriber, Subscriptions
 from rvaed.core.errors import RvaedError
 from rvaed.core.parameters import CLOCK, Parameter
-from rvaed.core.state import PARAMETERS, PRESETS, number
+from rvaed.core.state import PARAMETERS, PRESETS, SEED_MAX, number
 
 log = logging.getLogger(__name__)
 
@@ -377,9 +377,9 @@ class OscServer:
         self.performance.fill_next_bar()
 
     def _new_seed(self, sender, args, at) -> None:
-        seed = SEED.valid(self.performance.state.seed)
-        self.performance.set("seed", (seed + 1 + _dice.randrange(int(SEED.high))) %
-                             int(SEED.high + 1), at)
+        other = _dice.randrange(SEED_MAX)  # of the SEED_MAX seeds but the current one
+        self.performance.set("seed", (self.performance.state.seed + 1 + other) % (SEED_MAX + 1),
+                             at)
 
     def _subscribed(self, address: str, host: str) -> list[Subscriber]:
         """``host``'s live subscriptions, where its answers go; ValueError if none."""
@@ -534,7 +534,6 @@ def _preset(store: bool) -> Handler:
 
 VOICE_SETS = {"mutes": "/rvaed/mute", "freezes": "/rvaed/freeze"}  # state field -> address
 X = PARAMETERS["x"]
-SEED = PARAMETERS["seed"]
 _dice = random.SystemRandom()  # a new seed is any other, not one a restart would repeat
 # The performance's routes: a setter per parameter (a switch, playing, is an event: a stop and
 # a start in one burst both count), then the rest.

@@ -394,7 +394,7 @@ class Performance:
         point when none has more. Found before every bar while a fill is near (9 decodes: a
         millisecond on a fader's path), so it follows the pad a bar behind."""
         reach, x, y = self.state.fill_from, self.state.x, self.state.y
-        thresholds = np.clip(playback.thresholds(self.pattern.voices) - playback.fill, 0, 1)
+        thresholds = playback.busier().thresholds(self.pattern.voices)
         best, most = self._decoded, self._decoded.count(thresholds)
         for angle in np.arange(8) * (math.pi / 4):
             pattern = self._decode(min(1.0, max(0.0, x + reach * math.cos(angle))),
@@ -454,10 +454,10 @@ class Performance:
                 self._jitter = jitter
                 self._changed(DECODE, None)
             near = self._fill_near()
-            if near and self.state.fill_from > 0:
-                self._fill_decoded = self._busiest_near(self._playback())
-                self._changed(SCHEDULE, None)
-            elif near != self._current_playback.fills:
+            found = self._busiest_near(self._playback()) if (
+                near and self.state.fill_from > 0) else self._fill_decoded
+            if found != self._fill_decoded or near != self._current_playback.fills:
+                self._fill_decoded = found
                 self._changed(SCHEDULE, None)
             await asyncio.sleep(NOISE_LEAD * 2)
 

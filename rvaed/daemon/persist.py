@@ -250,7 +250,7 @@ def _transition(value: Any) -> Transition:
     return Transition(value["amount"], value["unit"])
 
 
-def _steps(value: Any) -> list:
+def _a_list(value: Any) -> list:
     if not isinstance(value, list):  # each entry is checked by the state itself
         raise ValueError(f"expected a list, got {value!r:.80}")
     return value
@@ -258,4 +258,4 @@ def _steps(value: Any) -> list:
 
 _CONVERTERS: dict[str, Callable[[Any], object]] = {
     "mutes": _voices, "freezes": _voices, "presets": _presets, "transition": _transition,
-    "steps": _steps, "preset_conditions": _steps}
+    "steps": _a_list, "preset_conditions": _a_list}

@@ -119,6 +119,10 @@ class Playback:
         offsets[:count] = self.density[:count]
         return np.clip(self.threshold - offsets, 0.0, 1.0)
 
+    def busier(self) -> "Playback":
+        """How a fill bar is played: every threshold `fill` lower, no phrases of its own."""
+        return replace(self, threshold=self.threshold - self.fill, phrase=0, fills=False)
+
     def velocity(self, velocity: int) -> int:
         """The MIDI velocity to send for a hit of ``velocity`` (1-127, never 0 = note-off)."""
         return int(self.velocities(np.array([velocity]))[0])
@@ -250,9 +254,8 @@ def build_schedule(pattern: Pattern, grid: Grid, playback: Playback,
                        * grid.steps_per_bar)
     if not playback.fills or not playback.fill:
         return schedule  # a fill bar without its events plays the loop's (fill conditions hold)
-    busier = replace(playback, threshold=playback.threshold - playback.fill, phrase=0,
-                     fills=False)
-    return replace(schedule, fill=_build(fill_pattern or pattern, grid, busier, drum_machine))
+    return replace(schedule, fill=_build(fill_pattern or pattern, grid, playback.busier(),
+                                         drum_machine))
 
 
 def _build(pattern: Pattern, grid: Grid, playback: Playback,
