@@ -311,10 +311,11 @@ def _timing_section(result: dict) -> list[str]:
     rows = [[name, r["messages"], r["p50_ms"], r["p99_ms"], r["max_ms"], r["late"],
              r["sequencer_cpu_percent"], r["process_cpu_percent"]]
             for name, r in result["conditions"].items()]
-    return [f"MIDI send-time error (actual - scheduled, the sequencer's own record) at "
-            f"{result['bpm']:g} BPM, dense pattern + MIDI clock, {result['seconds']:g} s per "
+    return [f"MIDI send-time error (actual - due, the output's sender process: 10 us buckets) "
+            f"at {result['bpm']:g} BPM, dense pattern + MIDI clock, {result['seconds']:g} s per "
             f"condition, port {result['port']}; SCHED_FIFO "
-            f"{'granted' if result['sched_fifo'] else 'refused'}, spin {result['spin_ms']:g} ms.",
+            f"{'granted' if result['sched_fifo'] else 'refused'}; messages handed over "
+            f"{result['lead_ms']:g} ms ahead.",
             "", *_table(["condition", "messages", "p50 ms", "p99 ms", "max ms", "late > 1 ms",
                          "sequencer CPU %", "process CPU %"], rows),
             *(f"- {name}: {r['load']}" for name, r in result["conditions"].items()

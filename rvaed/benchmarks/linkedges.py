@@ -4,8 +4,9 @@ and the steady bar line, against a second Link peer in its own process.
 rvaed's sequencer plays a pattern whose only step-0 note is a kick (a closed hat on the other
 beats) to a JACK MIDI input in a process of its own that stamps each arrival on Link's clock
 (CLOCK_MONOTONIC_RAW); the peer reports its beat at a known time, so every note is placed on
-the peer's own grid. Figures are given twice: when the sequencer sent each note (its record)
-and when it arrived (which adds up to one JACK period and the receiving callback's wake-up).
+the peer's own grid. Figures are given twice: when the sequencer had each note sent (its
+due time, which the output's sender keeps) and when it arrived (which adds the sender's
+lateness, up to one JACK period and the receiving callback's wake-up).
 - joins: rvaed (start/stop sync off, so it plays once joined) joins a session playing at 140
   BPM: nothing before the join is decided, the first note step 0 on a bar line, no burst.
 - stopped: rvaed (start/stop sync on, asked to play) joins a stopped session: silent for two
@@ -118,12 +119,12 @@ class Rig:
         self.sequencer.start()
         wait_for(lambda: output.connected, 10, f"no MIDI port {name!r}")
 
-    def sent_on(self, after: float = 0.0) -> np.ndarray:
-        """(scheduled, sent) times of each note-on the sequencer sent at or after ``after``."""
+    def due_on(self, after: float = 0.0) -> np.ndarray:
+        """The due time of each note-on the sequencer had sent at or after ``after``."""
         from rvaed.engine.sequencer import ON
 
         rows = self.sequencer.timing.rows()
-        return rows[(rows[:, 2] == ON) & (rows[:, 1] >= after)][:, :2]
+        return rows[(rows[:, 2] == ON) & (rows[:, 0] >= after)][:, 0]
 
     def close(self) -> None:
         self.sequencer.stop()
@@ -150,12 +151,10 @@ def bar_error_ms(peer: Peer, times) -> np.ndarray:
 
 def first_note(peer: Peer, played: Rig, after: float) -> dict:
     """The first note-on from ``after``: whether it is step 0's kick, and its distance from the
-    peer's bar line as the sequencer scheduled it, sent it and as it was heard (ms)."""
+    peer's bar line as the sequencer had it sent and as it was heard (ms)."""
     time_heard, note = played.receiver.note_ons(after)[0]
-    scheduled, sent = played.sent_on(after)[0]
-    heard_ms, scheduled_ms, sent_ms = bar_error_ms(peer, [time_heard, scheduled, sent])
-    return {"step0": note == KICK, "scheduled_ms": float(scheduled_ms),
-            "sent_ms": float(sent_ms), "heard_ms": float(heard_ms)}
+    heard_ms, due_ms = bar_error_ms(peer, [time_heard, played.due_on(after)[0]])
+    return {"step0": note == KICK, "due_ms": float(due_ms), "heard_ms": float(heard_ms)}
 
 
 def join(peer: Peer, name: str) -> dict:
@@ -218,10 +217,9 @@ def steady(peer: Peer, played: Rig, bars: int) -> dict:
                bars * 4 * 60 / peer.ask()["tempo"] + 10)
     kicks = [t for t, n in played.receiver.note_ons(started) if n == KICK]
     peer.ask("play 0")
-    sent = played.sent_on(started)[:, 1]
-    sent_bars = bar_error_ms(peer, sent)
+    due_bars = bar_error_ms(peer, played.due_on(started))
     return {"kicks": len(kicks), "heard": _spread(bar_error_ms(peer, kicks)),
-            "sent": _spread(sent_bars[np.abs(sent_bars) < 50])}  # kicks only (hats: off-bar)
+            "due": _spread(due_bars[np.abs(due_bars) < 50])}  # kicks only (hats: off-bar)
 
 
 def _spread(errors: np.ndarray) -> dict:
@@ -276,21 +274,21 @@ def _until_joined(clock) -> None:
 
 
 def _summary(rows: list[dict], good: tuple[str, ...], bad: tuple[str, ...]) -> dict:
-    sent = np.array([r["sent_ms"] for r in rows])
+    due = np.array([r["due_ms"] for r in rows])
     heard = np.array([r["heard_ms"] for r in rows])
     return {"runs": len(rows), **{k: sum(bool(r[k]) for r in rows) for k in good + bad},
-            "sent": _spread(sent), "heard": _spread(heard)}
+            "due": _spread(due), "heard": _spread(heard)}
 
 
 def _print(figures: dict) -> None:
     print(f"Link edges against a peer process (JACK period {1000 * PERIOD:.3f} ms; errors from "
-          "the peer's bar line, sent = the sequencer's record, heard = at the receiver)")
+          "the peer's bar line, due = when the sequencer had it sent, heard = at the receiver)")
     for name in ("joins", "stopped", "downbeats"):
         row = figures[name]
         counts = ", ".join(f"{k} {v}" for k, v in row.items() if isinstance(v, int))
-        print(f"{name:<10} {counts}; sent {_fmt(row['sent'])}; heard {_fmt(row['heard'])}")
+        print(f"{name:<10} {counts}; due {_fmt(row['due'])}; heard {_fmt(row['heard'])}")
     row = figures["steady"]
-    print(f"{'steady':<10} kicks {row['kicks']}; sent {_fmt(row['sent'])}; "
+    print(f"{'steady':<10} kicks {row['kicks']}; due {_fmt(row['due'])}; "
           f"heard {_fmt(row['heard'])}")
 
 

@@ -2,8 +2,9 @@
 
 The same pattern at the same tempo goes to the same JACK MIDI input port of a private JACK
 server (dummy driver, run realtime when allowed), from three schedulers in turn:
-- rvaed: the engine's sequencer thread (sleeps, then spins the last stretch before each
-  deadline; SCHED_FIFO when granted; a short GIL switch interval while it plays);
+- rvaed: the engine's sequencer thread handing each message ahead to the output's sender
+  process, which sleeps, then spins the last stretch before its due time (both SCHED_FIFO
+  when granted; a short GIL switch interval while it plays);
 - isobar (PyPI, MIT): its Timeline, whose clock thread ticks 480 times a beat, sending through
   mido's python-rtmidi backend on the JACK API (`pip install 'rvaed[bench]'`);
 - asyncio sleep: a coroutine that awaits `asyncio.sleep` until each message is due and sends it

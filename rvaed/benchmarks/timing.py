@@ -3,7 +3,8 @@
 The engine plays a dense pattern (every voice on every step, with microtiming and swing, plus
 MIDI clock) at 200 BPM to a real MIDI port: the one given, or a port of a private JACK server
 (dummy driver) that this benchmark starts. Each condition records the error of every message
-(actual send time - scheduled time) and the sequencer thread's CPU use:
+(actual send time - due time, in the output's sender process, next to the MIDI system), how
+late the sequencer thread handed messages over against its lead, and its CPU use:
 - idle: nothing else running;
 - training: a real VAE training job (spawned, niced, one torch thread) on generated patterns;
 - OSC flood: another process sends 2,000 OSC messages/s to a python-osc server in this process;
@@ -19,7 +20,7 @@ import numpy as np
 
 from rvaed.benchmarks.harness import Sink, conditions, control_loop, private_jack_server, wait_for
 from rvaed.benchmarks.progress import Progress
-from rvaed.engine.sendproc import BUCKETS
+from rvaed.engine.sendproc import BUCKETS, lateness_figures
 from rvaed.engine.sequencer import SWITCH_INTERVAL
 
 HELP = ("MIDI send-time error (p50/p99/max/late) idle, while training, under an OSC flood, "
@@ -35,8 +36,8 @@ def add_arguments(parser) -> None:
                         "private server, else auto)")
     parser.add_argument("--seconds", type=float, default=10.0, help="per condition (default 10)")
     parser.add_argument("--bpm", type=float, default=200.0, help="tempo (default 200)")
-    parser.add_argument("--spin", type=float, help="ms of busy-waiting before each deadline "
-                        "(default: the sequencer's, 0.3 under SCHED_FIFO, else 1)")
+    parser.add_argument("--lead", type=float, help="ms each message is handed to the sender "
+                        "ahead of its due time (default: the sequencer's)")
     parser.add_argument("--switch-interval", type=float, default=SWITCH_INTERVAL,
                         help="sys.setswitchinterval for this process; 0 leaves Python's "
                         f"default (default {SWITCH_INTERVAL}, the sequencer's)")
@@ -69,16 +70,16 @@ def _measure(port: str, api: str, args, stack: contextlib.ExitStack) -> dict:
     machine = load_drum_machine("gm", kit)
     clock = InternalClock(args.bpm)
     output = Output(port, machine, api=api, clock_out=True, poll=0.05)
-    sequencer = Sequencer(clock, [output], spin=args.spin and args.spin / 1000,
-                          switch_interval=args.switch_interval or None)
+    lead = {} if args.lead is None else {"lead": args.lead / 1000}
+    sequencer = Sequencer(clock, [output], switch_interval=args.switch_interval or None, **lead)
     sequencer.install(dense_schedule(kit, machine, args.features))
     sequencer.start()
     stack.callback(sequencer.stop)
     wait_for(lambda: output.connected, 10, f"no MIDI port matching {port!r}")
     clock.set_playing(True)
     time.sleep(0.5)
-    figures = {"bpm": args.bpm, "seconds": args.seconds, "port": output.name, "spin_ms": args.spin,
-               "features": args.features,
+    figures = {"bpm": args.bpm, "seconds": args.seconds, "port": output.name,
+               "lead_ms": sequencer.lead * 1000, "features": args.features,
                "sched_fifo": None, "switch_interval": args.switch_interval or None,
                "conditions": {}}
     loop = stack.enter_context(control_loop())
@@ -89,27 +90,28 @@ def _measure(port: str, api: str, args, stack: contextlib.ExitStack) -> dict:
         if note:
             figures["conditions"][name]["load"] = note()
     figures["sched_fifo"] = sequencer.realtime
-    figures["spin_ms"] = sequencer.spin * 1000
     return figures
 
 
 def send_errors(sequencer, seconds: float) -> dict:
-    """Let ``sequencer`` play ``seconds``; its own record of every message's send time
-    against its schedule, summarised, and its CPU use."""
+    """Let ``sequencer`` play ``seconds``: how late its first output's sender sent each timed
+    message, how late the sequencer handed each over (against ``lead`` before its due time),
+    and its CPU use."""
     sequencer.timing.clear()
     output = sequencer.outputs[0]
     histogram0 = np.array(output.lateness() or [0] * BUCKETS)
     dropped0 = sum(sequencer.timing.dropped)
+    sender_dropped0 = output.dropped_by_sender()
     cpu0, process0, wall0 = sequencer.cpu_time(), time.process_time(), time.perf_counter()
     time.sleep(seconds)
     wall = time.perf_counter() - wall0
     rows = sequencer.timing.rows()
     histogram = np.array(output.lateness() or [0] * BUCKETS) - histogram0
     return {
-        "messages": len(rows),
-        **distribution((rows[:, 1] - rows[:, 0]) * 1e3, 4),
-        "sender": sender_lateness(histogram),
-        "dropped_late": int(sum(sequencer.timing.dropped) - dropped0),
+        **lateness_figures(histogram.tolist()),
+        "handed": distribution((rows[:, 1] - rows[:, 0] + sequencer.lead) * 1e3, 4),
+        "dropped_late": int(sum(sequencer.timing.dropped) - dropped0
+                            + output.dropped_by_sender() - sender_dropped0),
         "sequencer_cpu_percent": round(100 * (sequencer.cpu_time() - cpu0) / wall, 2),
         "process_cpu_percent": round(100 * (time.process_time() - process0) / wall, 2),
     }
@@ -122,18 +124,6 @@ def distribution(errors_ms: np.ndarray, digits: int) -> dict:
             "max_ms": round(float(errors_ms.max()), digits),
             "min_ms": round(float(errors_ms.min()), digits),
             "late": int(np.count_nonzero(errors_ms > LATE_MS))}
-
-
-def sender_lateness(histogram: np.ndarray) -> dict:
-    """p50/p99/max of actual send time - due in the output's sender process (the pipe hop
-    included), from its histogram of 0.1 ms buckets (upper bucket edges; the last is open)."""
-    total = int(histogram.sum())
-    if not total:
-        return {"messages": 0}
-    cumulative = np.cumsum(histogram) / total
-    edge = lambda q: round(float((np.searchsorted(cumulative, q) + 1) / 10), 1)  # noqa: E731
-    return {"messages": total, "p50_ms": edge(0.5), "p99_ms": edge(0.99),
-            "max_ms": round(float((np.nonzero(histogram)[0].max() + 1) / 10), 1)}
 
 
 def dense_schedule(kit, machine, features: bool = False):
@@ -164,7 +154,7 @@ def _print(figures: dict) -> None:
     dense = "dense pattern, every variation on" if figures["features"] else "dense pattern"
     print(f"MIDI send-time error at {figures['bpm']:g} BPM, {dense} + MIDI clock, "
           f"{figures['seconds']:g} s per condition, port {figures['port']}, "
-          f"spin {figures['spin_ms']:g} ms, "
+          f"lead {figures['lead_ms']:g} ms, "
           f"SCHED_FIFO {'granted' if figures['sched_fifo'] else 'refused'}, "
           f"switch interval {figures['switch_interval'] or 'Python default'}")
     print(f"{'condition':<10} {'messages':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
@@ -173,14 +163,12 @@ def _print(figures: dict) -> None:
         print(f"{name:<10} {row['messages']:>8} {row['p50_ms']:>8.3f} {row['p99_ms']:>8.3f} "
               f"{row['max_ms']:>8.3f} {row['late']:>10} {row['sequencer_cpu_percent']:>9.1f} "
               f"{row['process_cpu_percent']:>9.1f}")
-    print("as sent by the output's sender process (pipe hop included; 0.1 ms buckets), and "
-          "dropped too late:")
+    print("(as sent by the output's sender process, 10 us buckets); the sequencer's hand-over "
+          "later than its lead, and messages dropped too late:")
     for name, row in figures["conditions"].items():
-        sender = row["sender"]
-        if sender["messages"]:
-            print(f"{name:<10} {sender['messages']:>8} {sender['p50_ms']:>8.1f} "
-                  f"{sender['p99_ms']:>8.1f} {sender['max_ms']:>8.1f} "
-                  f"{row['dropped_late']:>10} dropped")
+        handed = row["handed"]
+        print(f"{name:<10} {'':>8} {handed['p50_ms']:>8.3f} {handed['p99_ms']:>8.3f} "
+              f"{handed['max_ms']:>8.3f} {row['dropped_late']:>10} dropped")
     print_loads(figures["conditions"])
 
 

@@ -47,6 +47,7 @@ from rvaed.engine.clock import Clock, InternalClock
 from rvaed.engine.linkclock import LinkClock
 from rvaed.engine.midiclockin import MidiClockIn
 from rvaed.engine.midiout import VIRTUAL, Output, carry_over
+from rvaed.engine.sendproc import BUCKETS, lateness_figures
 from rvaed.engine.sequencer import Sequencer
 from rvaed.model.library import ModelLibrary
 from rvaed.model.modeldir import model_path, starter_model
@@ -63,7 +64,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 SAVE_EVERY = 2.0  # seconds between checks for unsaved state changes
 SWAP_LEAD_STEPS = 1.5  # a new model is installed this many steps before the loop boundary
-TIMING_EVERY = 60.0  # seconds between log lines of the sequencer's send-time errors
+TIMING_EVERY = 60.0  # seconds between log lines of the outputs' send-time errors
 
 
 class Daemon:
@@ -482,14 +483,21 @@ class Daemon:
         return max(0.0, self.clock.time_at(boundary - lead) - now)
 
     async def _log_timing(self) -> None:
-        """Every minute, the sequencer's own record: send time minus scheduled time."""
+        """Every minute, how late the outputs' senders sent (actual - due) since the last."""
         assert self.sequencer is not None  # started
+        before: dict[int, np.ndarray] = {}
         while True:
             await asyncio.sleep(TIMING_EVERY)
-            rows = self.sequencer.timing.rows()
-            self.sequencer.timing.clear()
-            if len(rows):
-                log.info("timing: %s", await asyncio.to_thread(_timing_line, rows))
+            now = {id(output): np.array(output.lateness(), dtype=np.int64)
+                   for output in self.sequencer.outputs if output.connected}
+            total = sum((_since(histogram, before.get(key)) for key, histogram in now.items()),
+                        np.zeros(BUCKETS, dtype=np.int64))
+            before = now
+            figures = lateness_figures(total.tolist())
+            if figures["messages"]:
+                log.info("timing: %d messages, sent - due p50 %.3f p99 %.3f max %.3f ms, "
+                         "%d over 1 ms", figures["messages"], figures["p50_ms"],
+                         figures["p99_ms"], figures["max_ms"], figures["late"])
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -509,12 +517,11 @@ class Daemon:
                 self.store.save_soon(snapshot)
 
 
-def _timing_line(rows: np.ndarray) -> str:
-    """Send-time errors (sent - scheduled) summarised; off the loop (it sorts ~65,000 rows)."""
-    errors = (rows[:, 1] - rows[:, 0]) * 1e3
-    p50, p99 = np.percentile(errors, (50, 99))
-    return (f"{len(rows)} messages, sent - scheduled p50 {p50:.3f} p99 {p99:.3f} "
-            f"max {errors.max():.3f} ms, {np.count_nonzero(errors > 1.0)} over 1 ms")
+def _since(histogram: np.ndarray, before: np.ndarray | None) -> np.ndarray:
+    """What a sender's histogram counted since ``before`` (all of it for a new sender)."""
+    if before is None or (histogram < before).any():
+        return histogram
+    return histogram - before
 
 
 def _machine(outputs: list[Output]) -> DrumMachine:

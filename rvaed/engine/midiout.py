@@ -8,9 +8,11 @@ waits, and drops the message while the output is lost.
 
 The interface other parts use (a port watcher, the sequencer, the daemon):
 - `connected` / `lost`: whether messages reach a port now (`lost` once it was open and is not).
-- `send(message, due, slack)`: never blocks; False when dropped. A message that cannot leave
-  within ``slack`` seconds of ``due`` (host time) is dropped, not sent late; a negative slack
-  never drops (note-offs). `lateness()`: how late the sender sent, as a histogram;
+- `send(message, due, slack)`: never blocks; False when dropped. The sender sends it on
+  ``due`` (host time; 0: at once), so it may be handed over ahead; one that cannot leave
+  within ``slack`` seconds of ``due`` is dropped, not sent late; a negative slack never drops
+  (note-offs). `cancel()`: what waits for its due time is dropped (note-offs sent at once).
+  `lateness()`: how late the sender sent, as a histogram;
   `dropped_by_sender()`: how many it dropped.
 - `reopen(reason)`: abandon the sender process and start a fresh one (a backend-specific
   watcher calls it when it knows better, e.g. an ALSA subscription removed from outside).
@@ -32,6 +34,7 @@ import logging
 import mmap
 import os
 import select
+import struct
 import subprocess
 import sys
 import threading
@@ -41,7 +44,7 @@ from rvaed.core.drummachine import DrumMachine
 from rvaed.core.midi import ALL_NOTES_OFF, CONTROL_CHANGE
 from rvaed.engine import midiapi
 from rvaed.engine.clock import now
-from rvaed.engine.sendproc import BUCKETS, CHECK, RECORD, SHARED
+from rvaed.engine.sendproc import BUCKETS, CHECK, HEADER, RECORD, SHARED_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +69,12 @@ class _Sender:
     pipe: int
     shared: mmap.mmap
 
-    def heartbeat(self) -> tuple:
-        """(heartbeat time, sent, dropped, *lateness histogram) as the sender wrote them."""
-        return SHARED.unpack_from(self.shared, 0)
+    def heartbeat(self) -> tuple[float, float, float]:
+        """(heartbeat time, sent, dropped) as the sender wrote them."""
+        return HEADER.unpack_from(self.shared, 0)
+
+    def lateness(self) -> list[int]:
+        return list(struct.unpack_from(f"<{BUCKETS}I", self.shared, HEADER.size))
 
 
 class Output:
@@ -142,13 +148,21 @@ class Output:
         ``slack`` seconds after that (negative: never)."""
         if message[0] & 0xF0 == 0x90:
             self._channels.add(message[0] & 0x0F)
+        return self._write(RECORD.pack(due, slack, len(message), bytes(message)))
+
+    def cancel(self) -> None:
+        """Drop the timed messages the sender holds for later; it sends the note-offs among
+        them at once (stopping: the caller's note-offs and All Notes Off follow)."""
+        self._write(RECORD.pack(0.0, 0.0, 0, b""))
+
+    def _write(self, record: bytes) -> bool:
         with self._lock:
             sender = self._sender
             if sender is None:
                 self.dropped += 1
                 return False
             try:
-                os.write(sender.pipe, RECORD.pack(due, slack, len(message), bytes(message)))
+                os.write(sender.pipe, record)
             except BlockingIOError:  # the sender stopped reading: its heartbeat will tell
                 self.dropped += 1
                 return False
@@ -156,9 +170,9 @@ class Output:
 
     def lateness(self) -> list[int]:
         """The open sender's histogram of actual send time - due (`sendproc.BUCKETS` buckets
-        of 0.1 ms) since it opened; empty while none is open."""
+        of `sendproc.BUCKET` seconds) since it opened; empty while none is open."""
         sender = self._sender
-        return [] if sender is None else list(sender.heartbeat()[3:])
+        return [] if sender is None else sender.lateness()
 
     def dropped_by_sender(self) -> int:
         """Messages this output's sender processes dropped (too late after waiting in the
@@ -220,7 +234,7 @@ class Output:
 
     def _spawn(self) -> _Sender:
         shared_fd = os.memfd_create("rvaed-sender")
-        os.ftruncate(shared_fd, SHARED.size)
+        os.ftruncate(shared_fd, SHARED_SIZE)
         virtual = self.spec == VIRTUAL
         settings = {"api": self.api, "virtual": virtual, "spec": self.spec,
                     "name": self.virtual_name if virtual else SENDING_NAME,
@@ -233,9 +247,8 @@ class Output:
             bufsize=0,  # no hidden buffer: a line select() reports is a line readline() gets
             stderr=None if verbose else subprocess.DEVNULL,  # ALSA/JACK library noise: -v
             pass_fds=(shared_fd,), env={**os.environ, "JACK_NO_START_SERVER": "1"})
-        shared = mmap.mmap(shared_fd, SHARED.size)
+        shared = mmap.mmap(shared_fd, SHARED_SIZE)  # zeros: no heartbeat yet
         os.close(shared_fd)
-        SHARED.pack_into(shared, 0, 0.0, 0, 0, *[0] * BUCKETS)
         assert process.stdin is not None
         os.set_blocking(process.stdin.fileno(), False)
         return _Sender(process, process.stdin.fileno(), shared)

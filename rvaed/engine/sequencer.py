@@ -4,10 +4,15 @@ How it keeps time:
 - Everything is placed in beats and turned into host time at the last moment with a fresh
   clock snapshot, so a tempo change (even 60 -> 999 BPM mid-bar) moves every pending note,
   note-off and MIDI clock tick with it.
-- It sleeps until `spin` seconds (0.3 ms under SCHED_FIFO, else 1 ms) before the next
-  deadline, in naps of at most `poll` seconds (so it notices tempo, transport and pattern
-  changes), then spins the rest reading the clock:
-  the CPU is busy only for the last stretch before each message, never a whole core.
+- It hands each message to its output's sender process `lead` seconds (`LEAD`) before it is
+  due, with its due time; the sender, a process of one thread under SCHED_FIFO when allowed,
+  sends it on that time (rvaed/engine/sendproc.py). So this thread may wake late by up to the
+  lead without a note being late: on a saturated machine it waits for the GIL, whose holder
+  the OS may have descheduled (docs/decisions.md). A tempo change within the lead moves a
+  hit by at most lead x change / tempo (1 ms for a 5 % change); stopping cancels what was
+  handed over.
+- It sleeps until the next hand-over, in naps of at most `poll` seconds (so it notices tempo,
+  transport and pattern changes); it never spins.
 - It asks for SCHED_FIFO and carries on without it. Python's GIL can keep a thread waiting up
   to `sys.getswitchinterval()` (5 ms by default) when another thread computes; `start` lowers
   the interval for the process (see `rvaed bench timing` for the measured effect).
@@ -32,8 +37,8 @@ A:B counts loops from the start of play, and a seed replays the same loops.
 How the outputs change while it plays (SIGHUP): `use_outputs` hands the thread a new list of
 open outputs and waits until the thread has taken it at the top of a cycle. An output in both
 lists keeps its queue and sounding notes; one that is gone is silenced there and then (its
-note-offs, All Notes Off) and handed back for the caller to close; a new one is played from
-the next step queued.
+note-offs, All Notes Off) and handed back for the caller to close; a new one plays every
+note still ahead, from the steps queued already (`RECENT`) on.
 
 How late is never a burst: a note-on or MIDI clock tick that is due more than `late` seconds
 ago (a quarter step, at most `LATE_MAX`, unless configured) when the thread gets to it, after
@@ -55,6 +60,7 @@ import math
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -73,11 +79,12 @@ log = logging.getLogger(__name__)
 OFF, CLOCK, ON = 0, 1, 2  # message kinds; at one instant note-offs go first, note-ons last
 SWITCH_INTERVAL = 0.0001  # much tighter send errors under an OSC flood (docs/decisions.md)
 DEFAULT_GRID = Grid()
-# Busy-wait before each deadline: covers the sleep's wake-up lateness (its p99 under
-# SCHED_FIFO and without: docs/decisions.md) and taking back the GIL.
-SPIN_REALTIME, SPIN_NORMAL = 0.0003, 0.001
+# How long before its due time a message is handed to its sender: more than this thread's
+# worst wake-up on a saturated machine (18 ms, at load 1 on 2 cores: docs/decisions.md).
+LEAD = 0.020
 LATE_MAX = 0.020  # late is never a burst: a later note-on or clock tick is dropped, counted
 NO_FILL = -(1 << 30)  # `_fill_bar` while no fill was asked for
+RECENT = 16  # steps remembered as queued, for an output added while they are still ahead
 
 
 class _Note(NamedTuple):
@@ -105,6 +112,16 @@ class _Prepared:
     schedule: Schedule
     steps: tuple[tuple[Event, ...], ...]
     fill: tuple[tuple[Event, ...], ...]  # the fill bar's, by step (the same without phrases)
+
+
+class _Queued(NamedTuple):
+    """A step as it was queued: its beat, its length factor (1 / speed), its events and the
+    notes played live in place of the drum machine's."""
+
+    beat: float
+    slow: float
+    events: tuple[Event, ...]
+    live: tuple[int | None, ...]
 
 
 class _Lane:
@@ -140,7 +157,9 @@ class _Lane:
 
 
 class Timing:
-    """Scheduled vs actual send time of every message, in a preallocated ring buffer."""
+    """Scheduled time vs the time each message was handed to its sender (about `LEAD`
+    earlier; later than scheduled when this thread was held up past its lead), in a
+    preallocated ring buffer. How late each left: `Output.lateness`."""
 
     def __init__(self, capacity: int) -> None:
         self._rows = np.zeros((capacity, 3))
@@ -170,17 +189,17 @@ class Sequencer:
     """The thread that owns MIDI output and plays the installed `Schedule` on a `Clock`."""
 
     def __init__(self, clock: Clock, outputs: list[Output], grid: Grid = DEFAULT_GRID,
-                 spin: float | None = None, poll: float = 0.002, records: int = 1 << 16,
+                 lead: float = LEAD, poll: float = 0.002, records: int = 1 << 16,
                  switch_interval: float | None = SWITCH_INTERVAL,
                  late: float | None = None) -> None:
         """``late``: seconds a note-on or MIDI clock tick may be late before it is dropped
-        (None: a quarter step, at most `LATE_MAX`)."""
+        (None: a quarter step, at most `LATE_MAX`); ``lead``: seconds each message is handed
+        to its sender ahead of its due time."""
         self.clock = clock
         self.late = late
         self.outputs = list(outputs)
         self.grid = grid
-        self.spin = SPIN_NORMAL if spin is None else spin
-        self._spin_auto = spin is None  # SPIN_REALTIME under SCHED_FIFO, else SPIN_NORMAL
+        self.lead = lead
         self.poll = poll
         self.switch_interval = switch_interval
         self.timing = Timing(records)
@@ -195,6 +214,7 @@ class Sequencer:
         self._fill_asked = False           # `fill_next_bar` was called
         self._fill_bar = NO_FILL           # the first step of the bar asked to be a fill
         self._decided: dict[int, bool] = {}  # per voice, how its last decided hit went
+        self._recent: deque[_Queued] = deque(maxlen=RECENT)  # the last steps queued
         self._pace = Pace(0, 0.0, 1.0)     # where the steps fall (the speed changes it)
         self._origin = 0.0                 # the beat of the first step 0: loop lines at x1
         self._quit = threading.Event()
@@ -280,8 +300,6 @@ class Sequencer:
 
     def _run(self) -> None:
         self.realtime = _ask_realtime()
-        if self._spin_auto:
-            self.spin = SPIN_REALTIME if self.realtime else SPIN_NORMAL
         try:
             while not self._quit.is_set():
                 self._cycle()
@@ -304,12 +322,10 @@ class Sequencer:
             self._begin(line)
         self._queue_steps(line)
         deadline = min((self._deadline(line, lane) for lane in self._lanes), default=math.inf)
-        wait = deadline - now()
-        if wait > self.spin:
-            time.sleep(min(wait - self.spin, self.poll))
+        wait = deadline - self.lead - now()
+        if wait > 0:
+            time.sleep(min(wait, self.poll))
             return
-        while now() < deadline:
-            pass
         for lane in self._lanes:
             self._send_due(line, lane)
 
@@ -319,14 +335,26 @@ class Sequencer:
         lanes = {id(lane.output): lane for lane in self._lanes}
         kept = [lanes.pop(id(output)) if id(output) in lanes else _Lane(output)
                 for output in outputs]
+        new = {id(lane) for lane in kept} - {id(lane) for lane in self._lanes}
         for lane in lanes.values():
             self._silence_lane(lane, all_notes_off=True)
         if self._anchor is not None:
             line = self.clock.timeline()
             for lane in kept:
+                if id(lane) in new:
+                    self._catch_up(lane, line.beat_at(now()))
                 self._follow_clock_out(lane, line)
         self._lanes, self.outputs = kept, outputs
         self._outputs_taken.set()
+
+    def _catch_up(self, lane: _Lane, beat: float) -> None:
+        """A new lane: the notes of the steps queued already that are still ahead of ``beat``
+        (up to the lead and the largest pull), so an output added mid-play misses none."""
+        for step in self._recent:
+            for note in lane.notes(step.events, step.live):
+                at = max(step.beat + note.shift * step.slow, self._floor)
+                if at > beat:
+                    lane.push(at, ON, self._count(), note)
 
     def _follow_clock_out(self, lane: _Lane, line: Timeline) -> None:
         """Start or stop the MIDI clock of a playing lane whose output turned it on or off."""
@@ -351,6 +379,7 @@ class Sequencer:
         self._pace = Pace(self._first_step, self._origin, self._prepared.schedule.speed)
         self._fill_bar = NO_FILL
         self._decided.clear()
+        self._recent.clear()
         self._floor = max(beat, line.start_beat)
         for lane in self._lanes:
             if lane.output.clock_out:
@@ -360,7 +389,7 @@ class Sequencer:
         """The latest beat whose messages may need sending before the next wake-up."""
         lead = max((lane.output.latency for lane in self._lanes), default=0.0)
         lead += self._prepared.schedule.push  # the groove pushed ahead is due earlier
-        return line.beat_at(now() + max(lead, 0.0) + self.poll + self.spin)
+        return line.beat_at(now() + max(lead, 0.0) + self.lead + self.poll)
 
     def position(self) -> tuple[float, int, float]:
         """(beat, step played since the start, speed): where the playhead is and how fast it
@@ -394,9 +423,12 @@ class Sequencer:
             if self._fill_asked:
                 self._fill_asked, bar = False, self.grid.steps_per_bar
                 self._fill_bar = -(-played // bar) * bar  # the next bar line, or this one
-            group = self._step(prepared, played, self._fill_bar, self._decided)
+            queued = _Queued(step_beat, slow, self._step(prepared, played, self._fill_bar,
+                                                          self._decided),
+                             prepared.schedule.notes)
+            self._recent.append(queued)
             for lane in self._lanes:
-                for note in lane.notes(group, prepared.schedule.notes):
+                for note in lane.notes(queued.events, queued.live):
                     lane.push(max(step_beat + note.shift * slow, self._floor), ON,
                               self._count(), note)
             self._next_step += 1
@@ -442,8 +474,8 @@ class Sequencer:
         return line.time_at(lane.queue[0][0]) - lane.output.latency
 
     def _send_due(self, line: Timeline, lane: _Lane) -> None:
-        output, queue = lane.output, lane.queue
-        while queue and (scheduled := line.time_at(queue[0][0]) - output.latency) <= now():
+        output, queue, reach = lane.output, lane.queue, now() + self.lead
+        while queue and (scheduled := line.time_at(queue[0][0]) - output.latency) <= reach:
             beat, kind, _, item = heapq.heappop(queue)
             if isinstance(item, _Note):  # kind ON
                 self._note_on(line, lane, beat, item, scheduled)
@@ -477,14 +509,15 @@ class Sequencer:
 
     def _send(self, output: Output, message: tuple[int, ...], scheduled: float,
               kind: int, tolerance: float | None = None) -> bool:
-        """Send now, or drop (and count) a message later than ``tolerance`` (None: never
-        dropped, as note-offs); the sender drops it too should it wait past that."""
-        sent = now()
-        if tolerance is not None and sent - scheduled > tolerance:
+        """Hand over to be sent on ``scheduled``, or drop (and count) a message already later
+        than ``tolerance`` (None: never dropped, as note-offs); the sender drops it too should
+        it leave later than that."""
+        handed = now()
+        if tolerance is not None and handed - scheduled > tolerance:
             self.timing.dropped[kind] += 1
             return False
         output.send(message, scheduled, -1.0 if tolerance is None else tolerance)
-        self.timing.add(scheduled, sent, kind)
+        self.timing.add(scheduled, handed, kind)
         return True
 
     def _silence(self, all_notes_off: bool) -> None:
@@ -494,6 +527,7 @@ class Sequencer:
         self._anchor = None
 
     def _silence_lane(self, lane: _Lane, all_notes_off: bool) -> None:
+        lane.output.cancel()  # what was handed over ahead: not played
         for status, note in lane.sounding:
             lane.output.send((NOTE_OFF | (status & 0x0F), note, 0))
             self.timing.sent[OFF] += 1

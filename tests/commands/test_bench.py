@@ -15,7 +15,7 @@ from rvaed.benchmarks.peers import receiver_errors
 
 FIGURES = {  # keys each benchmark must report
     "control": ("osc", "osc_flood", "web", "web_flood", "rss_mb_start", "rss_mb_end"),
-    "timing": ("conditions", "sched_fifo", "spin_ms"),
+    "timing": ("conditions", "sched_fifo", "lead_ms"),
     "peers": ("conditions", "period_ms", "isobar"),
     "startup": ("first_note_s", "first_note_p50_s", "first_note_max_s", "memory"),
     "decode": ("onnxruntime", "torch_eager", "speedup_p50", "process"),

@@ -36,7 +36,7 @@ def peer():
 def on_the_bar(row: dict, what: str, late: float = 0.0) -> None:
     """Step 0 heard first, placed on the peer's bar line (up to ``late`` seconds late)."""
     assert row["step0"], f"{what}: step 0 missing"
-    assert -PLACED_MS < row["scheduled_ms"] < PLACED_MS + 1000 * late, f"{what}: {row}"
+    assert -PLACED_MS < row["due_ms"] < PLACED_MS + 1000 * late, f"{what}: {row}"
     assert row["heard_ms"] > -0.5, f"{what}: heard before the bar line: {row}"
 
 
@@ -81,7 +81,7 @@ def test_a_six_eight_loop_lands_on_the_bar_lines_of_a_peer_in_three(link_network
                 joined)) >= 4, 20), "fewer than 4 loops played"
             heard = bar_error_ms(peer, [t for t, n in played.receiver.note_ons(joined)
                                         if n == KICK])
-            scheduled = bar_error_ms(peer, played.sent_on(joined)[:, 0])
+            scheduled = bar_error_ms(peer, played.due_on(joined))
     finally:
         peer.close()
     placed = scheduled[abs(scheduled) < 50]  # the kicks (each hat lies a beat from a bar line)

@@ -416,6 +416,27 @@ def test_stopping_the_transport_ends_every_sounding_note_at_once(rig):
     assert max(t for t, _ in r.receiver.kinds(NOTE_OFF)) < gate_ends  # at the stop, not later
 
 
+def test_a_stop_cancels_the_hits_already_handed_to_the_sender(rig):
+    """Each message reaches the sender process ahead of its time (`Sequencer.lead`): a stop
+    within that lead must keep the next hit from sounding, not leave it hanging."""
+    played = schedule([Hit(0, s, 100, 0.0) for s in range(GRID.steps)], gate=0.5)
+    r = rig(tempo=60)
+    r.play(played)
+    assert r.receiver.wait_for(lambda m: len(r.receiver.kinds(NOTE_ON)) >= 3)
+    line = r.clock.timeline()
+    step = 1 / GRID.steps_per_beat
+    next_hit = line.time_at(line.start_beat + math.ceil(
+        (line.beat_at(now()) - line.start_beat) / step + 0.5) * step)
+    time.sleep(max(next_hit - r.sequencer.lead * 0.6 - now(), 0.0))
+    r.clock.set_playing(False)
+    stopped = now()
+    time.sleep(0.3)
+    late_ons = [t for t, _ in r.receiver.kinds(NOTE_ON) if t >= next_hit - 0.001]
+    if stopped < next_hit:  # (else this thread woke late, and the hit was rightly played)
+        assert not late_ons, f"the hit {next_hit - stopped:.4f} s after the stop was played"
+    assert paired(r.receiver.messages)
+
+
 def test_a_pattern_with_nan_plays_safely(rig):
     nan = np.full((KIT.size, GRID.steps), np.nan, dtype=np.float32)
     onsets = nan.copy()
