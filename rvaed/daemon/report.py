@@ -21,7 +21,9 @@ from rvaed.control.osc import OscServer
 from rvaed.control.performance import Performance
 from rvaed.core.state import PerformanceState
 from rvaed.daemon.config import DaemonConfig, LinkConfig, MidiOutput
+from rvaed.engine.bridge import LinkBridge
 from rvaed.engine.clock import Clock
+from rvaed.engine.midiclockin import MidiClockIn
 from rvaed.engine.midiout import VIRTUAL, Output
 from rvaed.engine.sequencer import Sequencer
 from rvaed.model.runtime import Decoder
@@ -72,14 +74,19 @@ def output_lines(specs: Sequence[MidiOutput], outputs: Sequence[Output]) -> list
 
 
 def link_line(config: LinkConfig, clock: Clock) -> str:
-    """Link on or off, and the tempo and quantum the music follows."""
+    """Link on or off, the clock the music follows, its tempo and quantum."""
     timing = f"{clock.tempo:.1f} BPM, quantum {clock.quantum:g}"
+    master = isinstance(clock, MidiClockIn | LinkBridge)
+    if clock.link and master:
+        return (f"Link: on, {clock.peers} peer(s), led by the MIDI clock rvaed follows "
+                f"(the session takes its tempo, beat and start/stop), {timing}")
     if clock.link:
         return (f"Link: on, {clock.peers} peer(s), {timing} (joins any Link session on the "
                 "network, Ableton Live for one)")
-    if config.enabled:
-        return f"Link: off: it could not start (see above); internal clock, {timing}"
-    return f"Link: off (link.enabled: false); internal clock, {timing}"
+    source = "MIDI clock in" if master else "internal clock"
+    if config.enabled and not isinstance(clock, LinkBridge):
+        return f"Link: off: it could not start (see above); {source}, {timing}"
+    return f"Link: off (link.enabled: false); {source}, {timing}"
 
 
 def mapping_summary(mapping: Mapping) -> str:

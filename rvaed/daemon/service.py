@@ -43,6 +43,7 @@ from rvaed.daemon.supervisor import Trainer
 from rvaed.daemon.systemd import Notifier
 from rvaed.daemon.web import start_web
 from rvaed.engine.alsaseq import SubscriptionWatcher
+from rvaed.engine.bridge import LinkBridge
 from rvaed.engine.clock import Clock, InternalClock
 from rvaed.engine.linkclock import LinkClock
 from rvaed.engine.midiclockin import MidiClockIn
@@ -311,7 +312,8 @@ class Daemon:
             return InternalClock(quantum=quantum)
 
     def _midi_clock(self, quantum: float) -> Clock:
-        """The clock following MIDI clock on midi.clock_input (its port must be there)."""
+        """The clock following MIDI clock on midi.clock_input (its port must be there),
+        bridged into Link (on as link.enabled says) where Link is available."""
         clock = MidiClockIn(quantum=quantum)
         try:
             clock.listen(self.config.midi.clock_input or "", self.config.midi.api)
@@ -319,7 +321,14 @@ class Daemon:
             log.error("midi.clock_input: %s; using the internal clock", exc)
             return InternalClock(quantum=quantum)
         log.info("clock: following MIDI clock on %s", self.config.midi.clock_input)
-        return clock
+        link = self.config.link
+        try:
+            session = LinkClock(quantum=quantum, enabled=link.enabled,
+                                start_stop_sync=link.start_stop_sync, join_wait=link.join_wait)
+        except Exception as exc:  # no binding for this platform: no bridge
+            log.error("Ableton Link unavailable (%s): MIDI clock only", exc)
+            return clock
+        return LinkBridge(clock, session)
 
     def _reload_link(self) -> None:
         """SIGHUP: Link on or off, quantum, start/stop sync, as the config now says."""
@@ -328,8 +337,9 @@ class Daemon:
         self.performance.set("link", link.enabled)
         if isinstance(self.clock, LinkClock | InternalClock):
             self.clock.set_quantum(self._quantum(self.performance.grid))
-        if isinstance(self.clock, LinkClock):
-            self.clock.set_start_stop_sync(link.start_stop_sync)
+        session = self.clock.session if isinstance(self.clock, LinkBridge) else self.clock
+        if isinstance(session, LinkClock):
+            session.set_start_stop_sync(link.start_stop_sync)
 
     def _outputs(self, decoder: Decoder, config: DaemonConfig) -> list[Output]:
         """One output per configured MIDI output, each with its drum machine."""

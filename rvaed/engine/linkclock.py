@@ -44,6 +44,9 @@ from rvaed.engine.clock import (
 )
 
 ENABLE_AFTER = 0.5  # seconds between creating the Link object and enabling it
+# Following an external master (`follow`): the session is moved when it is this far off.
+FOLLOW_TEMPO = 0.01  # BPM
+FOLLOW_PHASE = 0.0003  # seconds
 JOIN_WAIT = 1.0  # seconds after enabling Link without a peer before rvaed decides it is alone
 
 log = logging.getLogger(__name__)
@@ -180,6 +183,31 @@ class LinkClock(TimelineClock):
         else:
             state.setIsPlaying(False, self._micros())
         self._link.commitAppSessionState(state)
+
+    def follow(self, line: Timeline, tempo: float) -> bool:
+        """Make the session's beat and playing state those of ``line``, an external master's
+        (a MIDI clock), and its tempo ``tempo`` (the master's, steadied): the tempo is set
+        when more than `FOLLOW_TEMPO` off; while the
+        master plays, the beat is forced (Link's `forceBeatAtTime`, meant for exactly this)
+        when more than `FOLLOW_PHASE` off (a stopped master's beat stands still: the session
+        keeps its own). A start is dated at the master's newest tick. True when something
+        was committed."""
+        state, t = self._link.captureAppSessionState(), self._micros()
+        moved = abs(state.tempo() - tempo) > FOLLOW_TEMPO
+        if moved:
+            state.setTempo(tempo, t)
+        if line.playing:
+            beat = line.beat_at(t / 1e6)
+            off = abs(state.beatAtTime(t, self._quantum) - beat) * 60.0 / line.tempo
+            if moved or off > FOLLOW_PHASE:
+                state.forceBeatAtTime(beat, t, self._quantum)
+                moved = True
+        if line.playing != state.isPlaying():
+            state.setIsPlaying(line.playing, int(line.time0 * 1e6) if line.playing else t)
+            moved = True
+        if moved:
+            self._link.commitAppSessionState(state)
+        return moved
 
     def set_enabled(self, on: bool) -> None:
         """Join (or leave) the Link session; joining waits until the object is 0.5 s old.

@@ -34,7 +34,11 @@ from rvaed.engine.clock import (
 
 TICKS_PER_BEAT = 24
 WINDOW = 24  # ticks in the regression: one beat
+# The steady tempo, for a Link session led from here: ticks stamped in JACK periods (5.3 ms at
+# 256 frames) give one beat's slope +-0.4 BPM; four beats' +-0.05 (docs/decisions.md).
+STEADY_WINDOW = 4 * 24
 TICKS_PER_SIXTEENTH = 6  # Song Position Pointer counts 16ths
+SILENT = 0.25  # seconds without a tick after which the master is taken as not running
 
 
 class MidiClockIn(LineClock):
@@ -43,7 +47,7 @@ class MidiClockIn(LineClock):
 
     def __init__(self, quantum: float = DEFAULT_QUANTUM, tempo: float = DEFAULT_TEMPO) -> None:
         super().__init__(tempo, quantum)
-        self._window: deque[tuple[int, float]] = deque(maxlen=WINDOW)
+        self._window: deque[tuple[int, float]] = deque(maxlen=STEADY_WINDOW)
         self._count = 0  # ticks ever received: the regression's x
         self._position = 0  # the song position of the next tick played (ticks since start)
         self._armed = False  # Start/Continue seen: playing from the next tick
@@ -61,6 +65,19 @@ class MidiClockIn(LineClock):
         midi_in.set_callback(lambda event, _: self.receive(event[0], now()))
         midi_in.open_port(index, name="clock in")
         self._port = midi_in
+
+    @property
+    def ticking(self) -> bool:
+        """Whether the master's clock ticks (a tick within `SILENT` seconds)."""
+        return bool(self._window) and now() - self._window[-1][1] < SILENT
+
+    @property
+    def steady_tempo(self) -> float:
+        """The tempo over the last `STEADY_WINDOW` ticks: slower to follow a change than the
+        timeline's, and far steadier (what a Link session led from here is given)."""
+        with self._lock:
+            window = list(self._window)
+        return self._fit(window)[0]
 
     @property
     def late_start(self) -> float:
@@ -88,16 +105,15 @@ class MidiClockIn(LineClock):
         self._count += 1
         playing = self._line.playing or self._armed
         self._armed = False
-        tempo, time0 = self._fit()
+        tempo, time0 = self._fit(list(self._window)[-WINDOW:])
         self._line = Timeline(time0, self._position / TICKS_PER_BEAT, tempo, playing, 0.0,
                               self._line.quantum)
         if playing:
             self._position += 1
 
-    def _fit(self) -> tuple[float, float]:
-        """The tempo and the fitted arrival time of the newest tick, from the window."""
-        ticks, times = (np.array(column, dtype=float) for column in zip(*self._window,
-                                                                          strict=True))
+    def _fit(self, window: list[tuple[int, float]]) -> tuple[float, float]:
+        """The tempo and the fitted arrival time of the newest tick of ``window``."""
+        ticks, times = (np.array(column, dtype=float) for column in zip(*window, strict=True))
         if len(ticks) < 2:
             return self._line.tempo, float(times[-1])
         slope, intercept = np.polyfit(ticks - ticks[-1], times, 1)

@@ -8,6 +8,7 @@ from rvaed.core.kit import load_kit
 from rvaed.daemon.config import LinkConfig, MidiOutput
 from rvaed.daemon.report import inbox_line, link_line, mapping_summary, output_line
 from rvaed.engine.clock import InternalClock
+from rvaed.engine.midiclockin import MidiClockIn
 from rvaed.engine.midiout import Output
 
 
@@ -38,3 +39,11 @@ def test_the_inbox_line_says_what_to_install_when_training_cannot_run(monkeypatc
     line = inbox_line(tmp_path, 5.0)
     assert line.startswith(f"inbox: {tmp_path}: training needs torch")
     assert "-m pip install '.[train]' --extra-index-url" in line
+
+
+def test_a_midi_clock_follower_names_its_clock():
+    clock = MidiClockIn(quantum=4)
+    assert link_line(LinkConfig(enabled=False), clock) == (
+        "Link: off (link.enabled: false); MIDI clock in, 120.0 BPM, quantum 4")
+    assert link_line(LinkConfig(enabled=True), clock).startswith(
+        "Link: off: it could not start (see above); MIDI clock in")
